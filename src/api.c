@@ -1,0 +1,4 @@
+/* api: see api.h. */
+#include "config.h"
+
+#include "api.h"

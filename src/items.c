@@ -1,0 +1,4 @@
+/* items: see items.h. */
+#include "config.h"
+
+#include "items.h"

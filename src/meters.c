@@ -1,0 +1,4 @@
+/* meters: see meters.h. */
+#include "config.h"
+
+#include "meters.h"

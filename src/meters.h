@@ -1,0 +1,54 @@
+/* meters: the configured meter numbers of one server, stored compactly, with an O(1)
+ * lookup from the devAddr string the HES pushes back to a dense index.
+ *
+ * Memory matters: a server may list 100,000 meters, and the index (uint32_t) is what
+ * plans store. Not thread-safe while being filled; read-only (and safe to share) after
+ * hes_meters_seal(). */
+#ifndef HES_METERS_H
+#define HES_METERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define HES_METER_MAX_LEN 32 /* longest accepted meter number */
+#define HES_METER_NONE UINT32_MAX
+
+typedef struct hes_meters hes_meters_t;
+
+typedef enum {
+  HES_METERS_OK = 0,
+  HES_METERS_EINVAL,     /* not a valid meter number (empty, too long, bad characters) */
+  HES_METERS_EDUPLICATE, /* already in the list */
+  HES_METERS_ENOMEM,
+  HES_METERS_EIO, /* MeterFile unreadable */
+} hes_meters_result_t;
+
+hes_meters_t *hes_meters_new(void);
+void hes_meters_free(hes_meters_t *m);
+
+/* A valid meter number: 1..HES_METER_MAX_LEN characters of [0-9A-Za-z_-]. The HES uses
+ * digits; the wider set costs nothing and keeps a comma or quote out of devList. */
+bool hes_meter_is_valid(const char *s);
+
+/* Appends one meter. A duplicate is reported (HES_METERS_EDUPLICATE) and not added. */
+hes_meters_result_t hes_meters_add(hes_meters_t *m, const char *meter);
+
+/* Reads a meter file: one meter number a line, blank lines and '#' comments ignored,
+ * surrounding whitespace trimmed. On error, *bad_line (if given) is the 1-based line
+ * number of the offending line (0 for an I/O error) and nothing after it is added. */
+hes_meters_result_t hes_meters_add_file(hes_meters_t *m, const char *path, size_t *bad_line);
+
+/* Builds the lookup index; call once after the last add. */
+hes_meters_result_t hes_meters_seal(hes_meters_t *m);
+
+size_t hes_meters_count(const hes_meters_t *m);
+/* The meter number at index i (i < count); the string lives as long as m. */
+const char *hes_meters_at(const hes_meters_t *m, uint32_t i);
+/* Index of a meter number, or HES_METER_NONE. Only after seal. `len` is strlen(s). */
+uint32_t hes_meters_find(const hes_meters_t *m, const char *s, size_t len);
+
+/* Approximate heap bytes held, for the memory benchmark. */
+size_t hes_meters_memory(const hes_meters_t *m);
+
+#endif

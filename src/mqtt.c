@@ -1,0 +1,4 @@
+/* mqtt: see mqtt.h. */
+#include "config.h"
+
+#include "mqtt.h"

@@ -1,0 +1,60 @@
+/* mqtt: one libmosquitto session to the broker the HES pushes to, kept alive for as long
+ * as the owner wants it: subscribed to one topic filter before anything else, resubscribed
+ * on every connect whose session the broker did not keep, reconnected with bounded
+ * exponential backoff and jitter, TLS verified against the system CA store unless told
+ * otherwise.
+ *
+ * Knows nothing of the HES: messages go to the owner's callback as they arrive.
+ *
+ * Threads: hes_mqtt_run() is the loop and runs in a thread of the owner's choosing (the
+ * plugin uses plugin_thread_create so values carry collectd's context). The callbacks run
+ * in that thread. hes_mqtt_stop() and hes_mqtt_ready() may be called from any thread. */
+#ifndef HES_MQTT_H
+#define HES_MQTT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+  const char *host;
+  int port;             /* 0: 1883, or 8883 with TLS */
+  const char *user;     /* NULL: none */
+  const char *password; /* NULL: none */
+  const char *client_id;
+  int qos;            /* 0..2 */
+  bool clean_session; /* false: a persistent session loses nothing across reconnects */
+  int keepalive;      /* seconds; 0: 30 */
+  bool tls;           /* also implied by ca_cert / cert_file */
+  const char *ca_cert;   /* NULL with tls: the system store (/etc/ssl/certs) */
+  const char *cert_file; /* client certificate, optional */
+  const char *key_file;
+  const char *tls_protocol; /* "tlsv1.2", "tlsv1.3", NULL: library default */
+  const char *topic;        /* the one filter to subscribe, e.g. "/1000000067/#" */
+  double backoff_min;       /* seconds; 0: 1 */
+  double backoff_max;       /* seconds; 0: 60 */
+
+  /* payload is NOT NUL-terminated; both pointers valid during the call only. */
+  void (*on_message)(void *ctx, const char *topic, const void *payload, size_t len);
+  /* ready: connected and subscribed (true), or the connection was lost (false). */
+  void (*on_state)(void *ctx, bool ready, const char *why);
+  void *ctx;
+} hes_mqtt_config_t;
+
+typedef struct hes_mqtt hes_mqtt_t;
+
+/* Copies cfg; does not connect yet. NULL (and err filled) for a bad config. */
+hes_mqtt_t *hes_mqtt_new(const hes_mqtt_config_t *cfg, char *err, size_t errlen);
+/* Connects, subscribes and handles messages until hes_mqtt_stop; reconnects on its own.
+ * Returns 0 after stop. */
+int hes_mqtt_run(hes_mqtt_t *m);
+void hes_mqtt_stop(hes_mqtt_t *m);
+/* Connected and the subscription acknowledged (or kept by the broker's session). */
+bool hes_mqtt_ready(const hes_mqtt_t *m);
+/* Waits up to timeout seconds for hes_mqtt_ready. */
+bool hes_mqtt_wait_ready(hes_mqtt_t *m, double timeout);
+uint64_t hes_mqtt_connects(const hes_mqtt_t *m);
+/* Disconnects (if run is not running) and frees. Call after run returned. */
+void hes_mqtt_free(hes_mqtt_t *m);
+
+#endif

@@ -1,0 +1,4 @@
+/* plans: see plans.h. */
+#include "config.h"
+
+#include "plans.h"

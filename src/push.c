@@ -1,0 +1,4 @@
+/* push: see push.h. */
+#include "config.h"
+
+#include "push.h"

@@ -1,0 +1,103 @@
+/* push: the parser of the HES's MQTT push messages (seed sections 3.2-3.9) into typed
+ * structs, and of the "list" of history answers, which has the same entry shapes.
+ *
+ * Every byte comes from the network: sizes are bounded, every field's JSON type is checked,
+ * unknown extra fields are ignored, and a rejection says exactly what was wrong. A push with
+ * a broken top level (not JSON, no planId, a bad status) is rejected whole; a list entry that
+ * is broken on its own is skipped and counted, so one bad meter does not cost the others.
+ *
+ * Hot path: a parser is reused for every message (one json_tokener, arrays grown once), and
+ * the strings in the result point into json-c's own tree: nothing is copied per reading.
+ * A parser is not thread-safe; use one per thread. */
+#ifndef HES_PUSH_H
+#define HES_PUSH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct json_object;
+
+#define HES_PUSH_DEFAULT_MAX_BYTES (16u * 1024u * 1024u)
+#define HES_PLAN_ID_MAX 64 /* planId: 1..63 printable ASCII characters */
+
+typedef enum {
+  HES_PUSH_OK = 0,
+  HES_PUSH_ETOOBIG, /* larger than the parser's max_bytes */
+  HES_PUSH_ESYNTAX, /* not (complete) JSON */
+  HES_PUSH_ESHAPE,  /* JSON, but not a push: wrong types, missing planId, bad status */
+  HES_PUSH_ENOMEM,
+} hes_push_result_t;
+
+typedef enum {
+  HES_PUSH_SUCCESS, /* "00" */
+  HES_PUSH_PARTIAL, /* "01" */
+  HES_PUSH_FAILURE, /* "02" */
+} hes_push_status_t;
+
+typedef enum {
+  HES_PUSH_EMPTY,    /* status only (DCU add/remove), or an empty or absent list */
+  HES_PUSH_READINGS, /* single readings: devAddr, timestamp, cgcode, unit, value */
+  HES_PUSH_CHANNELS, /* composite: devAddr, timestamp, channelData[] (flattened) */
+  HES_PUSH_RELAY,    /* devAddr, successful */
+  HES_PUSH_ARCHIVE,  /* devAddr, status, commType, moduleNext */
+} hes_push_kind_t;
+
+typedef struct {
+  const char *dev_addr;
+  size_t dev_addr_len;
+  int64_t timestamp_ms; /* >= 0 */
+  int cgcode;           /* 0 when the entry has none (historySingle answers) */
+  const char *unit;     /* as sent, may be "" */
+  const char *value;    /* as sent: "7340.740"; converting it is the items module's job */
+  uint32_t entry;       /* index of the list entry: the channels of one meter share it */
+} hes_push_reading_t;
+
+typedef struct {
+  const char *dev_addr;
+  size_t dev_addr_len;
+  bool successful;
+} hes_push_relay_t;
+
+typedef struct {
+  const char *dev_addr;
+  size_t dev_addr_len;
+  bool enabled;            /* status "1" */
+  const char *comm_type;   /* "" when absent */
+  const char *module_next; /* "" when absent */
+} hes_push_archive_t;
+
+typedef struct {
+  char plan_id[HES_PLAN_ID_MAX]; /* "" for a history list */
+  hes_push_status_t status;
+  hes_push_kind_t kind;
+  size_t count;   /* elements in the array that matches kind */
+  size_t entries; /* list entries accepted (meters); == count except for CHANNELS */
+  size_t skipped; /* list entries (or channels) rejected one by one */
+  char skipped_reason[160]; /* why the first skipped one was rejected, "" if none */
+  const hes_push_reading_t *readings; /* READINGS and CHANNELS */
+  const hes_push_relay_t *relays;     /* RELAY */
+  const hes_push_archive_t *archives; /* ARCHIVE */
+} hes_push_t;
+
+typedef struct hes_push_parser hes_push_parser_t;
+
+/* max_bytes: the largest message accepted (0: HES_PUSH_DEFAULT_MAX_BYTES). */
+hes_push_parser_t *hes_push_parser_new(size_t max_bytes);
+void hes_push_parser_free(hes_push_parser_t *p);
+
+/* Parses one push. On HES_PUSH_OK *out is filled; its pointers stay valid until the next
+ * call with the same parser or hes_push_parser_free. On failure *out is zeroed and err
+ * (if given) holds a one-line reason such as "data.list[3].timestamp: expected an integer". */
+hes_push_result_t hes_push_parse(hes_push_parser_t *p, const void *buf, size_t len, hes_push_t *out,
+                                 char *err, size_t errlen);
+
+/* Parses the "list" array of a history answer, which has the entry shapes of a push.
+ * plan_id is "" and status SUCCESS. Pointers refer into `list`: the caller keeps it alive
+ * and does not parse another message with p meanwhile. */
+hes_push_result_t hes_push_parse_list(hes_push_parser_t *p, struct json_object *list,
+                                      hes_push_t *out, char *err, size_t errlen);
+
+const char *hes_push_result_string(hes_push_result_t r);
+
+#endif

@@ -1,0 +1,2 @@
+/* placeholder */
+#include "sim_values.h"
