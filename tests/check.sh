@@ -1,0 +1,21 @@
+#!/bin/bash
+# The whole test suite, from a fresh Debian 12 (as root): installs what it needs, builds
+# out of tree with warnings as errors, and runs `make check` (unit tests, the simulator and
+# MQTT integration tests, and end-to-end tests with a real collectd).
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+sh tests/install-deps.sh
+autoreconf -fi >/dev/null 2>&1 || autoreconf -fi
+build="$top/_build"
+rm -rf "$build"
+mkdir -p "$build"
+cd "$build"
+../configure --enable-werror -q
+make -j"$(nproc)" -s
+if ! make -j"$(nproc)" -s check; then
+  echo "=== tests/test-suite.log ===" >&2
+  cat test-suite.log >&2 || true
+  exit 1
+fi
+echo "check.sh: all tests passed"
