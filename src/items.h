@@ -53,9 +53,15 @@ const hes_item_t *hes_item_by_cgcode_string(const char *s);
 size_t hes_item_count(void);
 const hes_item_t *hes_item_at(size_t i);
 
+/* The longest value string hes_item_convert accepts; a meter reading is far shorter. */
+#define HES_ITEM_VALUE_MAX 64
+
 /* Converts a pushed value (a JSON string such as "7.340") in `unit` to the item's SI base
- * unit. `item` must be a single item or a channel (non-composite) item. On error *out is
- * untouched. */
+ * unit. The value must be a plain decimal number ([+-]digits[.digits][e[+-]digits], at most
+ * HES_ITEM_VALUE_MAX characters, no spaces) whose result is finite; the unit is matched
+ * case-insensitively ("kWh", "KWH"). The result is the double nearest to the exact decimal
+ * ("0.619" kW is exactly 619 W). `item` must be a single (non-composite) item. On error
+ * *out is untouched. No allocation, no lock: made for the per-reading path. */
 hes_item_result_t hes_item_convert(const hes_item_t *item, const char *value, const char *unit,
                                    double *out);
 
