@@ -11,8 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HES_METER_MAX_LEN 32 /* longest accepted meter number */
-#define HES_METER_NONE UINT32_MAX
+#define HES_METER_MAX_LEN   32 /* longest accepted meter number */
+#define HES_METER_NONE      UINT32_MAX
+#define HES_METERS_LINE_MAX 256 /* longest MeterFile line, comment included */
 
 typedef struct hes_meters hes_meters_t;
 
@@ -31,12 +32,15 @@ void hes_meters_free(hes_meters_t *m);
  * digits; the wider set costs nothing and keeps a comma or quote out of devList. */
 bool hes_meter_is_valid(const char *s);
 
-/* Appends one meter. A duplicate is reported (HES_METERS_EDUPLICATE) and not added. */
+/* Appends one meter. A duplicate is reported (HES_METERS_EDUPLICATE) and not added. O(1):
+ * the index is kept current while adding. After hes_meters_seal: HES_METERS_EINVAL. */
 hes_meters_result_t hes_meters_add(hes_meters_t *m, const char *meter);
 
-/* Reads a meter file: one meter number a line, blank lines and '#' comments ignored,
- * surrounding whitespace trimmed. On error, *bad_line (if given) is the 1-based line
- * number of the offending line (0 for an I/O error) and nothing after it is added. */
+/* Reads a meter file: one meter number a line, blank lines and '#' comments ignored (whole
+ * line or after the number), surrounding whitespace and a CR before the LF trimmed. A line
+ * longer than HES_METERS_LINE_MAX bytes or holding a NUL byte is HES_METERS_EINVAL. On error,
+ * *bad_line (if given) is the 1-based line number of the offending line (0 for an I/O error) and
+ * nothing after it is added. */
 hes_meters_result_t hes_meters_add_file(hes_meters_t *m, const char *path, size_t *bad_line);
 
 /* Builds the lookup index; call once after the last add. */
@@ -45,7 +49,8 @@ hes_meters_result_t hes_meters_seal(hes_meters_t *m);
 size_t hes_meters_count(const hes_meters_t *m);
 /* The meter number at index i (i < count); the string lives as long as m. */
 const char *hes_meters_at(const hes_meters_t *m, uint32_t i);
-/* Index of a meter number, or HES_METER_NONE. Only after seal. `len` is strlen(s). */
+/* Index of a meter number, or HES_METER_NONE. Meant for after seal (it also works before,
+ * but is not thread-safe then). `len` is the length of s; s need not be NUL-terminated. */
 uint32_t hes_meters_find(const hes_meters_t *m, const char *s, size_t len);
 
 /* Approximate heap bytes held, for the memory benchmark. */
