@@ -63,9 +63,10 @@ typedef struct {
   size_t parked_bytes;
   uint64_t foreign;   /* pushes counted as another instance's */
   uint64_t duplicate; /* pushes for finished plans, and repeated meter answers */
-  uint64_t late;      /* pushes for expired plans */
+  uint64_t late;      /* pushes for expired plans, and meter answers after the expiry */
   uint64_t dropped;   /* pushes that found the parking space full */
   uint64_t missing;   /* meters that never answered (finished partial, or expired) */
+  size_t memory;      /* bytes allocated by the table now (allocator overhead not counted) */
 } hes_plans_stats_t;
 
 /* Called for the meters of a plan that never answered: from hes_plans_finish and
@@ -86,20 +87,25 @@ void hes_plans_request_end(hes_plans_t *p);
 
 /* Registers a plan for meters[0..n-1] (indices, copied), open until `deadline` (absolute
  * seconds, the same clock as every `now`). Pushes parked for this planId are moved to
- * *parked (oldest first; the caller handles each, then hes_parked_free). Returns 0, EEXIST
- * when the planId is open or remembered already, EINVAL for a bad id or n == 0, ENOMEM. */
+ * *parked (oldest first; the caller handles each, then hes_parked_free; parked NULL: they
+ * are freed and counted dropped). Repeated meter indices count once. Returns 0, EEXIST
+ * when the planId is open or remembered already, EINVAL for a bad id (NULL, empty, 64
+ * bytes or longer), meters NULL, n == 0 or a NaN deadline, ENOMEM. */
 int hes_plans_add(hes_plans_t *p, const char *plan_id, uint32_t tag, void *user,
                   const uint32_t *meters, size_t n, double deadline, hes_parked_t **parked);
 
 /* Classifies an arriving push by its planId; parks a copy of payload[0..len) when
- * HES_PLAN_PARKED. *info is filled for HES_PLAN_OPEN (may be NULL). */
+ * HES_PLAN_PARKED. *info is filled for HES_PLAN_OPEN (may be NULL). An id that
+ * hes_plans_add would refuse (NULL, empty, too long) is HES_PLAN_FOREIGN. Every result but
+ * OPEN and PARKED is counted in the stats at once. */
 hes_plan_lookup_t hes_plans_lookup(hes_plans_t *p, const char *plan_id, double now,
                                    const void *payload, size_t len, hes_plan_info_t *info);
 
 /* Records that meter (an index) answered in plan_id. Returns 1 for its first answer (use
  * it), 0 for a repeat or a plan that finished meanwhile (drop it, counted as duplicate),
  * -1 for a meter that is not in the plan or an unknown plan (drop it). When the last meter
- * answers, the plan finishes by itself. */
+ * answers, the plan finishes by itself. A plan that expired meanwhile also gives 0, counted
+ * as late. */
 int hes_plans_answer(hes_plans_t *p, const char *plan_id, uint32_t meter);
 
 /* Finishes a plan whose final push has been handled (status partial or failure, or a
@@ -107,8 +113,10 @@ int hes_plans_answer(hes_plans_t *p, const char *plan_id, uint32_t meter);
 void hes_plans_finish(hes_plans_t *p, const char *plan_id, hes_plans_missing_cb cb, void *ctx);
 
 /* Expires open plans whose deadline is <= now (their unanswered meters reported missing)
- * and parked pushes older than park_window (counted foreign), and forgets old tombstones.
- * Returns the number of plans expired. */
+ * and parked pushes with received + park_window <= now (counted foreign), and forgets
+ * tombstones older than tombstone_ttl. answer and finish take no time: a tombstone's age
+ * counts from the largest `now` any call had passed in when it was made. Returns the
+ * number of plans expired. */
 size_t hes_plans_expire(hes_plans_t *p, double now, hes_plans_missing_cb cb, void *ctx);
 
 void hes_plans_stats(hes_plans_t *p, hes_plans_stats_t *out);
