@@ -384,6 +384,35 @@ static void test_convert_exact_sweep(void **state) {
   want_value("importActiveEnergy", "2.023", "kWh", 2023.0);
 }
 
+/* Random strings from the bytes that matter to the number parser: only the documented
+ * results, a finite value on success, and *out untouched otherwise. */
+static void test_convert_random(void **state) {
+  static const char alphabet[] = "0123456789.eE+-xXpPinfa \t\xff";
+  char s[24];
+  unsigned seed = 4711;
+  int ok = 0;
+  (void)state;
+
+  for (int round = 0; round < 100000; round++) {
+    size_t n = (size_t)(rand_r(&seed) % (sizeof(s) - 1));
+    double out = -12345.0;
+    hes_item_result_t r;
+
+    for (size_t i = 0; i < n; i++)
+      s[i] = alphabet[rand_r(&seed) % (sizeof(alphabet) - 1)];
+    s[n] = '\0';
+    r = hes_item_convert(item("importActiveEnergy"), s, round % 2 ? "kWh" : "Wh", &out);
+    if (r == HES_ITEM_OK) {
+      assert_true(isfinite(out));
+      ok++;
+    } else {
+      assert_int_equal(r, HES_ITEM_EVALUE);
+      assert_true(out == -12345.0);
+    }
+  }
+  assert_true(ok > 0); /* the alphabet does make numbers */
+}
+
 static void test_convert_bad_args(void **state) {
   double out = -1.0;
   (void)state;
@@ -514,6 +543,7 @@ int main(void) {
       cmocka_unit_test(test_convert_overflow_after_scaling),
       cmocka_unit_test(test_convert_length_bound),
       cmocka_unit_test(test_convert_exact_sweep),
+      cmocka_unit_test(test_convert_random),
       cmocka_unit_test(test_convert_bad_args),
       cmocka_unit_test(test_dim_symbol),
       cmocka_unit_test(test_types_db),

@@ -329,6 +329,38 @@ static void test_file_line_length_bound(void **state) {
   hes_meters_free(m);
 }
 
+/* Random files from the bytes that matter to the parser: never a crash, only the documented
+ * results, and whatever got in is a valid, findable meter number. */
+static void test_file_random(void **state) {
+  static const char alphabet[] = "0123456789aZ_-#  \t\r\n\n\n\0\xff,";
+  char content[600];
+  size_t line;
+  unsigned seed = 12345;
+  (void)state;
+
+  for (int round = 0; round < 300; round++) {
+    hes_meters_t *m;
+    hes_meters_result_t r;
+    size_t n = (size_t)(rand_r(&seed) % sizeof(content));
+
+    for (size_t i = 0; i < n; i++)
+      content[i] = alphabet[rand_r(&seed) % (sizeof(alphabet) - 1)];
+    write_file(tmp_path("random.list"), content, n);
+    r = load(tmp_path("random.list"), &m, &line);
+    assert_true(r == HES_METERS_OK || r == HES_METERS_EINVAL || r == HES_METERS_EDUPLICATE);
+    if (r == HES_METERS_OK)
+      assert_int_equal(line, 0);
+    else
+      assert_true(line >= 1 && line <= n + 1);
+    assert_int_equal(hes_meters_seal(m), HES_METERS_OK);
+    for (uint32_t i = 0; i < hes_meters_count(m); i++) {
+      assert_true(hes_meter_is_valid(hes_meters_at(m, i)));
+      assert_int_equal(find_str(m, hes_meters_at(m, i)), i);
+    }
+    hes_meters_free(m);
+  }
+}
+
 static void big_name(char *buf, size_t size, uint32_t i) {
   snprintf(buf, size, "2024%08u", (unsigned)i);
 }
@@ -421,7 +453,8 @@ static int setup(void **state) {
 }
 
 static int teardown(void **state) {
-  static const char *const files[] = {"nul.list", "max.list", "max1.list", "max2.list", "big.list"};
+  static const char *const files[] = {"nul.list",  "max.list", "max1.list",
+                                      "max2.list", "big.list", "random.list"};
   (void)state;
 
   for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
@@ -441,6 +474,7 @@ int main(void) {
       cmocka_unit_test(test_file_errors),
       cmocka_unit_test(test_file_nul_byte),
       cmocka_unit_test(test_file_line_length_bound),
+      cmocka_unit_test(test_file_random),
       cmocka_unit_test(test_100k_add),
       cmocka_unit_test(test_100k_file),
   };
