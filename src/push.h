@@ -19,7 +19,7 @@
 struct json_object;
 
 #define HES_PUSH_DEFAULT_MAX_BYTES (16u * 1024u * 1024u)
-#define HES_PLAN_ID_MAX 64 /* planId: 1..63 printable ASCII characters */
+#define HES_PLAN_ID_MAX            64 /* planId: 1..63 printable ASCII characters */
 
 typedef enum {
   HES_PUSH_OK = 0,
@@ -27,6 +27,7 @@ typedef enum {
   HES_PUSH_ESYNTAX, /* not (complete) JSON */
   HES_PUSH_ESHAPE,  /* JSON, but not a push: wrong types, missing planId, bad status */
   HES_PUSH_ENOMEM,
+  HES_PUSH_EINVAL, /* a NULL parser or result, or a NULL buffer with a length */
 } hes_push_result_t;
 
 typedef enum {
@@ -71,9 +72,9 @@ typedef struct {
   char plan_id[HES_PLAN_ID_MAX]; /* "" for a history list */
   hes_push_status_t status;
   hes_push_kind_t kind;
-  size_t count;   /* elements in the array that matches kind */
-  size_t entries; /* list entries accepted (meters); == count except for CHANNELS */
-  size_t skipped; /* list entries (or channels) rejected one by one */
+  size_t count;             /* elements in the array that matches kind */
+  size_t entries;           /* list entries accepted (meters); == count except for CHANNELS */
+  size_t skipped;           /* list entries (or channels) rejected one by one */
   char skipped_reason[160]; /* why the first skipped one was rejected, "" if none */
   const hes_push_reading_t *readings; /* READINGS and CHANNELS */
   const hes_push_relay_t *relays;     /* RELAY */
