@@ -573,6 +573,9 @@ int hes_plans_add(hes_plans_t *p, const char *plan_id, uint32_t tag, void *user,
   size_t id_len = valid_id_len(plan_id);
   if (p == NULL || id_len == 0 || meters == NULL || n == 0 || n > UINT32_MAX || isnan(deadline))
     return EINVAL;
+  /* 4 bytes and a bit a meter: only a 32-bit size_t can overflow here. */
+  if (n > (SIZE_MAX - sizeof(plan_t) - 16) / 5)
+    return ENOMEM;
   size_t words = (n + 63) / 64;
   size_t meters_bytes = (n * sizeof(uint32_t) + 7) & ~(size_t)7;
   size_t size = sizeof(plan_t) + meters_bytes + words * sizeof(uint64_t);

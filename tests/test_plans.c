@@ -398,6 +398,20 @@ static void test_park_overflow_bytes(void **state) {
   assert_int_equal(hes_plans_lookup(p, "d", 1, "1234567890", 10, NULL), HES_PLAN_PARKED);
   hes_plans_request_end(p);
   check_stats(p, 0, 0, 0, 0, 4, 0, 0, 3, 0);
+
+  /* No payload with a length: nothing to copy, parked as empty. */
+  hes_plans_request_begin(p);
+  assert_int_equal(hes_plans_lookup(p, "e", 1, NULL, 100, NULL), HES_PLAN_PARKED);
+  check_stats(p, 0, 0, 1, 0, 4, 0, 0, 3, 0);
+  hes_parked_t *parked = NULL;
+  const uint32_t m[] = {1};
+  assert_int_equal(hes_plans_add(p, "e", 0, NULL, m, 1, 100, &parked), 0);
+  hes_plans_request_end(p);
+  assert_non_null(parked);
+  assert_int_equal(parked->len, 0);
+  assert_int_equal(parked->payload[0], '\0');
+  hes_parked_free(parked);
+  check_stats(p, 1, 1, 0, 0, 4, 0, 0, 3, 0);
   hes_plans_free(p);
 }
 
