@@ -717,7 +717,7 @@ static void test_archive_bodies(void **state) {
 static void test_no_expect_header(void **state) {
   (void)state;
   enum { N = 90000 };
-  static char buf[N][16];
+  static char buf[N][24];
   static const char *meters[N];
   hes_api_t *api = api_with_token();
   script(200, ANSWER_PLAN);
