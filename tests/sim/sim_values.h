@@ -12,8 +12,8 @@
  * "" (power factor), "kWh", "kvarh". The simulator sends the value as "%.3f" of the result,
  * so compare with sim_value_string. `overvoltage` is true for the simulator's over-voltage
  * meter (phase voltages about 262 V). Returns false for a cgcode it does not know. */
-bool sim_value(const char *meter, int cgcode, int64_t timestamp_ms, bool overvoltage,
-               double *value, const char **unit);
+bool sim_value(const char *meter, int cgcode, int64_t timestamp_ms, bool overvoltage, double *value,
+               const char **unit);
 
 /* The exact string the simulator puts in "value": snprintf("%.3f", sim_value(...)). */
 bool sim_value_string(const char *meter, int cgcode, int64_t timestamp_ms, bool overvoltage,
