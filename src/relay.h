@@ -47,6 +47,8 @@ typedef struct {
   size_t queue_max;           /* queued commands at most (default 64) */
   const char *state_path;     /* the last-command state file; NULL: not persisted */
   const hes_meters_t *meters; /* the configured meters (sealed); others are never commanded */
+  size_t okay_track_max;      /* identifiers remembered for the first-OKAY rule (0: 100000);
+                                 beyond it the oldest is forgotten */
 } hes_relay_config_t;
 
 /* A notification, flattened by the plugin. Strings may be NULL or "". */
@@ -98,7 +100,18 @@ typedef struct hes_relay hes_relay_t;
 /* Copies cfg (not the meters). Loads the state file if there is one; a corrupt or
  * unreadable state file is reported in err and set aside (renamed *.corrupt) — the relay
  * then starts with every meter's last command at "now" (the safe side: nothing is sent to
- * a meter before Holdoff has passed). */
+ * a meter before Holdoff has passed) and writes a fresh state file saying so, so that a
+ * restart cannot skip the wait. Meters in the file that are not configured are dropped.
+ *
+ * Returns NULL with err filled on a bad cfg (meters NULL, holdoff negative or not finite,
+ * max_per_minute negative, queue_max 0) or no memory. Otherwise err is "" unless the state
+ * file was set aside: then err is a warning to log and the relay is usable.
+ *
+ * The state file is text: the line "collectd-hes relay state v1", then one line a meter
+ * "<meter> <unix-time> <open|close|reset>" (time with up to 9 decimals; "reset": held off
+ * after a state file was set aside). A file with another header, a malformed or duplicate
+ * line, a missing final newline or a time after now is corrupt. The times loaded within the
+ * last 60 s also count against MaxPerMinute. */
 hes_relay_t *hes_relay_new(const hes_relay_config_t *cfg, double now, char *err, size_t errlen);
 void hes_relay_free(hes_relay_t *r);
 
@@ -108,8 +121,15 @@ int hes_relay_add_rule(hes_relay_t *r, const hes_relay_rule_t *rule, char *err, 
 
 /* Matches ev against the rules; queues what passes the checks. Calls cb once per (rule,
  * target) pair considered and once with SKIP_OWN / SKIP_NO_VALUE / SKIP_FIRST_OKAY when
- * the event is filtered before rules are looked at and some rule would have matched it.
- * Returns the number of commands queued. Never blocks on I/O. */
+ * the event is filtered before rules are looked at and some rule would have matched it
+ * (rule: the first such rule, meter: the plugin_instance). An event that matches no rule
+ * gets one SKIP_NO_RULE call with rule NULL and action 0. A meter that was already
+ * considered for this event (several rules, or a Meter listed twice) is not considered
+ * again: no second call, no second command. cb may be NULL; it runs without any lock held.
+ * now: Unix seconds (the clock of the state file); one outside [0, 1e12) does nothing.
+ * Returns the number of commands queued. Never blocks on I/O except the state save, which
+ * happens before the queued commands become visible to hes_relay_next (a crash can lose a
+ * command, never repeat one after a restart). */
 size_t hes_relay_submit(hes_relay_t *r, const hes_relay_event_t *ev, double now,
                         hes_relay_decision_cb cb, void *ctx);
 
@@ -118,7 +138,9 @@ size_t hes_relay_submit(hes_relay_t *r, const hes_relay_event_t *ev, double now,
 bool hes_relay_next(hes_relay_t *r, double timeout, hes_relay_cmd_t *out);
 void hes_relay_stop(hes_relay_t *r);
 
-/* Outstanding commands, between sending and their pushed outcome. */
+/* Outstanding commands, between sending and their pushed outcome. sent: 0, or EINVAL (a
+ * NULL argument, plan_id empty or longer than HES_PLAN_ID_MAX - 1). At most 4096 are kept;
+ * beyond that the oldest is forgotten (its push would never be matched anyway). */
 int hes_relay_sent(hes_relay_t *r, const hes_relay_cmd_t *cmd, const char *plan_id);
 /* Looks up and forgets the command of plan_id for meter; false if there is none. */
 bool hes_relay_take(hes_relay_t *r, const char *plan_id, const char *meter, hes_relay_cmd_t *out);
@@ -126,6 +148,12 @@ bool hes_relay_take(hes_relay_t *r, const char *plan_id, const char *meter, hes_
 /* Persists the last-command times (atomically: write a temp file, fsync, rename). Called by
  * submit itself whenever it queues; exposed for tests. 0 or an errno. */
 int hes_relay_state_save(hes_relay_t *r);
+/* The result of the latest state save (0 or an errno): submit cannot return it. */
+int hes_relay_state_errno(hes_relay_t *r);
+
+/* Commands waiting for hes_relay_next; commands between sent and take. */
+size_t hes_relay_queue_len(hes_relay_t *r);
+size_t hes_relay_outstanding(hes_relay_t *r);
 
 const char *hes_relay_decision_string(hes_relay_decision_t d);
 const char *hes_relay_action_string(hes_relay_action_t a);
