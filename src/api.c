@@ -78,7 +78,9 @@ struct hes_api {
   bool have_token;
   double token_at;       /* `now` when it was fetched */
   double token_renew_at; /* `now` from which it is fetched again */
+  double token_end_at;   /* `now` from which it is no longer used */
   uint64_t token_fetches;
+  uint64_t requests;
 };
 
 struct hes_api_history {
@@ -515,6 +517,7 @@ static hes_api_result_t api__post(hes_api_t *api, const api_endpoint_t *ep,
   api->answer_overflow = false;
   api->answer_nomem = false;
   api->errbuf[0] = '\0';
+  api->requests++;
   CURLcode rc = curl_easy_perform(api->curl);
   long status = 0;
   curl_easy_getinfo(api->curl, CURLINFO_RESPONSE_CODE, &status);
@@ -600,6 +603,10 @@ uint64_t hes_api_token_fetches(const hes_api_t *api) {
   return api ? api->token_fetches : 0;
 }
 
+uint64_t hes_api_requests(const hes_api_t *api) {
+  return api ? api->requests : 0;
+}
+
 /* Renew at 80% of the lifetime or a minute before the end, whichever comes first, but not
  * before half of it (a short-lived token is not fetched on every call). */
 static double api__renew_after(long expire_in) {
@@ -671,15 +678,24 @@ static hes_api_result_t api__token_fetch(hes_api_t *api, double now, hes_api_err
   api->have_token = true;
   api->token_at = now;
   api->token_renew_at = now + api__renew_after((long)expire);
+  api->token_end_at = now + (double)expire - HES_API_TOKEN_MARGIN;
   api->token_fetches++;
   return HES_API_OK;
 }
 
 static hes_api_result_t api__token_ensure(hes_api_t *api, double now, hes_api_error_t *err) {
-  /* A clock that went backwards says nothing about the token's age: renew. */
-  if (api->have_token && now >= api->token_at && now < api->token_renew_at)
+  /* A clock that went backwards says nothing about the token's age: renew, no fallback. */
+  bool usable = api->have_token && now >= api->token_at;
+  if (usable && now < api->token_renew_at)
     return HES_API_OK;
-  return api__token_fetch(api, now, err);
+  hes_api_result_t r = api__token_fetch(api, now, err);
+  /* A renewal is early on purpose: while the token in hand lasts, its failure costs nothing
+   * but another try on the next call. */
+  if (r != HES_API_OK && r != HES_API_ENOMEM && usable && now < api->token_end_at) {
+    api__err_reset(err, ep_token.name);
+    return HES_API_OK;
+  }
+  return r;
 }
 
 hes_api_result_t hes_api_token(hes_api_t *api, double now, hes_api_error_t *err) {

@@ -8,7 +8,9 @@
  *
  * Token: fetched on first use, renewed before `expireIn` runs out, and fetched again once
  * (then the call retried once) when a call fails in a way that means it was stale: HTTP 401
- * or 403, or a HES answer whose msg mentions the token.
+ * or 403, or a HES answer whose msg mentions the token. When a renewal fails while the token
+ * in hand has more than HES_API_TOKEN_MARGIN seconds left, the call goes on with it (and the
+ * next call tries to renew again); only then does the failure of getToken fail the call.
  *
  * Errors: every call returns HES_API_OK or an error kind, and fills a hes_api_error_t with
  * what a log line needs: the HES's code and msg, the HTTP status, or curl's error text.
@@ -26,11 +28,13 @@
 struct json_object;
 
 #define HES_API_TOPIC_MAX 256
-#define HES_API_MSG_MAX 256
+#define HES_API_MSG_MAX   256
 /* Bodies of HES answers larger than this are refused (they are small: a planId, or a page). */
 #define HES_API_DEFAULT_MAX_ANSWER (32u * 1024u * 1024u)
 /* The seed says history ranges must lie "within half a year". */
 #define HES_API_HISTORY_MAX_SECONDS (184 * 86400)
+/* A token with less life left than this is not used any more. */
+#define HES_API_TOKEN_MARGIN 10
 
 typedef enum {
   HES_API_OK = 0,
@@ -88,6 +92,9 @@ hes_api_result_t hes_api_token(hes_api_t *api, double now, hes_api_error_t *err)
 void hes_api_token_forget(hes_api_t *api);
 /* Tokens fetched so far (for tests and self-metrics). */
 uint64_t hes_api_token_fetches(const hes_api_t *api);
+/* HTTP requests sent so far, getToken and retries included (for self-metrics): a call may
+ * send up to four (getToken, the call, getToken again, the retry) or none (EINVAL). */
+uint64_t hes_api_requests(const hes_api_t *api);
 
 /* devList calls: meters[0..n-1], each a valid meter number. */
 hes_api_result_t hes_api_read_single(hes_api_t *api, double now, const char *const *meters,

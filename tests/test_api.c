@@ -396,6 +396,44 @@ static void test_token_renewal(void **state) {
   hes_api_free(api);
 }
 
+/* A failed early renewal keeps the token in hand until HES_API_TOKEN_MARGIN before its end. */
+static void test_token_renewal_fails(void **state) {
+  (void)state;
+  hes_api_t *api = api_new();
+  hes_api_error_t err;
+  hes_api_plan_t plan;
+  script(200, ANSWER_TOKEN_A);
+  assert_int_equal(hes_api_token(api, NOW, &err), HES_API_OK);
+  script(500, "busy");
+  script(200, ANSWER_PLAN);
+  assert_int_equal(hes_api_read_single(api, NOW + 5760, two_meters, 2, 5069, &plan, &err),
+                   HES_API_OK);
+  assert_int_equal(err.kind, HES_API_OK);
+  assert_string_equal(err.msg, "");
+  assert_string_equal(srv.req[1].path, "/apis/openapi/getToken");
+  assert_string_equal(srv.req[2].token, TOKEN_A);
+  script(200, "{\"code\":500,\"msg\":\"later\"}");
+  assert_int_equal(hes_api_token(api, NOW + 7189.9, &err), HES_API_OK);
+  assert_int_equal(hes_api_requests(api), 4);
+  /* 10 s before the end: the failure is the call's */
+  script(500, "still busy");
+  assert_int_equal(hes_api_read_single(api, NOW + 7190, two_meters, 2, 5069, &plan, &err),
+                   HES_API_EHTTP);
+  assert_string_equal(err.endpoint, "getToken");
+  assert_string_equal(err.msg, "HTTP 500: still busy");
+  assert_int_equal(hes_api_requests(api), 5);
+  /* a renewal that works replaces the token */
+  script(200, ANSWER_TOKEN_B);
+  script(200, ANSWER_PLAN);
+  assert_int_equal(hes_api_read_single(api, NOW + 7191, two_meters, 2, 5069, &plan, &err),
+                   HES_API_OK);
+  assert_string_equal(srv.req[6].token, TOKEN_B);
+  assert_int_equal(hes_api_token_fetches(api), 2);
+  assert_int_equal(nreq(), 7);
+  assert_int_equal(hes_api_requests(api), 7);
+  hes_api_free(api);
+}
+
 static void test_token_used_in_calls(void **state) {
   (void)state;
   script(200, ANSWER_TOKEN_A);
@@ -498,6 +536,7 @@ static void test_stale_token_http401(void **state) {
   assert_int_equal(hes_api_read_single(api, NOW, two_meters, 2, 5069, &plan, &err), HES_API_OK);
   assert_string_equal(plan.plan_id, PLAN_ID);
   assert_int_equal(nreq(), 4);
+  assert_int_equal(hes_api_requests(api), 4);
   assert_int_equal(hes_api_token_fetches(api), 2);
   assert_string_equal(srv.req[2].path, "/apis/openapi/getToken");
   assert_string_equal(srv.req[3].path, "/apis/openapi/meter/readSingle");
@@ -1114,6 +1153,7 @@ static void test_invalid_arguments(void **state) {
   assert_int_equal(hes_api_remove_archive(api, NOW, "2211000051/", ok32, 1, &plan, &err),
                    HES_API_EINVAL);
   assert_int_equal(nreq(), 0); /* nothing was sent, not even getToken */
+  assert_int_equal(hes_api_requests(api), 0);
   assert_int_equal(err.kind, HES_API_EINVAL);
 
   /* 32 characters and the whole alphabet are fine */
@@ -1469,6 +1509,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       T(test_token_request),
       T(test_token_renewal),
+      T(test_token_renewal_fails),
       T(test_token_used_in_calls),
       T(test_token_errors),
       T(test_stale_token_http401),
