@@ -1,0 +1,70 @@
+#!/bin/bash
+# End to end under faults: pushes that arrive before the HTTP answer naming their plan,
+# short-lived tokens, 30% of HTTP answers failing, a meter that never answers, and the broker
+# restarted mid-run. collectd stays up, values keep coming, and the failures show in the
+# self-metrics instead of in collectd's read backoff.
+set -euo pipefail
+. "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
+. "$top_srcdir/tests/e2e_lib.sh"
+
+meters=(202407100001 202407100002 202407100003 202407100004 202407100005 202407100006)
+silent=202407100006
+
+collectd_setup
+start_mosquitto
+# shellcheck disable=SC2046
+start_sim $(sim_credentials) --silent-meters "$silent" --push-before-response \
+  --token-lifetime 3 --fail-rate 0.3 --seed 7
+wait_for 10 sim_connected || fail "simulator not connected to the broker"
+
+collectd_conf "$(server_block faults \
+  "Meter $(printf '"%s" ' "${meters[@]}")" \
+  'Item "voltageA" "importActiveEnergy"' \
+  "BatchSize 2" "Interval 1" "PlanTimeout 3")"
+collectd_start
+
+# Values for every answering meter despite the failures.
+all_meters_seen() {
+  local m
+  for m in "${meters[@]}"; do
+    [ "$m" = "$silent" ] && continue
+    [ "$(csv_rows "$m" voltage-A)" -ge 2 ] || return 1
+    [ "$(csv_rows "$m" energy_wh-import)" -ge 2 ] || return 1
+  done
+}
+wait_for 30 all_meters_seen || fail "not every meter delivered values under a 30% failure rate"
+ok "values arrive for every meter with pushes before responses and 30% HTTP failures"
+
+self_at_least() { # <type-instance> <min>
+  local f
+  f=$(csv_file faults-self "$1")
+  [ -n "$f" ] && awk -F, -v min="$2" 'END { exit !($2 >= min) }' "$f"
+}
+wait_for 20 self_at_least total_requests-http_failed 1 || fail "no failed request was counted"
+wait_for 20 self_at_least total_values-missing 1 || fail "the silent meter was not counted missing"
+wait_for 20 test "$(count_lines "$SIM_LOG" '"endpoint":"getToken"')" -ge 2 ||
+  fail "the token was not renewed"
+bad_token=$(count_lines "$SIM_LOG" '"token_ok":false')
+[ "$bad_token" = 0 ] || fail "$bad_token requests went out with an expired token"
+ok "failures counted (http_failed, missing); tokens renewed before they expired"
+
+# Broker restart: the plugin reconnects, resubscribes, and values resume.
+restart_mosquitto
+restarted=$(date +%s)
+values_after() { # <meter> <type-instance> <epoch>
+  local f
+  f=$(csv_file "$1" "$2")
+  [ -n "$f" ] && awk -F, -v t="$3" '$1 ~ /^[0-9]/ && $1 > t { found = 1 } END { exit !found }' "$f"
+}
+wait_for 40 values_after 202407100001 voltage-A "$((restarted + 1))" ||
+  fail "values did not resume after the broker restarted"
+collectd_running || fail "collectd died"
+grep -q 'MQTT .* not connected' "$CD_LOG" || fail "the connection loss was not logged"
+ok "values resume after a broker restart"
+
+# Nothing made collectd suspend the read callback (it doubles the interval on an error).
+if grep -q 'read-function of plugin .* failed' "$CD_LOG"; then
+  fail "a read round returned an error to collectd"
+fi
+collectd_stop
+ok "collectd stayed up and stopped cleanly"
