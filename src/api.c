@@ -10,6 +10,7 @@
 #include "api.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1166,6 +1167,14 @@ void hes_api_free(hes_api_t *api) {
   free(api);
 }
 
+/* curl_global_init is not thread-safe before curl 7.84 and otherwise runs lazily inside the
+ * first curl_easy_init, on whatever thread gets there first: do it once, explicitly. */
+static pthread_once_t api__curl_once = PTHREAD_ONCE_INIT;
+static CURLcode api__curl_global;
+static void api__curl_global_init(void) {
+  api__curl_global = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
 hes_api_t *hes_api_new(const hes_api_config_t *cfg, hes_api_error_t *err) {
   hes_api_error_t dummy;
   if (!err)
@@ -1173,6 +1182,12 @@ hes_api_t *hes_api_new(const hes_api_config_t *cfg, hes_api_error_t *err) {
   api__err_reset(err, "config");
   if (!cfg) {
     api__fail(NULL, err, HES_API_EINVAL, "no configuration");
+    return NULL;
+  }
+  pthread_once(&api__curl_once, api__curl_global_init);
+  if (api__curl_global != CURLE_OK) {
+    api__fail(NULL, err, HES_API_ENOMEM, "curl_global_init: %s",
+              curl_easy_strerror(api__curl_global));
     return NULL;
   }
   const char *problem = api__url_problem(cfg->url);

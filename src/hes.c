@@ -932,16 +932,15 @@ static int hes_read(user_data_t *ud) {
   s->ready_once = true;
 
   hes_api_error_t err;
-  atomic_fetch_add(&s->count.http, 1);
-  uint64_t fetches = hes_api_token_fetches(s->api);
-  if (hes_api_token(s->api, hes_now(), &err) != HES_API_OK) {
+  uint64_t sent = hes_api_requests(s->api);
+  hes_api_result_t tr = hes_api_token(s->api, hes_now(), &err);
+  atomic_fetch_add(&s->count.http, hes_api_requests(s->api) - sent);
+  if (tr != HES_API_OK) {
     atomic_fetch_add(&s->count.http_failed, 1);
     hes_log_api_error(s, &err, "cannot get a token");
     hes_dispatch_self(s);
     return 0;
   }
-  if (hes_api_token_fetches(s->api) == fetches)
-    atomic_fetch_sub(&s->count.http, 1); /* cached: no request was made */
 
   size_t meters = hes_meters_count(s->meters);
   for (size_t i = 0; i < s->items_num; i++)
