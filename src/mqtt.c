@@ -311,6 +311,10 @@ static void describe_rc(char *buf, size_t len, int rc, int saved_errno) {
   } else {
     snprintf(buf, len, "%s", mosquitto_strerror(rc));
   }
+  /* More words follow; the library's sentences end in a full stop. */
+  size_t n = strlen(buf);
+  if (n > 0 && buf[n - 1] == '.')
+    buf[n - 1] = '\0';
 }
 
 /* The attempt or the connection is over; schedule the next one. Returns its time. */
@@ -545,14 +549,20 @@ int hes_mqtt_run(hes_mqtt_t *m) {
         continue;
       }
     }
-    int rc = mosquitto_loop(m->mosq, LOOP_MS, 1);
-    int saved_errno = errno;
-    if (rc != MOSQ_ERR_SUCCESS) {
-      next_attempt = link_failed(m, rc, saved_errno);
-      continue;
+    int timeout_ms = LOOP_MS;
+    if (m->link == LINK_CONNECTING) {
+      double left = m->attempt_start + m->connect_timeout - now_mono();
+      if (left <= 0) {
+        next_attempt = abandon_attempt(m);
+        continue;
+      }
+      if (left * 1000 < LOOP_MS)
+        timeout_ms = (int)(left * 1000) + 1;
     }
-    if (m->link == LINK_CONNECTING && now_mono() - m->attempt_start > m->connect_timeout)
-      next_attempt = abandon_attempt(m);
+    int rc = mosquitto_loop(m->mosq, timeout_ms, 1);
+    int saved_errno = errno;
+    if (rc != MOSQ_ERR_SUCCESS)
+      next_attempt = link_failed(m, rc, saved_errno);
   }
 
   /* Not in a callback, so the DISCONNECT is written at once and the socket closed. */
