@@ -34,7 +34,8 @@
 #define RATE_WINDOW        60.0
 #define OKAY_TRACK_DEFAULT 100000
 #define OUTSTANDING_MAX    4096
-#define PAIRS_ON_STACK     8
+#define PAIRS_ON_STACK     16
+#define CMDS_ON_STACK      4
 /* Times are Unix seconds; beyond this (the year 33658) they are refused, which keeps the
  * state file's 12 digits and the millisecond arithmetic in range. */
 #define RELAY_TIME_MAX 1e12
@@ -72,7 +73,6 @@ typedef struct {
   const char *meter;
   hes_relay_action_t action;
   hes_relay_decision_t decision;
-  hes_relay_cmd_t cmd; /* if QUEUED */
 } relay_pair_t;
 
 struct hes_relay {
@@ -887,13 +887,11 @@ static bool relay__fields_match(const relay_rule_t *rule, const char *plugin, co
 
 /* ---- submit --------------------------------------------------------------------- */
 
-/* Decides one (rule, meter) pair; caller holds r->lock. On QUEUED, the command is charged
- * and its queue slot reserved, and p->cmd is filled. */
+/* Decides one (rule, meter) pair; caller holds r->lock. On QUEUED, the command is charged,
+ * its queue slot reserved and *c filled. */
 static hes_relay_decision_t relay__decide(hes_relay_t *r, const relay_rule_t *rule, uint32_t i,
                                           const hes_relay_event_t *ev, double now,
-                                          relay_pair_t *p) {
-  hes_relay_cmd_t *c = &p->cmd;
-
+                                          hes_relay_cmd_t *c) {
   if (!isnan(r->last[i]) && now - r->last[i] < r->holdoff)
     return HES_RELAY_SKIP_HOLDOFF;
   /* A last command in the future (the clock stepped back) also holds off. */
@@ -931,6 +929,9 @@ size_t hes_relay_submit(hes_relay_t *r, const hes_relay_event_t *ev, double now,
   const char *pi;
   relay_pair_t stack_pairs[PAIRS_ON_STACK];
   relay_pair_t *pairs = stack_pairs;
+  hes_relay_cmd_t stack_cmds[CMDS_ON_STACK];
+  hes_relay_cmd_t *cmds = stack_cmds;
+  size_t cmds_cap;
   const relay_rule_t *first = NULL;
   hes_relay_decision_t filtered = HES_RELAY_QUEUED;
   size_t npairs = 0;
@@ -1001,13 +1002,20 @@ size_t hes_relay_submit(hes_relay_t *r, const hes_relay_event_t *ev, double now,
       cb(ctx, filtered, name, pi, action);
     return 0;
   }
-  if (want > PAIRS_ON_STACK) {
+  /* At most one command a pair, and never more than the queue can take. */
+  cmds_cap = want < r->queue_max ? want : r->queue_max;
+  if (want > PAIRS_ON_STACK)
     pairs = malloc(want * sizeof(*pairs));
-    if (pairs == NULL) {
-      /* Not acting is the safe side of running out of memory. */
-      pthread_mutex_unlock(&r->lock);
-      return 0;
-    }
+  if (cmds_cap > CMDS_ON_STACK)
+    cmds = malloc(cmds_cap * sizeof(*cmds));
+  if (pairs == NULL || cmds == NULL) {
+    /* Not acting is the safe side of running out of memory. */
+    pthread_mutex_unlock(&r->lock);
+    if (pairs != stack_pairs)
+      free(pairs);
+    if (cmds != stack_cmds)
+      free(cmds);
+    return 0;
   }
 
   r->gen++;
@@ -1037,7 +1045,10 @@ size_t hes_relay_submit(hes_relay_t *r, const hes_relay_event_t *ev, double now,
         continue;
       r->stamp[i] = r->gen;
       p->meter = hes_meters_at(r->meters, i);
-      p->decision = relay__decide(r, rule, i, ev, now, p);
+      if (queued < cmds_cap)
+        p->decision = relay__decide(r, rule, i, ev, now, &cmds[queued]);
+      else /* cannot happen: the queue bounds cmds_cap */
+        p->decision = HES_RELAY_SKIP_QUEUE_FULL;
       if (p->decision == HES_RELAY_QUEUED)
         queued++;
       npairs++;
@@ -1050,10 +1061,8 @@ size_t hes_relay_submit(hes_relay_t *r, const hes_relay_event_t *ev, double now,
      * hes_relay_state_errno and does not stop the commands (they are within the limits). */
     hes_relay_state_save(r);
     pthread_mutex_lock(&r->lock);
-    for (size_t k = 0; k < npairs; k++) {
-      if (pairs[k].decision != HES_RELAY_QUEUED)
-        continue;
-      r->queue[(r->q_head + r->q_len) % r->queue_max] = pairs[k].cmd;
+    for (size_t k = 0; k < queued; k++) {
+      r->queue[(r->q_head + r->q_len) % r->queue_max] = cmds[k];
       r->q_len++;
       r->q_reserved--;
     }
@@ -1065,6 +1074,8 @@ size_t hes_relay_submit(hes_relay_t *r, const hes_relay_event_t *ev, double now,
       cb(ctx, pairs[k].decision, pairs[k].rule, pairs[k].meter, pairs[k].action);
   if (pairs != stack_pairs)
     free(pairs);
+  if (cmds != stack_cmds)
+    free(cmds);
   return queued;
 }
 

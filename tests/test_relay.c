@@ -891,6 +891,47 @@ static void test_queue_full(void **state) {
   hes_meters_free(m);
 }
 
+/* A rule listing every meter: one event considers 50 pairs; the queue takes 3. */
+static void test_meter_list_rule(void **state) {
+  hes_meters_t *m = make_meters(NMETERS);
+  hes_relay_config_t c = base_cfg(m);
+  hes_relay_t *r;
+  hes_relay_event_t e = event(HES_RELAY_FAILURE, "cpu", "0", "percent", "idle");
+  const char *all[NMETERS];
+  hes_relay_cmd_t cmd;
+  tally_t t = {0};
+
+  (void)state;
+  for (int i = 0; i < NMETERS; i++)
+    all[i] = meter_names[i];
+  c.queue_max = 3;
+  c.max_per_minute = 100;
+  r = new_relay(&c, T0);
+  add_rule_m(r, "all", "cpu", NULL, NULL, HES_RELAY_FAILURE, HES_RELAY_OPEN, all, NMETERS);
+  assert_int_equal(hes_relay_submit(r, &e, T0, tally_cb, &t), 3);
+  assert_int_equal(t.calls, NMETERS);
+  assert_int_equal(t.count[HES_RELAY_QUEUED], 3);
+  assert_int_equal(t.count[HES_RELAY_SKIP_QUEUE_FULL], NMETERS - 3);
+  assert_string_equal(t.meter, meter_names[NMETERS - 1]);
+  for (int i = 0; i < 3; i++) {
+    assert_true(hes_relay_next(r, 0, &cmd));
+    assert_int_equal(cmd.meter_index, i);
+    assert_string_equal(cmd.rule, "all");
+  }
+  /* the next event: the three are held off, the queue takes the next three */
+  memset(&t, 0, sizeof(t));
+  assert_int_equal(hes_relay_submit(r, &e, T0 + 1, tally_cb, &t), 3);
+  assert_int_equal(t.count[HES_RELAY_SKIP_HOLDOFF], 3);
+  assert_int_equal(t.count[HES_RELAY_QUEUED], 3);
+  assert_int_equal(t.count[HES_RELAY_SKIP_QUEUE_FULL], NMETERS - 6);
+  for (int i = 3; i < 6; i++) {
+    assert_true(hes_relay_next(r, 0, &cmd));
+    assert_int_equal(cmd.meter_index, i);
+  }
+  hes_relay_free(r);
+  hes_meters_free(m);
+}
+
 typedef struct {
   hes_relay_t *r;
   double timeout;
@@ -1590,6 +1631,7 @@ int main(void) {
       cmocka_unit_test(test_missing_value),
       cmocka_unit_test(test_first_okay),
       cmocka_unit_test(test_queue_full),
+      cmocka_unit_test(test_meter_list_rule),
       cmocka_unit_test(test_next_timeout_and_stop),
       cmocka_unit_test(test_sent_take),
       cmocka_unit_test(test_state_round_trip),
