@@ -46,6 +46,7 @@
 #include "mqtt.h"
 #include "plans.h"
 #include "push.h"
+#include "relay.h"
 
 #define HES_PLUGIN    "hes"
 #define HES_BATCH_MAX 10000
@@ -55,6 +56,9 @@
 #define HES_READY_WAIT 2.0
 /* Log lines of one kind per minute per server, before they are summarised. */
 #define HES_LOG_BURST 5
+/* Plans of relay commands carry this bit in their tag; reading plans carry the cgcode. */
+#define HES_TAG_RELAY 0x80000000u
+#define HES_RULES_MAX 64
 
 /* A small log rate limiter: HES_LOG_BURST lines per minute, then one line saying how many
  * were suppressed. c_complain does not fit: it backs off to a day and is not thread-safe. */
@@ -72,6 +76,7 @@ typedef struct {
   atomic_uint_fast64_t missing;
   atomic_uint_fast64_t rejected;
   atomic_uint_fast64_t relay_sent;
+  atomic_uint_fast64_t relay_skipped;
 } hes_counters_t;
 
 typedef struct hes_server {
@@ -132,7 +137,40 @@ typedef struct hes_server {
 } hes_server_t;
 
 static hes_server_t *hes_servers;
-static bool hes_initialised;
+static atomic_bool hes_initialised;
+
+typedef struct {
+  char *name;
+  char *plugin;
+  char *type;
+  char *type_instance;
+  int severity;
+  hes_relay_action_t action;
+  char **meters;
+  size_t meters_num;
+} hes_rule_conf_t;
+
+/* The <Relay> block and its runtime: the commands go out from their own thread with their
+ * own api handle, so a long read round never delays a breaker command. */
+typedef struct {
+  char *server_name;
+  hes_server_t *server;
+  double holdoff;
+  int max_per_minute;
+  bool dry_run;
+  hes_rule_conf_t rules[HES_RULES_MAX];
+  size_t rules_num;
+
+  hes_relay_t *relay;
+  hes_api_t *api;            /* relay thread only */
+  hes_push_parser_t *parser; /* relay thread only: parked pushes */
+  pthread_t thread;
+  bool thread_started;
+  hes_ratelimit_t log_skip;
+} hes_relay_conf_t;
+
+static hes_relay_conf_t *hes_relay_conf;
+static char *hes_state_dir;
 
 /* ---------------------------------------------------------------------------------------
  * logging helpers */
@@ -641,11 +679,208 @@ static int hes_config_server(const oconfig_item_t *ci) {
   return 0;
 }
 
+static void hes_relay_conf_free(hes_relay_conf_t *rc) {
+  if (rc == NULL)
+    return;
+  hes_relay_free(rc->relay);
+  hes_api_free(rc->api);
+  hes_push_parser_free(rc->parser);
+  for (size_t i = 0; i < rc->rules_num; i++) {
+    hes_rule_conf_t *r = &rc->rules[i];
+    free(r->name);
+    free(r->plugin);
+    free(r->type);
+    free(r->type_instance);
+    for (size_t j = 0; j < r->meters_num; j++)
+      free(r->meters[j]);
+    free(r->meters);
+  }
+  free(rc->server_name);
+  pthread_mutex_destroy(&rc->log_skip.lock);
+  free(rc);
+}
+
+static int hes_config_rule_meters(const oconfig_item_t *ci, hes_rule_conf_t *r, const char *block) {
+  if (ci->values_num < 1)
+    return hes_config_fail(ci, block, "needs at least one meter number");
+  for (int i = 0; i < ci->values_num; i++) {
+    char *meter = NULL;
+    oconfig_item_t one = *ci;
+    one.values = ci->values + i;
+    one.values_num = 1;
+    if (hes_config_string(&one, block, &meter) != 0)
+      return -1;
+    char **grown = realloc(r->meters, (r->meters_num + 1) * sizeof(*grown));
+    if (grown == NULL) {
+      free(meter);
+      return hes_config_fail(ci, block, "could not be stored (out of memory)");
+    }
+    r->meters = grown;
+    r->meters[r->meters_num++] = meter;
+  }
+  return 0;
+}
+
+static int hes_config_rule(const oconfig_item_t *ci, hes_relay_conf_t *rc) {
+  if (ci->values_num != 1 || ci->values[0].type != OCONFIG_TYPE_STRING ||
+      ci->values[0].value.string[0] == '\0') {
+    ERROR(HES_PLUGIN " plugin: <Relay>: a <Rule> block needs exactly one name: "
+                     "<Rule \"overvoltage\">.");
+    return -1;
+  }
+  if (rc->rules_num >= HES_RULES_MAX) {
+    ERROR(HES_PLUGIN " plugin: <Relay>: more than %d rules.", HES_RULES_MAX);
+    return -1;
+  }
+  hes_rule_conf_t *r = &rc->rules[rc->rules_num++];
+  r->name = strdup(ci->values[0].value.string);
+  if (r->name == NULL)
+    return -1;
+  char block[256];
+  snprintf(block, sizeof(block), "<Relay> <Rule \"%s\">", r->name);
+  for (int i = 0; i < ci->children_num; i++) {
+    const oconfig_item_t *c = ci->children + i;
+    int status;
+    char *word = NULL;
+    if (strcasecmp("Plugin", c->key) == 0)
+      status = hes_config_string(c, block, &r->plugin);
+    else if (strcasecmp("Type", c->key) == 0)
+      status = hes_config_string(c, block, &r->type);
+    else if (strcasecmp("TypeInstance", c->key) == 0)
+      status = hes_config_string(c, block, &r->type_instance);
+    else if (strcasecmp("Meter", c->key) == 0)
+      status = hes_config_rule_meters(c, r, block);
+    else if (strcasecmp("Severity", c->key) == 0) {
+      status = hes_config_string(c, block, &word);
+      if (status == 0) {
+        if (strcasecmp(word, "failure") == 0)
+          r->severity = HES_RELAY_FAILURE;
+        else if (strcasecmp(word, "warning") == 0)
+          r->severity = HES_RELAY_WARNING;
+        else if (strcasecmp(word, "okay") == 0)
+          r->severity = HES_RELAY_OKAY;
+        else
+          status = hes_config_fail(c, block, "must be failure, warning or okay");
+      }
+    } else if (strcasecmp("Action", c->key) == 0) {
+      status = hes_config_string(c, block, &word);
+      if (status == 0) {
+        if (strcasecmp(word, "open") == 0)
+          r->action = HES_RELAY_OPEN;
+        else if (strcasecmp(word, "close") == 0)
+          r->action = HES_RELAY_CLOSE;
+        else
+          status = hes_config_fail(c, block, "must be open or close");
+      }
+    } else {
+      ERROR(HES_PLUGIN " plugin: %s: unknown option \"%s\".", block, c->key);
+      status = -1;
+    }
+    free(word);
+    if (status != 0)
+      return -1;
+  }
+  if (r->severity == 0) {
+    ERROR(HES_PLUGIN " plugin: %s: option \"Severity\" is required (failure, warning or "
+                     "okay).",
+          block);
+    return -1;
+  }
+  if (r->action == 0) {
+    ERROR(HES_PLUGIN " plugin: %s: option \"Action\" is required (open or close).", block);
+    return -1;
+  }
+  return 0;
+}
+
+static int hes_config_relay(const oconfig_item_t *ci) {
+  if (hes_relay_conf != NULL) {
+    ERROR(HES_PLUGIN " plugin: only one <Relay> block is allowed.");
+    return -1;
+  }
+  hes_relay_conf_t *rc = calloc(1, sizeof(*rc));
+  if (rc == NULL)
+    return -1;
+  hes_ratelimit_init(&rc->log_skip);
+  rc->holdoff = 300;
+  rc->max_per_minute = 10;
+  hes_relay_conf = rc; /* freed by hes_shutdown even when config fails */
+  const char *block = "<Relay>";
+  for (int i = 0; i < ci->children_num; i++) {
+    const oconfig_item_t *c = ci->children + i;
+    int status;
+    if (strcasecmp("Server", c->key) == 0)
+      status = hes_config_string(c, block, &rc->server_name);
+    else if (strcasecmp("Holdoff", c->key) == 0)
+      status = hes_config_number(c, block, 0, 86400 * 365, &rc->holdoff);
+    else if (strcasecmp("MaxPerMinute", c->key) == 0)
+      status = hes_config_int(c, block, 1, 100000, &rc->max_per_minute);
+    else if (strcasecmp("DryRun", c->key) == 0)
+      status = hes_config_bool(c, block, &rc->dry_run);
+    else if (strcasecmp("Rule", c->key) == 0)
+      status = hes_config_rule(c, rc);
+    else {
+      ERROR(HES_PLUGIN " plugin: %s: unknown option \"%s\".", block, c->key);
+      status = -1;
+    }
+    if (status != 0)
+      return -1;
+  }
+  if (rc->rules_num == 0) {
+    ERROR(HES_PLUGIN " plugin: <Relay>: at least one <Rule> is required.");
+    return -1;
+  }
+  return 0;
+}
+
+/* The Relay's Server exists, and the rules' meters are configured there. Runs after every
+ * <Server> is parsed: the blocks may come in any order. */
+static int hes_config_relay_check(void) {
+  hes_relay_conf_t *rc = hes_relay_conf;
+  if (rc->server_name == NULL) {
+    if (hes_servers == NULL || hes_servers->next != NULL) {
+      ERROR(HES_PLUGIN " plugin: <Relay>: option \"Server\" is required when there is more "
+                       "than one <Server>.");
+      return -1;
+    }
+    rc->server = hes_servers;
+  } else {
+    for (hes_server_t *s = hes_servers; s != NULL; s = s->next)
+      if (strcmp(s->name, rc->server_name) == 0)
+        rc->server = s;
+    if (rc->server == NULL) {
+      ERROR(HES_PLUGIN " plugin: <Relay>: option \"Server\": there is no <Server \"%s\">.",
+            rc->server_name);
+      return -1;
+    }
+  }
+  for (size_t i = 0; i < rc->rules_num; i++) {
+    const hes_rule_conf_t *r = &rc->rules[i];
+    for (size_t j = 0; j < r->meters_num; j++) {
+      if (hes_meters_find(rc->server->meters, r->meters[j], strlen(r->meters[j])) ==
+          HES_METER_NONE) {
+        ERROR(HES_PLUGIN " plugin: <Relay> <Rule \"%s\">: option \"Meter\": \"%s\" is not a "
+                         "meter of Server \"%s\": the plugin never commands a meter it does "
+                         "not read.",
+              r->name, r->meters[j], rc->server->name);
+        return -1;
+      }
+    }
+  }
+  return 0;
+}
+
 static int hes_config(oconfig_item_t *ci) {
   for (int i = 0; i < ci->children_num; i++) {
     const oconfig_item_t *c = ci->children + i;
     if (strcasecmp("Server", c->key) == 0) {
       if (hes_config_server(c) != 0)
+        return -1;
+    } else if (strcasecmp("Relay", c->key) == 0) {
+      if (hes_config_relay(c) != 0)
+        return -1;
+    } else if (strcasecmp("StateDir", c->key) == 0) {
+      if (hes_config_string(c, "<Plugin hes>", &hes_state_dir) != 0)
         return -1;
     } else {
       ERROR(HES_PLUGIN " plugin: <Plugin hes>: unknown option \"%s\".", c->key);
@@ -656,6 +891,8 @@ static int hes_config(oconfig_item_t *ci) {
     ERROR(HES_PLUGIN " plugin: <Plugin hes>: at least one <Server> block is required.");
     return -1;
   }
+  if (hes_relay_conf != NULL && hes_config_relay_check() != 0)
+    return -1;
   return 0;
 }
 
@@ -716,6 +953,41 @@ static void hes_dispatch_self(hes_server_t *s) {
                      hes_mqtt_ready(s->mqtt) ? 1.0 : 0.0);
   hes_dispatch_derive(s, instance, "total_operations", "relay_sent", now,
                       atomic_load(&s->count.relay_sent));
+  if (hes_relay_conf != NULL && hes_relay_conf->server == s)
+    hes_dispatch_derive(s, instance, "total_operations", "relay_skipped", now,
+                        atomic_load(&s->count.relay_skipped));
+}
+
+/* ---------------------------------------------------------------------------------------
+ * relay outcomes */
+
+/* The collectd notification of one command's outcome: plugin hes, type relay, plugin
+ * instance the meter. The notification callback recognises and ignores these. */
+static void hes_relay_notify(const hes_relay_cmd_t *cmd, int severity, const char *plan_id,
+                             const char *outcome) {
+  notification_t n = {.severity = severity, .time = cdtime()};
+  sstrncpy(n.host, hostname_g, sizeof(n.host));
+  sstrncpy(n.plugin, HES_PLUGIN, sizeof(n.plugin));
+  sstrncpy(n.plugin_instance, cmd->meter, sizeof(n.plugin_instance));
+  sstrncpy(n.type, "relay", sizeof(n.type));
+  sstrncpy(n.type_instance, hes_relay_action_string(cmd->action), sizeof(n.type_instance));
+  snprintf(n.message, sizeof(n.message), "breaker %s on meter %s: %s (rule %s, plan %s)",
+           hes_relay_action_string(cmd->action), cmd->meter, outcome, cmd->rule,
+           plan_id != NULL && plan_id[0] != '\0' ? plan_id : "-");
+  plugin_dispatch_notification(&n);
+}
+
+/* The audit line of an outcome, and its notification. */
+static void hes_relay_outcome(const char *plan_id, const char *meter, bool success,
+                              const char *why) {
+  hes_relay_cmd_t cmd;
+  if (hes_relay_conf == NULL || !hes_relay_take(hes_relay_conf->relay, plan_id, meter, &cmd))
+    return;
+  INFO(HES_PLUGIN " plugin: relay audit: rule \"%s\" meter %s action %s planId %s outcome %s%s%s",
+       cmd.rule, cmd.meter, hes_relay_action_string(cmd.action), plan_id,
+       success ? "success" : "FAILURE", why != NULL ? ": " : "", why != NULL ? why : "");
+  hes_relay_notify(&cmd, success ? NOTIF_OKAY : NOTIF_FAILURE, plan_id,
+                   success ? "success" : (why != NULL ? why : "failure"));
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -730,6 +1002,11 @@ static void hes_missing_cb(void *ctx, const char *plan_id, uint32_t tag, void *u
                            const uint32_t *meters, size_t n) {
   (void)user;
   hes_server_t *s = ((hes_missing_ctx_t *)ctx)->server;
+  if (tag & HES_TAG_RELAY) {
+    for (size_t i = 0; i < n; i++)
+      hes_relay_outcome(plan_id, hes_meters_at(s->meters, meters[i]), false, "no result");
+    return;
+  }
   atomic_fetch_add(&s->count.missing, n);
   const hes_item_t *item = hes_item_by_cgcode((int)tag);
   char few[160] = "";
@@ -793,6 +1070,17 @@ static void hes_handle_readings(hes_server_t *s, const hes_push_t *push,
   }
 }
 
+static void hes_handle_relay(hes_server_t *s, const hes_push_t *push) {
+  for (size_t i = 0; i < push->count; i++) {
+    const hes_push_relay_t *r = &push->relays[i];
+    uint32_t idx = hes_meters_find(s->meters, r->dev_addr, r->dev_addr_len);
+    if (idx == HES_METER_NONE || hes_plans_answer(s->plans, push->plan_id, idx) != 1)
+      continue;
+    hes_relay_outcome(push->plan_id, hes_meters_at(s->meters, idx), r->successful,
+                      r->successful ? NULL : "the HES reports the operation failed");
+  }
+}
+
 /* Handles one push payload. `parser` belongs to the calling thread. */
 static void hes_handle_push(hes_server_t *s, hes_push_parser_t *parser, const void *payload,
                             size_t len, bool parked) {
@@ -828,13 +1116,16 @@ static void hes_handle_push(hes_server_t *s, hes_push_parser_t *parser, const vo
         &s->log_push, LOG_WARNING, "Server \"%s\": plan %s: skipped %zu malformed entr%s: %s",
         s->name, push.plan_id, push.skipped, push.skipped == 1 ? "y" : "ies", push.skipped_reason);
   }
-  if (push.kind == HES_PUSH_READINGS)
+  bool relay_plan = (info.tag & HES_TAG_RELAY) != 0;
+  if (relay_plan && push.kind == HES_PUSH_RELAY)
+    hes_handle_relay(s, &push);
+  else if (!relay_plan && push.kind == HES_PUSH_READINGS)
     hes_handle_readings(s, &push, &info);
   else if (push.kind != HES_PUSH_EMPTY) {
     atomic_fetch_add(&s->count.rejected, 1);
     HES_LOG_LIMITED(&s->log_push, LOG_WARNING,
-                    "Server \"%s\": plan %s: a push of an unexpected kind for a reading plan",
-                    s->name, push.plan_id);
+                    "Server \"%s\": plan %s: a push of an unexpected kind for a %s plan", s->name,
+                    push.plan_id, relay_plan ? "relay" : "reading");
   }
   /* One message per plan (seed): a partial or failed result is final. */
   if (push.status != HES_PUSH_SUCCESS) {
@@ -948,6 +1239,231 @@ static int hes_read(user_data_t *ud) {
       hes_read_batch(s, s->items[i], first,
                      meters - first < s->batch_size ? meters - first : s->batch_size);
   hes_dispatch_self(s);
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * relay: notifications in, breaker commands out */
+
+static double hes_unix_now(void) {
+  return CDTIME_T_TO_DOUBLE(cdtime());
+}
+
+static void hes_relay_decision(void *ctx, hes_relay_decision_t d, const char *rule,
+                               const char *meter, hes_relay_action_t action) {
+  hes_relay_conf_t *rc = ctx;
+  hes_server_t *s = rc->server;
+  if (d == HES_RELAY_QUEUED || d == HES_RELAY_SKIP_NO_RULE)
+    return;
+  atomic_fetch_add(&s->count.relay_skipped, 1);
+  const char *what = action != 0 ? hes_relay_action_string(action) : "act";
+  switch (d) {
+  case HES_RELAY_SKIP_HOLDOFF:
+    INFO(HES_PLUGIN " plugin: relay: rule \"%s\": not sending %s to meter %s: it got a command "
+                    "less than Holdoff (%.0f s) ago.",
+         rule, what, meter, rc->holdoff);
+    break;
+  case HES_RELAY_SKIP_RATE:
+  case HES_RELAY_SKIP_QUEUE_FULL:
+  case HES_RELAY_SKIP_UNKNOWN_METER:
+    HES_LOG_LIMITED(&rc->log_skip, LOG_WARNING,
+                    "relay: rule \"%s\": not sending %s to meter %s: %s", rule != NULL ? rule : "-",
+                    what, meter != NULL ? meter : "-",
+                    d == HES_RELAY_SKIP_RATE         ? "over MaxPerMinute; dropped, not queued"
+                    : d == HES_RELAY_SKIP_QUEUE_FULL ? "the command queue is full; dropped"
+                                                     : "not one of the configured meters");
+    break;
+  default:
+    /* Missing-value, first-OKAY and own notifications: by design, counted only. */
+    break;
+  }
+}
+
+static int hes_notification(const notification_t *n, user_data_t *ud) {
+  (void)ud;
+  hes_relay_conf_t *rc = hes_relay_conf;
+  if (rc == NULL || rc->relay == NULL)
+    return 0;
+  char value[64] = "";
+  char threshold[128] = "";
+  bool has_value = false;
+  size_t used = 0;
+  for (const notification_meta_t *m = n->meta; m != NULL; m = m->next) {
+    if (strcmp(m->name, "CurrentValue") == 0) {
+      /* A double from the threshold plugin, a string from unixsock's PUTNOTIF. */
+      if (m->type == NM_TYPE_DOUBLE) {
+        snprintf(value, sizeof(value), "%f", m->nm_value.nm_double);
+        has_value = !isnan(m->nm_value.nm_double);
+      } else if (m->type == NM_TYPE_STRING && m->nm_value.nm_string != NULL) {
+        sstrncpy(value, m->nm_value.nm_string, sizeof(value));
+        has_value = value[0] != '\0';
+      }
+    } else if (m->type == NM_TYPE_DOUBLE && !isnan(m->nm_value.nm_double) &&
+               (strcmp(m->name, "FailureMax") == 0 || strcmp(m->name, "FailureMin") == 0 ||
+                strcmp(m->name, "WarningMax") == 0 || strcmp(m->name, "WarningMin") == 0) &&
+               used < sizeof(threshold)) {
+      int w = snprintf(threshold + used, sizeof(threshold) - used, "%s%s %g", used > 0 ? ", " : "",
+                       m->name, m->nm_value.nm_double);
+      if (w > 0)
+        used += (size_t)w;
+    }
+  }
+  hes_relay_event_t ev = {
+      .severity = n->severity,
+      .time = CDTIME_T_TO_DOUBLE(n->time),
+      .host = n->host,
+      .plugin = n->plugin,
+      .plugin_instance = n->plugin_instance,
+      .type = n->type,
+      .type_instance = n->type_instance,
+      .message = n->message,
+      .has_value = has_value,
+      .value_text = value,
+      .threshold_text = threshold,
+  };
+  hes_relay_submit(rc->relay, &ev, hes_unix_now(), hes_relay_decision, rc);
+  return 0;
+}
+
+static void hes_relay_send(hes_relay_conf_t *rc, const hes_relay_cmd_t *cmd) {
+  hes_server_t *s = rc->server;
+  const char *action = hes_relay_action_string(cmd->action);
+  if (cmd->dry_run) {
+    INFO(HES_PLUGIN " plugin: relay audit: rule \"%s\" meter %s action %s value %s threshold "
+                    "%s planId - outcome dry run: nothing sent",
+         cmd->rule, cmd->meter, action, cmd->value_text,
+         cmd->threshold_text[0] != '\0' ? cmd->threshold_text : "-");
+    hes_relay_notify(cmd, NOTIF_OKAY, NULL, "dry run, nothing sent");
+    return;
+  }
+  const char *meters[1] = {cmd->meter};
+  uint32_t index = cmd->meter_index;
+  hes_api_plan_t plan;
+  hes_api_error_t err;
+  double now = hes_now();
+  hes_plans_request_begin(s->plans);
+  uint64_t sent = hes_api_requests(rc->api);
+  hes_api_result_t r = hes_api_relay(rc->api, now, meters, 1, (int)cmd->action, &plan, &err);
+  atomic_fetch_add(&s->count.http, hes_api_requests(rc->api) - sent);
+  if (r != HES_API_OK) {
+    hes_plans_request_end(s->plans);
+    atomic_fetch_add(&s->count.http_failed, 1);
+    char why[HES_API_MSG_MAX + 64];
+    if (err.kind == HES_API_EHES)
+      snprintf(why, sizeof(why), "HES code %d: %s", err.code, err.msg);
+    else
+      snprintf(why, sizeof(why), "%s: %s", hes_api_result_string(err.kind), err.msg);
+    ERROR(HES_PLUGIN " plugin: relay audit: rule \"%s\" meter %s action %s value %s threshold "
+                     "%s planId - outcome FAILURE: not sent: %s",
+          cmd->rule, cmd->meter, action, cmd->value_text,
+          cmd->threshold_text[0] != '\0' ? cmd->threshold_text : "-", why);
+    hes_relay_notify(cmd, NOTIF_FAILURE, NULL, "the command could not be sent");
+    return;
+  }
+  atomic_fetch_add(&s->count.relay_sent, 1);
+  /* Registered as outstanding before the plan, so a push that arrives at once finds it. */
+  hes_relay_sent(rc->relay, cmd, plan.plan_id);
+  INFO(HES_PLUGIN " plugin: relay audit: rule \"%s\" meter %s action %s value %s threshold %s "
+                  "planId %s outcome sent, waiting for the result",
+       cmd->rule, cmd->meter, action, cmd->value_text,
+       cmd->threshold_text[0] != '\0' ? cmd->threshold_text : "-", plan.plan_id);
+  hes_parked_t *parked = NULL;
+  int ar = hes_plans_add(s->plans, plan.plan_id, HES_TAG_RELAY | (uint32_t)cmd->action, NULL,
+                         &index, 1, now + s->plan_timeout, &parked);
+  hes_plans_request_end(s->plans);
+  if (ar != 0) {
+    hes_relay_outcome(plan.plan_id, cmd->meter, false, "the plan could not be tracked");
+    return;
+  }
+  for (hes_parked_t *p = parked; p != NULL; p = p->next)
+    hes_handle_push(s, rc->parser, p->payload, p->len, true);
+  hes_parked_free(parked);
+}
+
+static void *hes_relay_thread(void *arg) {
+  hes_relay_conf_t *rc = arg;
+  hes_relay_cmd_t cmd;
+  for (;;) {
+    if (hes_relay_next(rc->relay, 1.0, &cmd))
+      hes_relay_send(rc, &cmd);
+    else if (!hes_initialised)
+      break;
+  }
+  return NULL;
+}
+
+static int hes_relay_start(hes_relay_conf_t *rc) {
+  hes_server_t *s = rc->server;
+  char path[PATH_MAX];
+  const char *dir = hes_state_dir != NULL ? hes_state_dir : global_option_get("BaseDir");
+  snprintf(path, sizeof(path), "%s/hes-relay-%s.state", dir != NULL ? dir : ".", s->name);
+  char err[512] = "";
+  hes_relay_config_t cfg = {
+      .holdoff = rc->holdoff,
+      .max_per_minute = rc->max_per_minute,
+      .dry_run = rc->dry_run,
+      .queue_max = 64,
+      .state_path = path,
+      .meters = s->meters,
+  };
+  rc->relay = hes_relay_new(&cfg, hes_unix_now(), err, sizeof(err));
+  if (rc->relay == NULL) {
+    ERROR(HES_PLUGIN " plugin: <Relay>: %s", err);
+    return -1;
+  }
+  if (err[0] != '\0')
+    WARNING(HES_PLUGIN " plugin: <Relay>: %s", err);
+  for (size_t i = 0; i < rc->rules_num; i++) {
+    const hes_rule_conf_t *r = &rc->rules[i];
+    hes_relay_rule_t rule = {
+        .name = r->name,
+        .plugin = r->plugin,
+        .type = r->type,
+        .type_instance = r->type_instance,
+        .severity = r->severity,
+        .action = r->action,
+        .meters = (const char *const *)r->meters,
+        .meters_num = r->meters_num,
+    };
+    if (hes_relay_add_rule(rc->relay, &rule, err, sizeof(err)) != 0) {
+      ERROR(HES_PLUGIN " plugin: <Relay> <Rule \"%s\">: %s", r->name, err);
+      return -1;
+    }
+  }
+  hes_api_error_t aerr;
+  hes_api_config_t ac = {
+      .url = s->url,
+      .tenant_code = s->tenant,
+      .username = s->username,
+      .password = s->password,
+      .secret_key = s->secret_key,
+      .verify_peer = s->verify_peer,
+      .verify_host = s->verify_host,
+      .ca_cert = s->ca_cert,
+      .timeout_ms = s->timeout_ms,
+  };
+  rc->api = hes_api_new(&ac, &aerr);
+  rc->parser = hes_push_parser_new(0);
+  if (rc->api == NULL || rc->parser == NULL) {
+    ERROR(HES_PLUGIN " plugin: <Relay>: cannot set up the HTTP client: %s",
+          rc->api == NULL ? aerr.msg : "out of memory");
+    return -1;
+  }
+  int status = plugin_thread_create(&rc->thread, hes_relay_thread, rc, "hes relay");
+  if (status != 0) {
+    ERROR(HES_PLUGIN " plugin: <Relay>: cannot start the relay thread: %s", STRERROR(status));
+    return -1;
+  }
+  rc->thread_started = true;
+  status = plugin_register_notification(HES_PLUGIN, hes_notification, NULL);
+  if (status != 0) {
+    ERROR(HES_PLUGIN " plugin: <Relay>: cannot register the notification callback.");
+    return -1;
+  }
+  INFO(HES_PLUGIN " plugin: <Relay>: %zu rule(s) for Server \"%s\", Holdoff %.0f s, "
+                  "MaxPerMinute %d%s, state in %s.",
+       rc->rules_num, s->name, rc->holdoff, rc->max_per_minute,
+       rc->dry_run ? ", DRY RUN: nothing will be sent" : "", path);
   return 0;
 }
 
@@ -1066,17 +1582,29 @@ static int hes_init(void) {
       status |= hes_check_type(s->items[i]->type);
   if (status != 0)
     return -1;
+  hes_initialised = true;
   for (hes_server_t *s = hes_servers; s != NULL; s = s->next) {
     if (hes_server_start(s) != 0) {
       plugin_unregister_read_group(HES_PLUGIN);
       return -1;
     }
   }
-  hes_initialised = true;
+  if (hes_relay_conf != NULL && hes_relay_start(hes_relay_conf) != 0) {
+    plugin_unregister_read_group(HES_PLUGIN);
+    return -1;
+  }
   return 0;
 }
 
 static int hes_shutdown(void) {
+  hes_initialised = false;
+  if (hes_relay_conf != NULL) {
+    plugin_unregister_notification(HES_PLUGIN);
+    if (hes_relay_conf->thread_started) {
+      hes_relay_stop(hes_relay_conf->relay);
+      pthread_join(hes_relay_conf->thread, NULL);
+    }
+  }
   for (hes_server_t *s = hes_servers; s != NULL; s = s->next)
     if (s->mqtt_thread_started)
       hes_mqtt_stop(s->mqtt);
@@ -1087,7 +1615,10 @@ static int hes_shutdown(void) {
       pthread_join(s->mqtt_thread, NULL);
     hes_server_free(s);
   }
-  hes_initialised = false;
+  hes_relay_conf_free(hes_relay_conf);
+  hes_relay_conf = NULL;
+  free(hes_state_dir);
+  hes_state_dir = NULL;
   return 0;
 }
 

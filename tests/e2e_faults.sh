@@ -42,7 +42,8 @@ self_at_least() { # <type-instance> <min>
 }
 wait_for 20 self_at_least total_requests-http_failed 1 || fail "no failed request was counted"
 wait_for 20 self_at_least total_values-missing 1 || fail "the silent meter was not counted missing"
-wait_for 20 test "$(count_lines "$SIM_LOG" '"endpoint":"getToken"')" -ge 2 ||
+tokens_fetched_twice() { [ "$(count_lines "$SIM_LOG" '"endpoint":"getToken"')" -ge 2 ]; }
+wait_for 20 tokens_fetched_twice ||
   fail "the token was not renewed"
 bad_token=$(count_lines "$SIM_LOG" '"token_ok":false')
 [ "$bad_token" = 0 ] || fail "$bad_token requests went out with an expired token"

@@ -7,7 +7,7 @@ packages="build-essential autoconf automake libtool pkg-config
   collectd-core collectd-dev libcurl4-openssl-dev libjson-c-dev libmosquitto-dev
   libcmocka-dev libmicrohttpd-dev
   mosquitto mosquitto-clients curl ca-certificates
-  clang valgrind rrdtool"
+  clang valgrind rrdtool socat"
 
 missing=""
 for p in $packages; do
