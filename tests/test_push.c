@@ -26,27 +26,31 @@
 /* ---- helpers ------------------------------------------------------------------------ */
 
 static char data_dir[4096];
+static char corpus_dir[4096];
 
 /* make check exports top_srcdir; run by hand, the source path compiled in finds the data. */
 static void find_data_dir(void) {
   const char *top = getenv("top_srcdir");
+  char tests[2048];
   if (top != NULL && top[0] != '\0') {
-    snprintf(data_dir, sizeof(data_dir), "%s/tests/data/push", top);
-    return;
+    snprintf(tests, sizeof(tests), "%s/tests", top);
+  } else {
+    const char *file = __FILE__;
+    const char *slash = strrchr(file, '/');
+    if (slash == NULL)
+      snprintf(tests, sizeof(tests), ".");
+    else
+      snprintf(tests, sizeof(tests), "%.*s", (int)(slash - file), file);
   }
-  const char *file = __FILE__;
-  const char *slash = strrchr(file, '/');
-  if (slash == NULL)
-    snprintf(data_dir, sizeof(data_dir), "data/push");
-  else
-    snprintf(data_dir, sizeof(data_dir), "%.*s/data/push", (int)(slash - file), file);
+  snprintf(data_dir, sizeof(data_dir), "%s/data/push", tests);
+  snprintf(corpus_dir, sizeof(corpus_dir), "%s/fuzz/corpus_push", tests);
 }
 
 /* Reads a golden file into a buffer of exactly its size (no NUL after it), so that ASan
  * catches the parser reading past len. */
-static char *load(const char *name, size_t *len) {
+static char *load_from(const char *dir, const char *name, size_t *len) {
   char path[4200];
-  snprintf(path, sizeof(path), "%s/%s", data_dir, name);
+  snprintf(path, sizeof(path), "%s/%s", dir, name);
   FILE *f = fopen(path, "rb");
   if (f == NULL)
     fail_msg("cannot open %s", path);
@@ -60,6 +64,10 @@ static char *load(const char *name, size_t *len) {
   fclose(f);
   *len = (size_t)n;
   return buf;
+}
+
+static char *load(const char *name, size_t *len) {
+  return load_from(data_dir, name, len);
 }
 
 /* Copies s without its NUL into a buffer of exactly its length. */
@@ -150,8 +158,8 @@ static const golden_t golden[] = {
      "invalid JSON at byte 10: unexpected character", HES_PUSH_EMPTY, 0, 0, 0, ""},
     {"comment.json", AS_PUSH, HES_PUSH_ESYNTAX,
      "invalid JSON at byte 16: quoted object property name expected", HES_PUSH_EMPTY, 0, 0, 0, ""},
-    {"invalid-utf8.json", AS_PUSH, HES_PUSH_ESYNTAX,
-     "invalid JSON at byte 95: invalid utf-8 string", HES_PUSH_EMPTY, 0, 0, 0, ""},
+    {"invalid-utf8.json", AS_PUSH, HES_PUSH_ESYNTAX, "invalid JSON at byte 95: invalid UTF-8",
+     HES_PUSH_EMPTY, 0, 0, 0, ""},
     {"depth-bomb.json", AS_PUSH, HES_PUSH_ESYNTAX,
      "invalid JSON at byte 71: nested deeper than 9 levels", HES_PUSH_EMPTY, 0, 0, 0, ""},
     /* JSON, but not a push */
@@ -804,6 +812,69 @@ static void test_depth(void **state) {
   hes_push_parser_free(p);
 }
 
+/* UTF-8 is checked by the parser itself (RFC 3629), json-c's own check being looser. */
+static void test_utf8(void **state) {
+  (void)state;
+  static const struct {
+    const char *bytes; /* put into the value of an unknown member */
+    bool valid;
+  } cases[] = {
+      {"plain", true},
+      {"\xc3\xa9", true},                 /* e acute */
+      {"\xe4\xb8\xad\xe6\x96\x87", true}, /* two CJK characters */
+      {"\xf0\x9f\x98\x80", true},         /* U+1F600 */
+      {"\xf4\x8f\xbf\xbf", true},         /* U+10FFFF */
+      {"\xed\x9f\xbf", true},             /* U+D7FF */
+      {"\xc0\x80", false},                /* overlong NUL */
+      {"\xc1\xbf", false},                /* overlong */
+      {"\xe0\x9f\xbf", false},            /* overlong */
+      {"\xf0\x8f\xbf\xbf", false},        /* overlong */
+      {"\xed\xa0\x80", false},            /* a surrogate */
+      {"\xf4\x90\x80\x80", false},        /* above U+10FFFF */
+      {"\xf5\x80\x80\x80", false},
+      {"\x80", false}, /* a lone continuation byte */
+      {"\xc3", false}, /* cut short before the quote */
+      {"\xe4\xb8", false},
+      {"\xe4\x41\x41", false}, /* a continuation byte missing */
+      {"\xff", false},
+  };
+  hes_push_parser_t *p = hes_push_parser_new(0);
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    char msg[256], err[128];
+    /* the bad bytes come after 49 bytes of ASCII, past the 8-byte fast path's first steps */
+    int n = snprintf(msg, sizeof(msg),
+                     "{\"planId\":\"P1\",\"note\":\"0123456789abcdef012\",\"x\":\"%s\",\"data\":{"
+                     "\"status\":\"00\"}}",
+                     cases[i].bytes);
+    hes_push_t out;
+    hes_push_result_t r = hes_push_parse(p, msg, (size_t)n, &out, err, sizeof(err));
+    char ctx[32];
+    snprintf(ctx, sizeof(ctx), "utf8 case %zu", i);
+    if (cases[i].valid) {
+      check_str(ctx, "result", hes_push_result_string(r), "ok");
+    } else {
+      check_str(ctx, "result", hes_push_result_string(r), "not valid JSON");
+      check_str(ctx, "err", err, "invalid JSON at byte 49: invalid UTF-8");
+    }
+  }
+  /* The first byte, and a sequence cut by the end of the message. */
+  hes_push_t out;
+  char err[128];
+  assert_int_equal(hes_push_parse(p, "\xef\xbb\xbf{}", 5, &out, err, sizeof(err)),
+                   HES_PUSH_ESYNTAX);
+  assert_string_equal(err, "invalid JSON at byte 0: unexpected character");
+  assert_int_equal(hes_push_parse(p, "\xff{}", 3, &out, err, sizeof(err)), HES_PUSH_ESYNTAX);
+  assert_string_equal(err, "invalid JSON at byte 0: invalid UTF-8");
+  assert_int_equal(hes_push_parse(p, "{}\xe4\xb8", 4, &out, err, sizeof(err)), HES_PUSH_ESYNTAX);
+  assert_string_equal(err, "invalid JSON at byte 2: invalid UTF-8");
+  /* Valid UTF-8 in a value is handed on as sent. */
+  const char *euro =
+      LIST("{\"devAddr\":\"m\",\"timestamp\":1,\"unit\":\"\xe2\x82\xac\",\"value\":\"1\"}");
+  assert_int_equal(parse_str(p, euro, &out, err, sizeof(err)), HES_PUSH_OK);
+  assert_string_equal(out.readings[0].unit, "\xe2\x82\xac");
+  hes_push_parser_free(p);
+}
+
 /* ---- reuse, growth, arguments ---------------------------------------------------------- */
 
 /* Builds a push of n single readings: devAddr "m<i>", timestamp 1720540800000 + i, cgcode
@@ -959,6 +1030,42 @@ static void test_reason_is_the_first(void **state) {
   hes_push_parser_free(p);
 }
 
+/* The fuzz corpus (large messages, and every input that once crashed the fuzz target) is
+ * a regression suite: each parses without harm, and the large ones completely. */
+static void test_fuzz_corpus(void **state) {
+  (void)state;
+  DIR *d = opendir(corpus_dir);
+  assert_non_null(d);
+  hes_push_parser_t *p = hes_push_parser_new(0);
+  struct dirent *de;
+  size_t files = 0;
+  while ((de = readdir(d)) != NULL) {
+    if (de->d_name[0] == '.')
+      continue;
+    size_t len;
+    char *buf = load_from(corpus_dir, de->d_name, &len);
+    hes_push_t out;
+    char err[256];
+    hes_push_result_t r = hes_push_parse(p, buf, len, &out, err, sizeof(err));
+    free(buf);
+    if (r != HES_PUSH_OK && r != HES_PUSH_ESYNTAX && r != HES_PUSH_ESHAPE)
+      fail_msg("%s: %s", de->d_name, hes_push_result_string(r));
+    if (strcmp(de->d_name, "readings-1000.json") == 0) {
+      check_int(de->d_name, "count", (long long)out.count, 1000);
+      check_str(de->d_name, "last value", out.readings[999].value, "7999.999");
+    } else if (strcmp(de->d_name, "composite-125x8.json") == 0) {
+      check_int(de->d_name, "count", (long long)out.count, 1000);
+      check_int(de->d_name, "entries", (long long)out.entries, 125);
+    } else if (strcmp(de->d_name, "relay-many.json") == 0) {
+      check_int(de->d_name, "count", (long long)out.count, 50);
+    }
+    files++;
+  }
+  closedir(d);
+  assert_true(files >= 4);
+  hes_push_parser_free(p);
+}
+
 int main(void) {
   find_data_dir();
   const struct CMUnitTest tests[] = {
@@ -975,10 +1082,12 @@ int main(void) {
       cmocka_unit_test(test_every_prefix),
       cmocka_unit_test(test_max_bytes),
       cmocka_unit_test(test_depth),
+      cmocka_unit_test(test_utf8),
       cmocka_unit_test(test_reuse),
       cmocka_unit_test(test_parse_list_args),
       cmocka_unit_test(test_args),
       cmocka_unit_test(test_reason_is_the_first),
+      cmocka_unit_test(test_fuzz_corpus),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
