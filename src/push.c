@@ -482,10 +482,11 @@ static hes_push_result_t walk_list(hes_push_parser_t *p, json_object *list, cons
       if (!reserve(&w, n))
         return HES_PUSH_ENOMEM;
     } else if (k != HES_PUSH_EMPTY && k != w.kind) {
-      char what[80];
-      snprintf(what, sizeof(what), "a %s entry in a list of %s entries", kind_noun(k),
-               kind_noun(w.kind));
+      /* The reason names two kinds, so it is formatted here, and only for the first. */
       if (out->skipped_reason[0] == '\0') {
+        char what[80];
+        snprintf(what, sizeof(what), "a %s entry in a list of %s entries", kind_noun(k),
+                 kind_noun(w.kind));
         fail(&pr, NULL, what, NULL);
         skip(&w, i, -1, &pr);
       } else {
@@ -788,12 +789,15 @@ hes_push_result_t hes_push_parse_list(hes_push_parser_t *p, struct json_object *
     set_text(err, errlen, "invalid argument");
     return failed(p, out, HES_PUSH_EINVAL);
   }
-  /* The previous result is invalid from here on, as for hes_push_parse. */
-  release_tree(p);
   if (!json_object_is_type(list, json_type_array)) {
     set_text(err, errlen, "list: expected an array, got %s", type_phrase(list));
     return failed(p, out, HES_PUSH_ESHAPE);
   }
+  /* The parser holds its own reference, taken before the previous tree goes: the list
+   * then outlives its parent even when it came from that very tree. */
+  json_object_get(list);
+  release_tree(p);
+  p->root = list;
   out->status = HES_PUSH_SUCCESS;
   hes_push_result_t r = walk_list(p, list, "list", out);
   if (r != HES_PUSH_OK) {

@@ -94,8 +94,8 @@ hes_push_result_t hes_push_parse(hes_push_parser_t *p, const void *buf, size_t l
                                  char *err, size_t errlen);
 
 /* Parses the "list" array of a history answer, which has the entry shapes of a push.
- * plan_id is "" and status SUCCESS. Pointers refer into `list`: the caller keeps it alive
- * and does not parse another message with p meanwhile. */
+ * plan_id is "" and status SUCCESS. Pointers refer into `list`, of which the parser takes a
+ * reference until the next call: they stay valid until then, as for hes_push_parse. */
 hes_push_result_t hes_push_parse_list(hes_push_parser_t *p, struct json_object *list,
                                       hes_push_t *out, char *err, size_t errlen);
 

@@ -970,7 +970,9 @@ static void test_parse_list_args(void **state) {
   assert_int_equal(out.skipped, 1);
   assert_string_equal(out.skipped_reason, "list[0].timestamp: expected an integer, got a string");
   assert_reading(&out.readings[0], "m", 2, 0, "V", "1", 1);
+  /* The parser keeps its own reference: the result outlives the caller's tree. */
   json_object_put(o);
+  assert_reading(&out.readings[0], "m", 2, 0, "V", "1", 1);
   o = json_object_new_array();
   assert_int_equal(hes_push_parse_list(p, o, &out, err, sizeof(err)), HES_PUSH_OK);
   assert_int_equal(out.kind, HES_PUSH_EMPTY);

@@ -10,10 +10,13 @@
 # What libFuzzer finds goes to a scratch directory (FUZZ_WORK, default a new one under
 # TMPDIR), not into the tree; FUZZ_MERGE=1 merges the inputs that add coverage into
 # corpus_<t>/ afterwards. A crashing input is copied into corpus_<t>/ so that it stays a
-# regression case, and the script exits non-zero.
+# regression case, and the script exits non-zero. FUZZ_MAX_LEN: the longest input (16384).
 set -u
 
 secs=${1:-60}
+# Long inputs slow every mutation down; the parser's handling of big pushes is the unit
+# tests' job. The seeds above this length are cut to it.
+max_len=${FUZZ_MAX_LEN:-16384}
 [ $# -gt 0 ] && shift
 targets=${*:-push}
 
@@ -61,7 +64,7 @@ for t in $targets; do
   echo "run.sh: fuzzing $t for $secs s (scratch corpus $work/new_$t)"
   # shellcheck disable=SC2086
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    "$bin" -max_total_time="$secs" -max_len=131072 -timeout=10 -print_final_stats=1 $dict \
+    "$bin" -max_total_time="$secs" -max_len="$max_len" -timeout=10 -print_final_stats=1 $dict \
     -artifact_prefix="$work/crash_$t/" "$work/new_$t" "$corpus" $seeds
   rc=$?
 
@@ -79,7 +82,7 @@ for t in $targets; do
     continue
   fi
   if [ "${FUZZ_MERGE:-0}" = 1 ]; then
-    "$bin" -merge=1 -max_len=131072 "$corpus" "$work/new_$t"
+    "$bin" -merge=1 -max_len="$max_len" "$corpus" "$work/new_$t"
   fi
   echo "run.sh: $t: no crash in $secs s"
 done
