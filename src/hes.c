@@ -666,6 +666,12 @@ static int hes_config_server(const oconfig_item_t *ci) {
           block, s->plan_timeout, s->timeout_ms);
     status = -1;
   }
+  if (status == 0 && (double)s->timeout_ms >= CDTIME_T_TO_DOUBLE(s->interval) * 1000.0) {
+    ERROR(HES_PLUGIN " plugin: %s: option \"Timeout\" (%ld ms) must be below the Interval "
+                     "(%.15g s): a read round must not outlast its interval.",
+          block, s->timeout_ms, CDTIME_T_TO_DOUBLE(s->interval));
+    status = -1;
+  }
   if (status == 0 && hes_meters_seal(s->meters) != HES_METERS_OK) {
     ERROR(HES_PLUGIN " plugin: %s: out of memory indexing the meters.", block);
     status = -1;

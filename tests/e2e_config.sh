@@ -64,6 +64,6 @@ sed -i 's|^TypesDB .*|TypesDB "/usr/share/collectd/types.db"|' "$CD_CONF"
 rc=0
 timeout 60 "$COLLECTD_BIN" -T -C "$CD_CONF" >"$CD_DIR/collectd.out" 2>&1 || rc=$?
 [ "$rc" != 0 ] || fail "collectd -T accepted a config without the plugin's types"
-grep -F 'the type "power_factor" is not defined' "$CD_LOG" | grep -qF 'hes-types.db' ||
+grep -F 'the type "power_factor" is not defined' "$CD_LOG" | grep -F 'hes-types.db' >/dev/null ||
   fail "no hint to load hes-types.db: $(grep error "$CD_LOG" | head -n 3)"
 ok "fail: a missing type names the TypesDB line to add"

@@ -1,8 +1,9 @@
 #!/bin/bash
-# End to end under faults: pushes that arrive before the HTTP answer naming their plan,
-# short-lived tokens, 30% of HTTP answers failing, a meter that never answers, and the broker
-# restarted mid-run. collectd stays up, values keep coming, and the failures show in the
-# self-metrics instead of in collectd's read backoff.
+# End to end under faults: the broker down when collectd starts, pushes that arrive before
+# the HTTP answer naming their plan, short-lived tokens, a token the HES drops mid-run, 30% of
+# HTTP answers failing, a meter that never answers, and the broker restarted mid-run.
+# collectd stays up, values keep coming, and the failures show in the self-metrics instead
+# of in collectd's read backoff.
 set -euo pipefail
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 . "$top_srcdir/tests/e2e_lib.sh"
@@ -21,7 +22,16 @@ collectd_conf "$(server_block faults \
   "Meter $(printf '"%s" ' "${meters[@]}")" \
   'Item "voltageA" "importActiveEnergy"' \
   "BatchSize 2" "Interval 1" "PlanTimeout 3")"
+
+# The broker is down when collectd starts: collectd must come up and wait for it.
+stop_mosquitto
 collectd_start
+sleep 3
+collectd_running || fail "collectd died without a broker"
+grep -q 'MQTT broker .* not connected; skipping this round' "$CD_LOG" ||
+  fail "no log line about the missing broker"
+restart_mosquitto
+ok "collectd starts and keeps running while the broker is down"
 
 # Values for every answering meter despite the failures.
 all_meters_seen() {
@@ -47,16 +57,26 @@ wait_for 20 tokens_fetched_twice ||
   fail "the token was not renewed"
 bad_token=$(count_lines "$SIM_LOG" '"token_ok":false')
 [ "$bad_token" = 0 ] || fail "$bad_token requests went out with an expired token"
-ok "failures counted (http_failed, missing); tokens renewed before they expired"
-
-# Broker restart: the plugin reconnects, resubscribes, and values resume.
-restart_mosquitto
-restarted=$(date +%s)
 values_after() { # <meter> <type-instance> <epoch>
   local f
   f=$(csv_file "$1" "$2")
   [ -n "$f" ] && awk -F, -v t="$3" '$1 ~ /^[0-9]/ && $1 > t { found = 1 } END { exit !found }' "$f"
 }
+ok "failures counted (http_failed, missing); tokens renewed before they expired"
+
+# The HES forgets the token mid-run: the next call fails as stale, the plugin fetches a new
+# token and retries once, and values go on.
+sim_control expire-token >/dev/null
+dropped=$(date +%s)
+stale_seen() { [ "$(count_lines "$SIM_LOG" '"token_ok":false')" -ge 1 ]; }
+wait_for 20 stale_seen || fail "the dropped token was never presented (the test proves nothing)"
+wait_for 20 values_after 202407100002 energy_wh-import "$((dropped + 1))" ||
+  fail "values did not resume after the HES dropped the token"
+ok "a token dropped by the HES is replaced and the call retried"
+
+# Broker restart: the plugin reconnects, resubscribes, and values resume.
+restart_mosquitto
+restarted=$(date +%s)
 wait_for 40 values_after 202407100001 voltage-A "$((restarted + 1))" ||
   fail "values did not resume after the broker restarted"
 collectd_running || fail "collectd died"

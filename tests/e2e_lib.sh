@@ -16,6 +16,16 @@ CD_PID=
 FAIL_LOGS="${FAIL_LOGS:-} $CD_LOG"
 STOCK_PLUGINS=${STOCK_PLUGINS:-/usr/lib/collectd}
 
+# collectd_instance <name>: the paths of a second (third...) collectd of the same test.
+collectd_instance() {
+  CD_DIR=$TEST_TMP/collectd-$1
+  CD_CONF=$CD_DIR/collectd.conf
+  CD_LOG=$CD_DIR/collectd.log
+  CD_CSV=$CD_DIR/csv
+  CD_PID=
+  FAIL_LOGS="$FAIL_LOGS $CD_LOG"
+}
+
 collectd_setup() {
   [ -x "$COLLECTD_BIN" ] || skip "collectd not found ($COLLECTD_BIN): install collectd-core"
   local so=$top_builddir/.libs/hes.so p
@@ -68,7 +78,7 @@ server_block() {
     Username "$SIM_USER"
     Password "$SIM_PASSWORD"
     SecretKey "$SIM_SECRET"
-    Timeout 2000
+    Timeout 900
     <MQTT>
       Host "127.0.0.1"
       Port $MQTT_PORT
