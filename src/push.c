@@ -485,8 +485,8 @@ static hes_push_result_t walk_list(hes_push_parser_t *p, json_object *list, cons
       /* The reason names two kinds, so it is formatted here, and only for the first. */
       if (out->skipped_reason[0] == '\0') {
         char what[80];
-        snprintf(what, sizeof(what), "a %s entry in a list of %s entries", kind_noun(k),
-                 kind_noun(w.kind));
+        snprintf(what, sizeof(what), "%s %s entry in a list of %s entries",
+                 k == HES_PUSH_ARCHIVE ? "an" : "a", kind_noun(k), kind_noun(w.kind));
         fail(&pr, NULL, what, NULL);
         skip(&w, i, -1, &pr);
       } else {

@@ -44,13 +44,14 @@ typedef enum {
   HES_PUSH_ARCHIVE,  /* devAddr, status, commType, moduleNext */
 } hes_push_kind_t;
 
+/* dev_addr: 1..32 characters of [0-9A-Za-z_-], NUL-terminated. Strings contain no NUL. */
 typedef struct {
   const char *dev_addr;
   size_t dev_addr_len;
-  int64_t timestamp_ms; /* >= 0 */
+  int64_t timestamp_ms; /* 0 .. before 2200-01-01 */
   int cgcode;           /* 0 when the entry has none (historySingle answers) */
-  const char *unit;     /* as sent, may be "" */
-  const char *value;    /* as sent: "7340.740"; converting it is the items module's job */
+  const char *unit;     /* as sent, may be "", at most 32 bytes */
+  const char *value;    /* as sent: "7340.740", at most 64 bytes; converting it is items' job */
   uint32_t entry;       /* index of the list entry: the channels of one meter share it */
 } hes_push_reading_t;
 
@@ -71,6 +72,9 @@ typedef struct {
 typedef struct {
   char plan_id[HES_PLAN_ID_MAX]; /* "" for a history list */
   hes_push_status_t status;
+  /* Decided by the first list entry of a known shape; an entry of another shape is skipped.
+   * A composite entry counts in `entries` once its devAddr, timestamp and channelData are
+   * valid, even if each of its channels is skipped. */
   hes_push_kind_t kind;
   size_t count;             /* elements in the array that matches kind */
   size_t entries;           /* list entries accepted (meters); == count except for CHANNELS */

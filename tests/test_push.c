@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -646,6 +647,12 @@ static void test_missing_fields(void **state) {
       {LIST("{}"), HES_PUSH_OK, "data.list[0]: not a reading, composite, relay or archive entry",
        0},
       {LIST(""), HES_PUSH_OK, "", 0},
+      {LIST("{\"devAddr\":\"a\",\"timestamp\":1,\"channelData\":[]},{\"devAddr\":\"b\","
+            "\"status\":\"1\"}"),
+       HES_PUSH_OK, "data.list[1]: an archive entry in a list of composite entries", 0},
+      {LIST("{\"devAddr\":\"b\",\"status\":\"1\"},{\"devAddr\":\"a\",\"timestamp\":1,"
+            "\"channelData\":[]}"),
+       HES_PUSH_OK, "data.list[1]: a composite entry in a list of archive entries", 1},
       {"{\"planId\":\"P1\",\"data\":{}}", HES_PUSH_ESHAPE, "data.status: missing", 0},
       {"{}", HES_PUSH_ESHAPE, "planId: missing", 0},
   };
@@ -770,6 +777,14 @@ static void test_max_bytes(void **state) {
   assert_string_equal(err, "message of 39 bytes exceeds the limit of 38");
   assert_zeroed(&out);
   free(big);
+  hes_push_parser_free(p);
+
+  /* json-c takes an int length: a larger limit is cut to INT_MAX. The length is checked
+   * before a byte is read, so the small buffer is never overrun. */
+  p = hes_push_parser_new((size_t)INT_MAX + 100);
+  assert_int_equal(hes_push_parse(p, msg, (size_t)INT_MAX + 1, &out, err, sizeof(err)),
+                   HES_PUSH_ETOOBIG);
+  assert_string_equal(err, "message of 2147483648 bytes exceeds the limit of 2147483647");
   hes_push_parser_free(p);
 
   /* The default limit is checked before a byte is read: the buffer here is not even JSON. */
