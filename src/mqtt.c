@@ -374,6 +374,14 @@ static void on_subscribe_cb(struct mosquitto *mosq, void *obj, int mid, int qos_
     return;
   }
   m->subscribed_once = true;
+  if (granted_qos[0] < m->qos) {
+    /* Still usable, but the owner should know that QoS 0 loses messages across drops. */
+    char why[128];
+    snprintf(why, sizeof(why), "connected and subscribed, broker granted QoS %d only",
+             granted_qos[0]);
+    become_ready(m, why);
+    return;
+  }
   become_ready(m, "connected and subscribed");
 }
 
@@ -409,7 +417,8 @@ static int no_key_password(char *buf, int size, int rwflag, void *userdata) {
 static bool setup_mosquitto(hes_mqtt_t *m, char *err, size_t errlen) {
   m->mosq = mosquitto_new(m->client_id, m->clean_session, m);
   if (m->mosq == NULL) {
-    set_err(err, errlen, "mosquitto_new: %s", strerror(errno));
+    char ebuf[128];
+    set_err(err, errlen, "mosquitto_new: %s", strerror_r(errno, ebuf, sizeof(ebuf)));
     return false;
   }
   int rc = mosquitto_int_option(m->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);

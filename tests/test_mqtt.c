@@ -42,6 +42,7 @@
 #define MAX_STATES   64
 #define PAYLOAD_MAX  256
 #define BROKER_SLACK 5.0 /* seconds a broker gets to start or stop */
+#define WATCHDOG_S   120 /* the whole program; it takes about 6 s */
 
 /* ---- the broker -------------------------------------------------------------------------- */
 
@@ -319,13 +320,33 @@ static bool wait_states(record_t *r, int n, double timeout) {
   return count_states(r) >= n;
 }
 
+/* Copies under the lock, asserts outside it: a failed assertion must not leave it held. */
 static void assert_msg(record_t *r, int i, const char *topic, const char *payload) {
+  char got_topic[sizeof(r->topics[0])];
+  unsigned char got[PAYLOAD_MAX];
+  size_t len = 0;
   pthread_mutex_lock(&r->lock);
-  assert_true(i < r->nmsgs);
-  assert_string_equal(r->topics[i], topic);
-  assert_int_equal(r->lens[i], strlen(payload));
-  assert_memory_equal(r->payloads[i], payload, strlen(payload));
+  int n = r->nmsgs;
+  if (i < n) {
+    memcpy(got_topic, r->topics[i], sizeof(got_topic));
+    len = r->lens[i];
+    memcpy(got, r->payloads[i], sizeof(got));
+  }
   pthread_mutex_unlock(&r->lock);
+  assert_true(i < n);
+  assert_string_equal(got_topic, topic);
+  assert_int_equal(len, strlen(payload));
+  assert_memory_equal(got, payload, strlen(payload));
+}
+
+/* The last state reported, copied under the lock. */
+static bool last_state(record_t *r, char *why, size_t len) {
+  pthread_mutex_lock(&r->lock);
+  int n = r->nstates;
+  bool ready = n > 0 && r->ready[n - 1];
+  snprintf(why, len, "%s", n > 0 ? r->why[n - 1] : "");
+  pthread_mutex_unlock(&r->lock);
+  return ready;
 }
 
 static hes_mqtt_config_t base_config(record_t *r, const char *client_id) {
@@ -358,6 +379,8 @@ typedef struct {
 } runner_t;
 
 static runner_t runners[4];
+static pid_t
+    fake_pid; /* the fake server running (see below), for the teardown after a failed test */
 static record_t records[4];
 static int nrecords;
 
@@ -413,6 +436,11 @@ static int test_teardown(void **state) {
     }
   }
   nrecords = 0;
+  if (fake_pid > 0) {
+    kill(fake_pid, SIGKILL);
+    waitpid(fake_pid, NULL, 0);
+    fake_pid = 0;
+  }
   return 0;
 }
 
@@ -689,15 +717,11 @@ static void test_broker_restart(void **state) {
   assert_msg(r, 0, "/1000000067/before", "1");
   assert_msg(r, 1, "/1000000067/after", "2");
   assert_msg(rc, 1, "/1000000067/after", "2");
-  pthread_mutex_lock(&r->lock);
-  assert_true(r->ready[r->nstates - 1]);
-  assert_string_equal(r->why[r->nstates - 1],
-                      "connected, session and subscription kept by the broker");
-  pthread_mutex_unlock(&r->lock);
-  pthread_mutex_lock(&rc->lock);
-  assert_true(rc->ready[rc->nstates - 1]);
-  assert_string_equal(rc->why[rc->nstates - 1], "connected and subscribed");
-  pthread_mutex_unlock(&rc->lock);
+  char why[512];
+  assert_true(last_state(r, why, sizeof(why)));
+  assert_string_equal(why, "connected, session and subscription kept by the broker");
+  assert_true(last_state(rc, why, sizeof(why)));
+  assert_string_equal(why, "connected and subscribed");
   assert_true(stop_run(t) < 0.5);
   assert_true(stop_run(tc) < 0.5);
   hes_mqtt_free(m);
@@ -763,8 +787,8 @@ static void test_stop_during_backoff(void **state) {
 
 /* A listener in a child process (so its descriptors are not counted here) that accepts and
  * then hangs up at once, says nothing and holds the connection until it is killed, or
- * speaks just enough MQTT to accept the CONNECT and refuse the SUBSCRIBE. */
-typedef enum { FAKE_HANGUP, FAKE_SILENT, FAKE_REFUSE_SUB } fake_mode_t;
+ * speaks just enough MQTT to accept the CONNECT and refuse the SUBSCRIBE or grant QoS 0. */
+typedef enum { FAKE_HANGUP, FAKE_SILENT, FAKE_REFUSE_SUB, FAKE_GRANT_QOS0 } fake_mode_t;
 
 typedef struct {
   pid_t pid;
@@ -803,7 +827,7 @@ static int read_packet(int fd, unsigned char *body, size_t size, size_t *len) {
   return type;
 }
 
-static void fake_refuse_sub(int c) {
+static void fake_suback(int c, unsigned char granted) {
   unsigned char body[1024];
   size_t len;
   if (read_packet(c, body, sizeof(body), &len) != 1) /* CONNECT */
@@ -813,7 +837,7 @@ static void fake_refuse_sub(int c) {
     return;
   if (read_packet(c, body, sizeof(body), &len) != 8 || len < 2) /* SUBSCRIBE */
     return;
-  const unsigned char suback[] = {0x90, 0x03, body[0], body[1], 0x80};
+  const unsigned char suback[] = {0x90, 0x03, body[0], body[1], granted};
   if (write(c, suback, sizeof(suback)) != sizeof(suback))
     return;
   while (read_packet(c, body, sizeof(body), &len) >= 0) /* until the client hangs up */
@@ -831,13 +855,15 @@ static void fake_server_start(fake_server_t *s, fake_mode_t mode) {
   s->port = ntohs(sa.sin_port);
   s->pid = fork();
   assert_true(s->pid >= 0);
+  if (s->pid > 0)
+    fake_pid = s->pid;
   if (s->pid == 0) {
     for (;;) {
       int c = accept(fd, NULL, NULL);
       if (c < 0 || mode == FAKE_SILENT)
         continue;
-      if (mode == FAKE_REFUSE_SUB)
-        fake_refuse_sub(c);
+      if (mode == FAKE_REFUSE_SUB || mode == FAKE_GRANT_QOS0)
+        fake_suback(c, mode == FAKE_REFUSE_SUB ? 0x80 : 0x00);
       close(c);
     }
   }
@@ -847,6 +873,7 @@ static void fake_server_start(fake_server_t *s, fake_mode_t mode) {
 static void fake_server_stop(fake_server_t *s) {
   kill(s->pid, SIGKILL);
   waitpid(s->pid, NULL, 0);
+  fake_pid = 0;
 }
 
 /* Fails n times against port and checks no descriptor is left behind. */
@@ -972,6 +999,26 @@ static void test_suback_refused(void **state) {
   fake_server_stop(&s);
 }
 
+/* A broker that downgrades the subscription: usable, and the owner is told. */
+static void test_suback_downgraded(void **state) {
+  (void)state;
+  record_t *r = new_record();
+  hes_mqtt_config_t cfg = base_config(r, "hes-qos0");
+  fake_server_t s;
+  fake_server_start(&s, FAKE_GRANT_QOS0);
+  cfg.port = s.port;
+  hes_mqtt_t *m = hes_mqtt_new(&cfg, NULL, 0);
+  assert_non_null(m);
+  runner_t *t = start_run(m);
+  assert_true(hes_mqtt_wait_ready(m, 3));
+  assert_true(wait_states(r, 1, 1));
+  assert_true(r->ready[0]);
+  assert_string_equal(r->why[0], "connected and subscribed, broker granted QoS 0 only");
+  assert_true(stop_run(t) < 0.5);
+  hes_mqtt_free(m);
+  fake_server_stop(&s);
+}
+
 static void test_tls_verified(void **state) {
   (void)state;
   if (broker.tls_port == 0)
@@ -1052,6 +1099,20 @@ static void test_tls_encrypted_key(void **state) {
   expect_tls_failure(&cfg, r, "A TLS error occurred: Error: Unable to load client key file");
 }
 
+/* Whatever hangs, the program ends within WATCHDOG_S seconds and takes its children along. */
+static void watchdog(int sig) {
+  (void)sig;
+  static const char msg[] = "Bail out! test_mqtt took too long\n";
+  if (write(1, msg, sizeof(msg) - 1) < 0) {
+    /* nothing more to do */
+  }
+  if (broker.pid > 0)
+    kill(broker.pid, SIGKILL);
+  if (fake_pid > 0)
+    kill(fake_pid, SIGKILL);
+  _exit(1);
+}
+
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
   (void)st;
   (void)flag;
@@ -1076,6 +1137,8 @@ int main(void) {
   broker.port = free_port();
   broker.auth_port = free_port();
   atexit(broker_kill_at_exit);
+  signal(SIGALRM, watchdog);
+  alarm(WATCHDOG_S);
   signal(SIGPIPE, SIG_IGN);
   mosquitto_lib_init();
 
@@ -1097,6 +1160,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_tls_encrypted_key, test_teardown),
       cmocka_unit_test_teardown(test_connack_refused, test_teardown),
       cmocka_unit_test_teardown(test_suback_refused, test_teardown),
+      cmocka_unit_test_teardown(test_suback_downgraded, test_teardown),
   };
   /* clang-format on */
   int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
