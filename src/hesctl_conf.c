@@ -1,0 +1,431 @@
+/* hesctl_conf: the reader of collectd's config syntax subset for hesctl (see the header).
+ *
+ * It works a logical line at a time (physical lines joined where one ends in a backslash):
+ * collectd's grammar is line based, and so are the error messages an operator needs. */
+#include "config.h"
+
+#include "hesctl_conf.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+typedef struct {
+  const char *name;
+  int line;
+  char *err;
+  size_t errlen;
+} conf_ctx_t;
+
+static void conf__fail(conf_ctx_t *c, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void conf__fail(conf_ctx_t *c, int line, const char *fmt, ...) {
+  char why[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(why, sizeof(why), fmt, ap);
+  va_end(ap);
+  if (c->err != NULL && c->errlen > 0)
+    snprintf(c->err, c->errlen, "%s:%d: %s", c->name, line, why);
+}
+
+static void conf__free_item(hesctl_ci_t *ci) {
+  if (ci == NULL)
+    return;
+  free(ci->key);
+  for (size_t i = 0; i < ci->nvalues; i++)
+    free(ci->values[i].s);
+  free(ci->values);
+  for (size_t i = 0; i < ci->nchildren; i++)
+    conf__free_item(&ci->children[i]);
+  free(ci->children);
+}
+
+void hesctl_conf_free(hesctl_ci_t *root) {
+  conf__free_item(root);
+  free(root);
+}
+
+static bool conf__key_char(int ch, bool first) {
+  if (isalpha(ch) || ch == '_')
+    return true;
+  return !first && (isdigit(ch) || ch == '.' || ch == '-');
+}
+
+/* An unquoted word ends at blanks, quotes, angle brackets and comments. */
+static bool conf__word_char(int ch) {
+  return ch > ' ' && ch < 0x7f && ch != '"' && ch != '<' && ch != '>' && ch != '#' && ch != '\\';
+}
+
+/* collectd's NUMBER: [+-]?digits[.digits][e[+-]digits] (no hex: the plugin uses none). */
+static bool conf__is_number(const char *s, double *out) {
+  const char *p = s;
+  if (*p == '+' || *p == '-')
+    p++;
+  if (!isdigit((unsigned char)*p))
+    return false;
+  while (isdigit((unsigned char)*p))
+    p++;
+  if (*p == '.') {
+    p++;
+    if (!isdigit((unsigned char)*p))
+      return false;
+    while (isdigit((unsigned char)*p))
+      p++;
+  }
+  if (*p == 'e' || *p == 'E') {
+    p++;
+    if (*p == '+' || *p == '-')
+      p++;
+    if (!isdigit((unsigned char)*p))
+      return false;
+    while (isdigit((unsigned char)*p))
+      p++;
+  }
+  if (*p != '\0')
+    return false;
+  errno = 0;
+  double v = strtod(s, NULL);
+  if (errno != 0 || !isfinite(v))
+    return false;
+  *out = v;
+  return true;
+}
+
+static int conf__bool_word(const char *s) {
+  static const char *const yes[] = {"true", "yes", "on"};
+  static const char *const no[] = {"false", "no", "off"};
+  for (size_t i = 0; i < 3; i++) {
+    if (strcasecmp(s, yes[i]) == 0)
+      return 1;
+    if (strcasecmp(s, no[i]) == 0)
+      return 0;
+  }
+  return -1;
+}
+
+static int conf__add_value(hesctl_ci_t *ci, hesctl_cv_t v) {
+  hesctl_cv_t *nv = realloc(ci->values, (ci->nvalues + 1) * sizeof(*nv));
+  if (nv == NULL)
+    return -1;
+  ci->values = nv;
+  ci->values[ci->nvalues++] = v;
+  return 0;
+}
+
+/* Parses the values of one statement from *pp, up to the end of the line, or up to '>'
+ * when in_tag. Leaves *pp after what it read. */
+static bool conf__values(conf_ctx_t *c, const char **pp, hesctl_ci_t *ci, bool in_tag) {
+  const char *p = *pp;
+  for (;;) {
+    while (*p == ' ' || *p == '\t')
+      p++;
+    if (*p == '\0' || *p == '#' || (in_tag && *p == '>'))
+      break;
+    hesctl_cv_t v = {0};
+    if (*p == '"') {
+      p++;
+      size_t cap = strlen(p) + 1, n = 0;
+      char *s = malloc(cap);
+      if (s == NULL) {
+        conf__fail(c, c->line, "out of memory");
+        return false;
+      }
+      while (*p != '"') {
+        if (*p == '\0') {
+          free(s);
+          conf__fail(c, c->line, "unterminated string");
+          return false;
+        }
+        if (*p == '\\') {
+          p++;
+          if (*p == '\0') {
+            free(s);
+            conf__fail(c, c->line, "unterminated string");
+            return false;
+          }
+        }
+        s[n++] = *p++;
+      }
+      p++;
+      s[n] = '\0';
+      v.type = HESCTL_CV_STRING;
+      v.quoted = true;
+      v.s = s;
+    } else if (conf__word_char((unsigned char)*p)) {
+      const char *start = p;
+      while (conf__word_char((unsigned char)*p))
+        p++;
+      v.s = strndup(start, (size_t)(p - start));
+      if (v.s == NULL) {
+        conf__fail(c, c->line, "out of memory");
+        return false;
+      }
+      int b = conf__bool_word(v.s);
+      if (b >= 0) {
+        v.type = HESCTL_CV_BOOL;
+        v.b = b == 1;
+      } else if (conf__is_number(v.s, &v.n)) {
+        v.type = HESCTL_CV_NUMBER;
+      } else {
+        v.type = HESCTL_CV_STRING;
+      }
+    } else {
+      conf__fail(c, c->line, "unexpected character '%c'%s", *p,
+                 *p == '<' || *p == '>' ? " (a block tag must stand on its own line)" : "");
+      return false;
+    }
+    if (*p != '\0' && *p != ' ' && *p != '\t' && *p != '#' && !(in_tag && *p == '>')) {
+      free(v.s);
+      conf__fail(c, c->line, "missing blank after a value of \"%s\"", ci->key);
+      return false;
+    }
+    if (conf__add_value(ci, v) != 0) {
+      free(v.s);
+      conf__fail(c, c->line, "out of memory");
+      return false;
+    }
+  }
+  *pp = p;
+  return true;
+}
+
+static bool conf__key(conf_ctx_t *c, const char **pp, char **key) {
+  const char *p = *pp, *start = p;
+  if (!conf__key_char((unsigned char)*p, true)) {
+    conf__fail(c, c->line, "expected a key, found '%c'", *p);
+    return false;
+  }
+  while (conf__key_char((unsigned char)*p, false))
+    p++;
+  *key = strndup(start, (size_t)(p - start));
+  if (*key == NULL) {
+    conf__fail(c, c->line, "out of memory");
+    return false;
+  }
+  *pp = p;
+  return true;
+}
+
+/* Only blanks or a comment may follow a statement. */
+static bool conf__line_end(conf_ctx_t *c, const char *p) {
+  while (*p == ' ' || *p == '\t')
+    p++;
+  if (*p != '\0' && *p != '#') {
+    conf__fail(c, c->line, "unexpected text after the statement: \"%.20s\"", p);
+    return false;
+  }
+  return true;
+}
+
+/* Appends an empty child to block and returns it. */
+static hesctl_ci_t *conf__child(hesctl_ci_t *block) {
+  hesctl_ci_t *nc = realloc(block->children, (block->nchildren + 1) * sizeof(*nc));
+  if (nc == NULL)
+    return NULL;
+  block->children = nc;
+  hesctl_ci_t *ci = &block->children[block->nchildren++];
+  memset(ci, 0, sizeof(*ci));
+  return ci;
+}
+
+typedef struct {
+  hesctl_ci_t *root;
+  /* the open blocks, by their path of child indices from root (children move on realloc) */
+  size_t path[HESCTL_CONF_MAX_DEPTH];
+  size_t depth;
+} conf_state_t;
+
+static hesctl_ci_t *conf__current(conf_state_t *st) {
+  hesctl_ci_t *b = st->root;
+  for (size_t i = 0; i < st->depth; i++)
+    b = &b->children[st->path[i]];
+  return b;
+}
+
+static bool conf__statement(conf_ctx_t *c, conf_state_t *st, const char *p) {
+  while (*p == ' ' || *p == '\t')
+    p++;
+  if (*p == '\0' || *p == '#')
+    return true;
+  hesctl_ci_t *block = conf__current(st);
+  if (p[0] == '<' && p[1] == '/') {
+    p += 2;
+    char *key = NULL;
+    if (!conf__key(c, &p, &key))
+      return false;
+    bool match = st->depth > 0 && strcasecmp(key, block->key) == 0;
+    if (!match) {
+      if (st->depth == 0)
+        conf__fail(c, c->line, "</%s> without an open <%s>", key, key);
+      else
+        conf__fail(c, c->line, "</%s> does not close <%s> of line %d", key, block->key,
+                   block->line);
+      free(key);
+      return false;
+    }
+    free(key);
+    while (*p == ' ' || *p == '\t')
+      p++;
+    if (*p != '>') {
+      conf__fail(c, c->line, "expected '>' to end the closing tag");
+      return false;
+    }
+    st->depth--;
+    return conf__line_end(c, p + 1);
+  }
+  bool tag = *p == '<';
+  if (tag) {
+    p++;
+    if (st->depth == HESCTL_CONF_MAX_DEPTH) {
+      conf__fail(c, c->line, "blocks nested deeper than %d", HESCTL_CONF_MAX_DEPTH);
+      return false;
+    }
+  }
+  hesctl_ci_t *ci = conf__child(block);
+  if (ci == NULL) {
+    conf__fail(c, c->line, "out of memory");
+    return false;
+  }
+  ci->line = c->line;
+  ci->block = tag;
+  if (!conf__key(c, &p, &ci->key) || !conf__values(c, &p, ci, tag))
+    return false;
+  if (tag) {
+    if (*p != '>') {
+      conf__fail(c, c->line, "expected '>' to end <%s", ci->key);
+      return false;
+    }
+    st->path[st->depth++] = block->nchildren - 1;
+    return conf__line_end(c, p + 1);
+  }
+  if (ci->nvalues == 0) {
+    conf__fail(c, c->line, "\"%s\" needs a value", ci->key);
+    return false;
+  }
+  return true;
+}
+
+hesctl_ci_t *hesctl_conf_parse(const char *text, size_t len, const char *name, char *err,
+                               size_t errlen) {
+  conf_ctx_t c = {.name = name != NULL ? name : "config", .line = 0, .err = err, .errlen = errlen};
+  if (text == NULL && len > 0) {
+    conf__fail(&c, 0, "no text");
+    return NULL;
+  }
+  if (len > HESCTL_CONF_MAX_BYTES) {
+    conf__fail(&c, 0, "larger than %u bytes", HESCTL_CONF_MAX_BYTES);
+    return NULL;
+  }
+  conf_state_t st = {.root = calloc(1, sizeof(hesctl_ci_t))};
+  char *buf = malloc(len + 1); /* a logical line is never longer than the text */
+  if (st.root == NULL || buf == NULL) {
+    free(buf);
+    free(st.root);
+    conf__fail(&c, 0, "out of memory");
+    return NULL;
+  }
+  st.root->block = true;
+  size_t i = 0;
+  int line = 1;
+  bool ok = true;
+  while (ok && i < len) {
+    size_t n = 0;
+    c.line = line; /* a statement is reported at its first physical line */
+    for (;;) {
+      size_t start = i;
+      while (i < len && text[i] != '\n')
+        i++;
+      size_t end = i;
+      if (end > start && text[end - 1] == '\r')
+        end--;
+      for (size_t k = start; k < end; k++) {
+        unsigned char ch = (unsigned char)text[k];
+        if ((ch < ' ' && ch != '\t') || ch == 0x7f) {
+          conf__fail(&c, line, "control character 0x%02x", ch);
+          ok = false;
+          break;
+        }
+      }
+      if (!ok)
+        break;
+      bool cont = end > start && text[end - 1] == '\\';
+      if (cont)
+        end--;
+      memcpy(buf + n, text + start, end - start);
+      n += end - start;
+      if (i < len) {
+        i++;
+        line++;
+      }
+      if (!cont || i >= len)
+        break;
+    }
+    if (!ok)
+      break;
+    buf[n] = '\0';
+    ok = conf__statement(&c, &st, buf);
+  }
+  if (ok && st.depth > 0) {
+    hesctl_ci_t *b = conf__current(&st);
+    conf__fail(&c, line, "<%s> of line %d is not closed", b->key, b->line);
+    ok = false;
+  }
+  free(buf);
+  if (!ok) {
+    hesctl_conf_free(st.root);
+    return NULL;
+  }
+  return st.root;
+}
+
+hesctl_ci_t *hesctl_conf_parse_file(const char *path, char *err, size_t errlen) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) {
+    snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    return NULL;
+  }
+  size_t cap = 64 * 1024, len = 0;
+  char *text = malloc(cap);
+  bool ok = text != NULL;
+  while (ok) {
+    if (len == cap) {
+      if (cap > HESCTL_CONF_MAX_BYTES) {
+        snprintf(err, errlen, "%s: larger than %u bytes", path, HESCTL_CONF_MAX_BYTES);
+        ok = false;
+        break;
+      }
+      char *nt = realloc(text, cap * 2);
+      if (nt == NULL) {
+        ok = false;
+        snprintf(err, errlen, "%s: out of memory", path);
+        break;
+      }
+      text = nt;
+      cap *= 2;
+    }
+    size_t got = fread(text + len, 1, cap - len, f);
+    len += got;
+    if (got == 0) {
+      if (ferror(f)) {
+        snprintf(err, errlen, "%s: read error", path);
+        ok = false;
+      }
+      break;
+    }
+  }
+  if (text == NULL)
+    snprintf(err, errlen, "%s: out of memory", path);
+  fclose(f);
+  hesctl_ci_t *root = NULL;
+  if (ok)
+    root = hesctl_conf_parse(text, len, path, err, errlen);
+  free(text);
+  return root;
+}
