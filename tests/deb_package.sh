@@ -1,0 +1,265 @@
+#!/bin/bash
+# The Debian package, built and used the way a Debian 12 administrator would: builds
+# collectd-hes from a copy of the source tree with dpkg-buildpackage, lints it (no E: or W:),
+# installs it next to Debian's collectd package, checks that the unfilled snippet leaves
+# collectd's stock configuration working, fills the snippet in for the simulator and a
+# local mosquitto, runs the stock /usr/sbin/collectd on (a copy of) the stock
+# /etc/collectd/collectd.conf and sees values arrive, then purges the package and checks
+# that nothing of it is left.
+#
+# Needs root (it installs packages) and dpkg-buildpackage; skips (77) otherwise. It changes
+# the machine: it installs the build dependencies, lintian and Debian's collectd package,
+# and leaves them installed. collectd-hes itself is purged again, also on failure.
+set -euo pipefail
+. "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
+. "$top_srcdir/tests/e2e_lib.sh"
+
+# debian/rules exports this: make check inside the package build must not build it again.
+[ -z "${HES_DEB_BUILD:-}" ] || skip "inside a package build"
+[ "$(id -u)" = 0 ] || skip "not root: installing packages needs root"
+require_cmd dpkg-buildpackage apt-get dpkg-query
+start_mosquitto # before the long part: skips early when there is no mosquitto
+
+export DEBIAN_FRONTEND=noninteractive
+PKG=collectd-hes
+SNIPPET=/etc/collectd/collectd.conf.d/hes.conf
+STOCK_CONF=/etc/collectd/collectd.conf
+WORK=$TEST_TMP/pkg
+SRC=$WORK/src
+# apt-get reads ./x.deb as the user _apt: let it into the (0700) test directory.
+chmod 0755 "$TEST_TMP"
+mkdir -p "$SRC"
+
+installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+# Whatever happens, a failed run must not leave a filled-in snippet that loads the plugin
+# (collectd would not start without it any more, or would read meters).
+_deb_cleanup() {
+  if dpkg-query -W -f='${Status}' "$PKG" 2>/dev/null | grep -q 'installed\|config-files'; then
+    apt-get purge -y -q "$PKG" >/dev/null 2>&1 || dpkg --purge "$PKG" >/dev/null 2>&1 || true
+  fi
+}
+trap '_deb_rc=$?; _deb_cleanup; (exit $_deb_rc); _lib_cleanup' EXIT
+
+apt_install() {
+  if ! apt-get install -y -q --no-install-recommends "$@" >"$WORK/apt.log" 2>&1; then
+    apt-get update -q >>"$WORK/apt.log" 2>&1 || true
+    apt-get install -y -q --no-install-recommends "$@" >>"$WORK/apt.log" 2>&1 ||
+      FAIL_LOGS="$WORK/apt.log" fail "apt-get install $*"
+  fi
+}
+
+# --- 1. a copy of the source tree: what git tracks plus new files not ignored ------------
+if git -C "$top_srcdir" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  (cd "$top_srcdir" && git ls-files -co --exclude-standard -z) |
+    (cd "$top_srcdir" && tar -cf - --null --no-recursion -T -) | tar -xf - -C "$SRC"
+else
+  tar -C "$top_srcdir" --exclude='./_build*' --exclude=./.git -cf - . | tar -xf - -C "$SRC"
+fi
+[ -f "$SRC/debian/control" ] || fail "no debian/control in the source copy"
+version=$(cd "$SRC" && dpkg-parsechangelog -S Version)
+note "building $PKG $version from a copy of $top_srcdir"
+
+# --- 2. build dependencies (without the test-only ones) and lintian ----------------------
+# apt-get build-dep of a directory reads its debian/control.
+if ! (cd "$SRC" && dpkg-checkbuilddeps -P nocheck) >/dev/null 2>&1 || ! command -v lintian >/dev/null; then
+  note "installing build dependencies and lintian"
+  apt_install lintian fakeroot
+  if ! apt-get build-dep -y -q -P nocheck "$SRC" >"$WORK/build-dep.log" 2>&1; then
+    apt-get update -q >>"$WORK/build-dep.log" 2>&1 || true
+    apt-get build-dep -y -q -P nocheck "$SRC" >>"$WORK/build-dep.log" 2>&1 ||
+      FAIL_LOGS="$WORK/build-dep.log" fail "apt-get build-dep"
+  fi
+fi
+
+# --- 3. build ----------------------------------------------------------------------------
+# nocheck: make check runs the whole suite (minutes); this test is about the package.
+(cd "$SRC" && DEB_BUILD_OPTIONS="nocheck parallel=$(nproc)" \
+  dpkg-buildpackage -us -uc -b -Pnocheck) >"$WORK/build.log" 2>&1 ||
+  FAIL_LOGS="$WORK/build.log" fail "dpkg-buildpackage failed"
+arch=$(dpkg --print-architecture)
+deb=$WORK/${PKG}_${version}_$arch.deb
+changes=$WORK/${PKG}_${version}_$arch.changes
+[ -f "$deb" ] && [ -f "$changes" ] || FAIL_LOGS="$WORK/build.log" fail "no $deb or $changes"
+ok "dpkg-buildpackage -us -uc -b built $(basename "$deb")"
+
+# The built package's contents and fields, before anything is installed.
+contents=$(dpkg-deb -c "$deb")
+for f in ./usr/lib/collectd/hes.so ./usr/share/collectd-hes/hes-types.db \
+  ./etc/collectd/collectd.conf.d/hes.conf ./usr/share/man/man5/collectd-hes.5.gz \
+  ./usr/share/doc/$PKG/copyright ./usr/share/doc/$PKG/changelog.gz; do
+  grep -q " $f\$" <<<"$contents" || fail "$f is not in the package"
+done
+grep -q '\.la$' <<<"$contents" && fail "a libtool .la file is in the package"
+grep -q '^-rw-r----- root/root .* ./etc/collectd/collectd.conf.d/hes.conf$' <<<"$contents" ||
+  fail "the snippet is not 0640 root:root: $(grep hes.conf <<<"$contents")"
+[ "$(dpkg-deb -f "$deb" Package)" = "$PKG" ] || fail "wrong Package field"
+dpkg-deb --ctrl-tarfile "$deb" | tar -tf - | grep -qx './conffiles' || fail "no conffiles"
+dpkg-deb --ctrl-tarfile "$deb" | tar -xOf - ./conffiles | grep -qx "$SNIPPET" ||
+  fail "$SNIPPET is not a conffile"
+# The collectd-core range comes from the collectd-dev the package was built against.
+cd_ver=$(dpkg-query -W -f='${Version}' collectd-dev)
+series=$(sed -nE 's/^([0-9]+:)?([0-9]+)\.([0-9]+).*/\1\2.\3/p' <<<"$cd_ver")
+next=$(sed -nE 's/^([0-9]+:)?([0-9]+)\.([0-9]+).*/\1|\2|\3/p' <<<"$cd_ver" |
+  awk -F'|' '{ print $1 $2 "." $3 + 1 }')
+depends=$(dpkg-deb -f "$deb" Depends)
+grep -qF "collectd-core (>= $series), collectd-core (<< $next~)" <<<"$depends" ||
+  fail "Depends does not pin collectd-core to $series: $depends"
+for lib in libcurl4 libjson-c5 libmosquitto1; do
+  grep -q "$lib" <<<"$depends" || fail "Depends lacks $lib (shlibs): $depends"
+done
+ok "contents: plugin, types, 0640 conffile, man page; Depends: $depends"
+
+# --- 4. lintian --------------------------------------------------------------------------
+lintian -I -E --pedantic "$changes" >"$WORK/lintian.log" 2>&1 || true
+sed 's/^/# lintian: /' "$WORK/lintian.log" | grep -v 'running with root privileges' || true
+if grep -E '^(E|W):' "$WORK/lintian.log" >/dev/null; then
+  fail "lintian reports errors or warnings"
+fi
+ok "lintian: no errors, no warnings"
+
+# --- 5. Debian's collectd (it owns /etc/collectd/collectd.conf) --------------------------
+if ! installed collectd || [ ! -f "$STOCK_CONF" ]; then
+  note "installing Debian's collectd package"
+  apt_install collectd
+  # On a system without policy-rc.d its postinst starts the service: ours is the only
+  # collectd this test wants.
+  if [ -d /run/systemd/system ]; then
+    systemctl stop collectd >/dev/null 2>&1 || true
+  elif [ -x /etc/init.d/collectd ] && /etc/init.d/collectd status >/dev/null 2>&1; then
+    note "the collectd service was started by its installation: stopping it"
+    /etc/init.d/collectd stop >/dev/null 2>&1 || true
+  fi
+fi
+[ -f "$STOCK_CONF" ] || fail "$STOCK_CONF missing after installing collectd"
+grep -q '^<Include "/etc/collectd/collectd.conf.d">' "$STOCK_CONF" ||
+  fail "$STOCK_CONF does not include collectd.conf.d"
+
+# --- 6. install ----------------------------------------------------------------------------
+_deb_cleanup # a leftover of an earlier run
+apt-get install -y -q "$deb" >"$WORK/install.log" 2>&1 ||
+  FAIL_LOGS="$WORK/install.log" fail "apt-get install $deb"
+installed "$PKG" || fail "$PKG not installed"
+[ "$(stat -c '%a %U %G' "$SNIPPET")" = "640 root root" ] ||
+  fail "installed snippet is $(stat -c '%a %U %G' "$SNIPPET"), not 640 root root"
+[ -f /usr/lib/collectd/hes.so ] || fail "no /usr/lib/collectd/hes.so"
+dpkg-query -W -f='${Conffiles}\n' "$PKG" | grep -q "^ $SNIPPET " || fail "no conffile registered"
+dpkg -L "$PKG" >"$WORK/files.list"
+man -w collectd-hes >/dev/null 2>&1 || [ ! -x /usr/bin/man ] || fail "man -w collectd-hes finds nothing"
+ok "installed with apt-get next to collectd $(dpkg-query -W -f='${Version}' collectd)"
+
+# --- 7. the stock config, with a logfile, Interval 1 and the csv writer in $TEST_TMP ------
+# Everything else is Debian's file as shipped, including its Include of collectd.conf.d.
+run=$TEST_TMP/run
+conf=$run/collectd.conf
+log=$run/collectd.log
+csv=$run/csv
+mkdir -p "$run/var" "$csv"
+FAIL_LOGS="$log $run/collectd.out"
+{
+  cat <<EOF
+# $TEST_NAME: test settings first, then Debian's $STOCK_CONF unchanged but its paths.
+Hostname "debtest"
+BaseDir "$run/var"
+PIDFile "$run/collectd.pid"
+Interval 1
+LoadPlugin logfile
+<Plugin logfile>
+  LogLevel info
+  File "$log"
+  Timestamp true
+  PrintSeverity true
+</Plugin>
+LoadPlugin csv
+<Plugin csv>
+  DataDir "$csv"
+</Plugin>
+EOF
+  # The stock rrdtool and friends write under /var/lib/collectd: keep the machine clean.
+  sed -e "s|/var/lib/collectd|$run/var|g" "$STOCK_CONF"
+} >"$conf"
+
+# Installing must not break collectd: the unfilled snippet only earns one notice.
+: >"$log"
+timeout 60 /usr/sbin/collectd -T -C "$conf" >"$run/collectd-T.out" 2>&1 ||
+  FAIL_LOGS="$log $run/collectd-T.out" fail "collectd -T fails with the unfilled snippet"
+grep -q "configuration for the \`hes' plugin, but the plugin isn't loaded" "$log" ||
+  fail "the unfilled snippet was not read (no notice about the unloaded hes plugin)"
+grep -q 'hes plugin' "$log" && fail "the unfilled snippet loaded the plugin"
+ok "the unfilled snippet is inert: collectd -T on the stock config exits 0"
+
+# --- 8. fill the snippet in, run the stock collectd, see values -------------------------
+# shellcheck disable=SC2046
+start_sim $(sim_credentials)
+wait_for 10 sim_connected || fail "simulator not connected to the broker"
+sed -i -e 's|^#LoadPlugin hes$|LoadPlugin hes|' \
+  -e "s|^\(    URL \)\"[^\"]*\"|\1\"$SIM_URL\"|" \
+  -e "s|^\(    TenantCode \)\"[^\"]*\"|\1\"$SIM_TENANT\"|" \
+  -e "s|^\(    Username \)\"[^\"]*\"|\1\"$SIM_USER\"|" \
+  -e "s|^\(    Password \)\"[^\"]*\"|\1\"$SIM_PASSWORD\"|" \
+  -e "s|^\(    SecretKey \)\"[^\"]*\"|\1\"$SIM_SECRET\"|" \
+  -e "s|^    #Timeout 10000 .*|    Timeout 1000|" \
+  -e "s|^      #Port 1883 .*|      Port $MQTT_PORT|" \
+  -e "s|^      #ClientId .*|      ClientId \"deb-test-$$\"|" \
+  -e 's|^\(    Item "voltageA".*\)$|\1 "powerFactorTotal"|' \
+  -e "s|^    #Interval 60 .*|    Interval 2|" \
+  -e "s|^    #PlanTimeout 300 .*|    PlanTimeout 5|" \
+  "$SNIPPET"
+for want in '^LoadPlugin hes$' "URL \"$SIM_URL\"" "SecretKey \"$SIM_SECRET\"" \
+  "Port $MQTT_PORT\$" '"powerFactorTotal"$' 'Interval 2$' 'PlanTimeout 5$' 'Timeout 1000$'; do
+  grep -q -- "$want" "$SNIPPET" || fail "filling in the snippet: no line matching $want"
+done
+[ "$(stat -c '%a' "$SNIPPET")" = 640 ] || fail "editing changed the snippet's mode"
+
+: >"$log"
+LIB_OUT=$run/collectd.out run_bg /usr/sbin/collectd -f -C "$conf"
+cd_pid=$BG_PID
+wait_for 20 grep -q 'Initialization complete' "$log" || fail "collectd did not start"
+have_values() {
+  local m f
+  for m in 202407100001 202407100002; do
+    for f in voltage-A voltage-B voltage-C current-A energy_wh-import power_factor-total; do
+      ls "$csv/debtest/hes-$m/$f"-* >/dev/null 2>&1 || return 1
+      [ "$(cat "$csv/debtest/hes-$m/$f"-* | grep -c '^[0-9]')" -ge 2 ] || return 1
+    done
+  done
+}
+wait_for 30 have_values || fail "no values from the plugin in $csv"
+# A voltage the simulator sends is a few volts around 230.
+v=$(grep '^[0-9]' "$csv"/debtest/hes-202407100001/voltage-A-* | tail -n 1 | cut -d, -f2)
+awk -v v="$v" 'BEGIN { exit !(v > 200 && v < 260) }' || fail "voltage-A is $v"
+have_self() { cat "$csv"/debtest/hes-hes1-self/total_values-dispatched-* | grep -q '^[0-9]'; }
+wait_for 10 have_self || fail "no self-metrics"
+kill -INT "$cd_pid"
+rc=0
+wait "$cd_pid" || rc=$?
+_lib_forget "$cd_pid"
+[ "$rc" = 0 ] || fail "collectd exited with status $rc"
+if grep -E '\[error\].*hes plugin' "$log" >/dev/null; then
+  grep -E '\[error\].*hes plugin' "$log" | head -n 5 >&2
+  fail "the hes plugin logged errors"
+fi
+ok "stock collectd with the filled-in snippet: values of 2 meters x 6 items in CSV (voltage-A $v V)"
+
+# --- 9. purge: nothing of the package is left --------------------------------------------
+apt-get purge -y -q "$PKG" >"$WORK/purge.log" 2>&1 || FAIL_LOGS="$WORK/purge.log" fail "apt-get purge"
+! dpkg-query -W -f='${Status}' "$PKG" 2>/dev/null | grep -q 'installed\|config-files' ||
+  fail "$PKG still known to dpkg: $(dpkg-query -W -f='${Status}' "$PKG")"
+left=0
+while read -r f; do
+  [ -e "$f" ] || continue
+  [ -d "$f" ] && [ -n "$(dpkg -S "$f" 2>/dev/null)" ] && continue # shared directory
+  [ -d "$f" ] && [ "$f" != /usr/share/collectd-hes ] && [ "$f" != "/usr/share/doc/$PKG" ] && continue
+  echo "left behind: $f" >&2
+  left=$((left + 1))
+done <"$WORK/files.list"
+[ "$left" = 0 ] || fail "$left path(s) of $PKG left after purge"
+[ ! -e "$SNIPPET" ] || fail "the conffile $SNIPPET survived the purge"
+[ ! -e /usr/share/collectd-hes ] || fail "/usr/share/collectd-hes survived the purge"
+# And the stock configuration works again without it.
+: >"$log"
+timeout 60 /usr/sbin/collectd -T -C "$conf" >"$run/collectd-T.out" 2>&1 ||
+  FAIL_LOGS="$log $run/collectd-T.out" fail "collectd -T fails after the purge"
+ok "purged: none of the $(wc -l <"$WORK/files.list") paths of dpkg -L remain, the conffile is gone"
