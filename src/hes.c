@@ -1149,11 +1149,14 @@ static void hes_mqtt_on_message(void *ctx, const char *topic, const void *payloa
 static void hes_mqtt_on_state(void *ctx, bool ready, const char *why) {
   hes_server_t *s = ctx;
   if (ready)
-    INFO(HES_PLUGIN " plugin: Server \"%s\": MQTT %s:%d connected, subscribed to \"%s\".", s->name,
-         s->mqtt_host, s->mqtt_port, s->topic_filter);
-  else
-    WARNING(HES_PLUGIN " plugin: Server \"%s\": MQTT %s:%d not connected: %s.", s->name,
-            s->mqtt_host, s->mqtt_port, why != NULL ? why : "unknown reason");
+    INFO(HES_PLUGIN " plugin: Server \"%s\": MQTT %s:%d connected, subscribed to \"%s\"%s%s.",
+         s->name, s->mqtt_host, s->mqtt_port, s->topic_filter, why != NULL ? ": " : "",
+         why != NULL ? why : "");
+  else if (!atomic_load(&hes_initialised))
+    INFO(HES_PLUGIN " plugin: Server \"%s\": MQTT disconnected (shutdown).", s->name);
+  else /* the reason names the broker */
+    WARNING(HES_PLUGIN " plugin: Server \"%s\": MQTT not connected: %s.", s->name,
+            why != NULL ? why : "unknown reason");
 }
 
 static void *hes_mqtt_thread(void *arg) {
