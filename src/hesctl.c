@@ -1039,18 +1039,72 @@ static int cmp_rows(const void *a, const void *b) {
   return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+/* The freeze times of dailyBilling (local midnights) or monthlyBilling (local midnights of
+ * the 1st) in [from, to], in seconds; the load profile's interval is the HES's business, so
+ * 0 for it. Returns how many, at most max. */
+static size_t freeze_times(const ctl_t *c, int cgcode, int64_t *out, size_t max) {
+  struct tm a = {0}, b = {0};
+  if ((cgcode != 1 && cgcode != 2) || strptime(c->from, "%Y-%m-%d %H:%M:%S", &a) == NULL ||
+      strptime(c->to, "%Y-%m-%d %H:%M:%S", &b) == NULL)
+    return 0;
+  a.tm_isdst = b.tm_isdst = -1;
+  time_t start = mktime(&a), end = mktime(&b);
+  size_t n = 0;
+  for (int i = 0; n < max && start != (time_t)-1 && end != (time_t)-1; i++) {
+    struct tm tm = {0};
+    tm.tm_year = a.tm_year;
+    tm.tm_mon = cgcode == 2 ? a.tm_mon + i : a.tm_mon;
+    tm.tm_mday = cgcode == 2 ? 1 : a.tm_mday + i;
+    tm.tm_isdst = -1;
+    time_t t = mktime(&tm);
+    if (t == (time_t)-1 || t > end)
+      break;
+    if (t >= start)
+      out[n++] = (int64_t)t;
+  }
+  return n;
+}
+
+static row_t *add_missing_row(ctl_t *c, size_t meter, size_t item, int64_t ts_ms) {
+  row_t *row = row_new(c);
+  if (row == NULL)
+    return NULL;
+  row->meter = (uint32_t)meter;
+  row->item = item;
+  row->ts_ms = ts_ms;
+  row->status = "missing";
+  return row;
+}
+
+/* Missing rows: per meter and item, or for billing items per meter and freeze time, so the
+ * operator sees which days a meter lacks. Rows must not be sorted yet. */
 static void add_missing(ctl_t *c) {
+  int64_t times[400]; /* half a year of days */
   for (size_t it = 0; it < (c->op == OP_READ ? c->nitems : 1); it++) {
-    for (size_t m = 0; m < c->nmeters; m++) {
-      if (c->answered[it * c->nmeters + m])
-        continue;
-      row_t *row = row_new(c);
-      if (row == NULL)
-        return;
-      row->meter = (uint32_t)m;
-      row->item = it;
-      row->status = "missing";
+    size_t nt = 0;
+    if (c->op == OP_READ && c->items[it]->category == HES_ITEM_COMPOSITE)
+      nt = freeze_times(c, c->items[it]->cgcode, times, sizeof(times) / sizeof(times[0]));
+    bool *seen = nt > 0 ? calloc(c->nmeters * nt, sizeof(bool)) : NULL;
+    if (seen != NULL) {
+      size_t rows = c->nrows;
+      for (size_t i = 0; i < rows; i++) {
+        const row_t *r = &c->rows[i];
+        if (r->item != it)
+          continue;
+        for (size_t t = 0; t < nt; t++)
+          if (times[t] * 1000 == r->ts_ms)
+            seen[r->meter * nt + t] = true;
+      }
+      for (size_t m = 0; m < c->nmeters; m++)
+        for (size_t t = 0; t < nt; t++)
+          if (!seen[m * nt + t] && add_missing_row(c, m, it, times[t] * 1000) == NULL)
+            break;
+      free(seen);
+      continue;
     }
+    for (size_t m = 0; m < c->nmeters; m++)
+      if (!c->answered[it * c->nmeters + m] && add_missing_row(c, m, it, -1) == NULL)
+        return;
   }
 }
 
@@ -1083,7 +1137,7 @@ static void print_readings(ctl_t *c) {
     if (strcmp(r->status, "ok") != 0)
       worst(c, EXIT_SOME_FAILED);
     out_cell(&o, J_STR, "%s", c->meter_list[r->meter]);
-    if (missing) {
+    if (r->ts_ms < 0) {
       out_cell(&o, J_NULL, "%s", "");
       out_cell(&o, J_NULL, "%s", "");
     } else {
@@ -1312,6 +1366,8 @@ static int cmd_relay(ctl_t *c) {
   }
   wait_pushes(c);
   session_end(c);
+  if (c->nplans == 0)
+    return c->rc; /* the HES refused the first request: nothing to show */
   add_missing(c);
   qsort(c->rows, c->nrows, sizeof(*c->rows), cmp_rows);
   static const col_t cols[] = {{"meter", true}, {"action", true}, {"outcome", true}};
