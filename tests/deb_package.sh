@@ -61,6 +61,10 @@ fi
 [ -f "$SRC/debian/control" ] || fail "no debian/control in the source copy"
 version=$(cd "$SRC" && dpkg-parsechangelog -S Version)
 note "building $PKG $version from a copy of $top_srcdir"
+# A native package: debian/changelog carries the version of configure.ac.
+ac_version=$(sed -n 's/^AC_INIT(\[[^]]*\], *\[\([^]]*\)\].*/\1/p' "$SRC/configure.ac")
+[ "$version" = "$ac_version" ] ||
+  fail "debian/changelog says $version, configure.ac $ac_version: add a changelog entry (dch -v)"
 
 # --- 2. build dependencies (without the test-only ones) and lintian ----------------------
 # apt-get build-dep of a directory reads its debian/control.
@@ -110,6 +114,12 @@ grep -qF "collectd-core (>= $series), collectd-core (<< $next~)" <<<"$depends" |
 for lib in libcurl4 libjson-c5 libmosquitto1; do
   grep -q "$lib" <<<"$depends" || fail "Depends lacks $lib (shlibs): $depends"
 done
+# The operator's tool, where the build has it.
+if grep -q '^bin_PROGRAMS *=.*hesctl' "$SRC/Makefile.am"; then
+  for f in ./usr/bin/hesctl ./usr/share/man/man1/hesctl.1.gz; do
+    grep -q " $f\$" <<<"$contents" || fail "$f is not in the package"
+  done
+fi
 ok "contents: plugin, types, 0640 conffile, man page; Depends: $depends"
 
 # --- 4. lintian --------------------------------------------------------------------------
@@ -148,6 +158,9 @@ installed "$PKG" || fail "$PKG not installed"
 dpkg-query -W -f='${Conffiles}\n' "$PKG" | grep -q "^ $SNIPPET " || fail "no conffile registered"
 dpkg -L "$PKG" >"$WORK/files.list"
 man -w collectd-hes >/dev/null 2>&1 || [ ! -x /usr/bin/man ] || fail "man -w collectd-hes finds nothing"
+if [ -e /usr/bin/hesctl ]; then
+  /usr/bin/hesctl --version >"$WORK/hesctl.out" 2>&1 || fail "hesctl --version: $(cat "$WORK/hesctl.out")"
+fi
 ok "installed with apt-get next to collectd $(dpkg-query -W -f='${Version}' collectd)"
 
 # --- 7. the stock config, with a logfile, Interval 1 and the csv writer in $TEST_TMP ------
