@@ -20,6 +20,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -632,6 +633,24 @@ typedef struct {
   int rc;         /* the worst exit code so far */
 } ctl_t;
 
+/* Ctrl-C (or SIGTERM) while waiting: stop waiting, print what came, exit 130. */
+#define EXIT_INTERRUPTED 130
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig) {
+  (void)sig;
+  interrupted = 1;
+}
+
+static void catch_interrupts(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+}
+
 static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -772,7 +791,15 @@ static int session_mqtt(ctl_t *c) {
     errx_("MQTT: %s", err);
     return EXIT_CONFIG;
   }
-  if (pthread_create(&c->thread, NULL, mqtt_thread, c->mqtt) != 0) {
+  /* The signals are the main thread's: libmosquitto's poll must not see EINTR. */
+  sigset_t block, old;
+  sigemptyset(&block);
+  sigaddset(&block, SIGINT);
+  sigaddset(&block, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &block, &old);
+  int pr = pthread_create(&c->thread, NULL, mqtt_thread, c->mqtt);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (pr != 0) {
     errx_("MQTT: cannot start a thread");
     return EXIT_MQTT;
   }
@@ -989,7 +1016,7 @@ static void wait_pushes(ctl_t *c) {
     if (c->plans_made[i].deadline > deadline)
       deadline = c->plans_made[i].deadline;
   pthread_mutex_lock(&c->lock);
-  while (!all_done(c)) {
+  while (!all_done(c) && !interrupted) {
     if (c->head == NULL) {
       double left = deadline - now_s();
       if (left <= 0)
@@ -1018,7 +1045,7 @@ static void wait_pushes(ctl_t *c) {
   }
   pthread_mutex_unlock(&c->lock);
   for (size_t i = 0; i < c->nplans; i++) {
-    if (!c->plans_made[i].done) {
+    if (!c->plans_made[i].done && !interrupted) {
       errx_("plan %s: no push within %g s (is the HES publishing to this broker?)",
             c->plans_made[i].plan_id, c->opt.timeout);
       worst(c, EXIT_MQTT);
@@ -1191,9 +1218,9 @@ static int cmd_read(ctl_t *c) {
     return rc;
   size_t batch = (size_t)c->opt.batch_size;
   bool stop = false;
-  for (size_t it = 0; it < c->nitems && !stop; it++) {
+  for (size_t it = 0; it < c->nitems && !stop && !interrupted; it++) {
     const hes_item_t *item = c->items[it];
-    for (size_t first = 0; first < c->nmeters && !stop; first += batch) {
+    for (size_t first = 0; first < c->nmeters && !stop && !interrupted; first += batch) {
       size_t n = c->nmeters - first < batch ? c->nmeters - first : batch;
       hes_api_plan_t plan;
       hes_api_error_t err;
@@ -1234,10 +1261,10 @@ static int cmd_history(ctl_t *c) {
   bool tty = isatty(STDERR_FILENO);
   size_t batch = (size_t)c->opt.batch_size;
   bool stop = false;
-  for (size_t it = 0; it < c->nitems && !stop; it++) {
+  for (size_t it = 0; it < c->nitems && !stop && !interrupted; it++) {
     const hes_item_t *item = c->items[it];
     bool frozen = item->category == HES_ITEM_COMPOSITE;
-    for (size_t first = 0; first < c->nmeters && !stop; first += batch) {
+    for (size_t first = 0; first < c->nmeters && !stop && !interrupted; first += batch) {
       size_t n = c->nmeters - first < batch ? c->nmeters - first : batch;
       hes_api_error_t err;
       hes_api_history_t *h =
@@ -1261,7 +1288,7 @@ static int cmd_history(ctl_t *c) {
           stop = true;
           break;
         }
-        if (page.entries == 0)
+        if (page.entries == 0 || interrupted)
           break;
         pages++;
         got += page.entries;
@@ -1344,7 +1371,7 @@ static int cmd_relay(ctl_t *c) {
   if (rc != EXIT_ALL_OK)
     return rc;
   size_t batch = (size_t)c->opt.batch_size;
-  for (size_t first = 0; first < c->nmeters; first += batch) {
+  for (size_t first = 0; first < c->nmeters && !interrupted; first += batch) {
     size_t n = c->nmeters - first < batch ? c->nmeters - first : batch;
     hes_api_plan_t plan;
     hes_api_error_t err;
@@ -1849,6 +1876,7 @@ int main(int argc, char **argv) {
   pthread_mutex_init(&c->lock, NULL);
   pthread_cond_init(&c->cond, NULL);
 
+  catch_interrupts();
   int rc = parse_args(c, argc, argv);
   bool history = rc == -2;
   if (rc >= 0)
@@ -1891,6 +1919,10 @@ int main(int argc, char **argv) {
     rc = cmd_relay(c);
   else
     rc = cmd_dcu(c);
+  if (interrupted) {
+    errx_("interrupted");
+    rc = EXIT_INTERRUPTED;
+  }
 
 out:
   session_end(c);

@@ -147,6 +147,9 @@ run 0 read "$M1" --item voltageA --config "$CONF" --server main --timeout 5
 grep -q "^$M1 .* ok\$" "$OUT" || fail "read with --config: $(cat "$OUT")"
 HES_PASSWORD= run 3 read "$M1" --item voltageA --config "$CONF" --server main
 expect_err "getToken: HES code 500: Invalid tenantCode, username, password or secretKey"
+# The shipped snippet parses (its broker does not run here: exit 4, not 5).
+run 4 read "$M1" --item voltageA --config "$top_srcdir/conf/hes.conf" --broker "127.0.0.1:$(free_port)" --timeout 1
+expect_err "hesctl: MQTT broker 127.0.0.1:"
 # Strict reader: each error names file:line.
 bad_conf() {
   printf '%b' "$1" >"$TEST_TMP/bad.conf"
@@ -361,7 +364,21 @@ FLAGS[1]=$SIM_URL
 run 4 read "$M1" "$OVERVOLTAGE" --item voltageA "${FLAGS[@]}" --timeout 2
 expect_err "no push within 2 s"
 grep -q "^$M1  -  *voltageA  -  *-     missing\$" "$OUT" || fail "no push: $(cat "$OUT")"
-ok "MQTT: dead broker and a HES that never pushes: exit 4, meters printed missing"
+# Ctrl-C while waiting: stop, print what came (the meters missing), exit 130.
+sent=$(requests readSingle)
+SECONDS=0
+"$HESCTL" read "$M1" --item voltageA "${FLAGS[@]}" --timeout 60 >"$OUT" 2>"$ERR" </dev/null &
+pid=$!
+more_than() { [ "$(requests readSingle)" -gt "$1" ]; }
+wait_for 10 more_than "$sent" || fail "hesctl sent nothing"
+kill -INT "$pid"
+rc=0
+wait "$pid" || rc=$?
+[ "$rc" = 130 ] || fail "interrupted: exit $rc: $(cat "$ERR")"
+[ "$SECONDS" -le 10 ] || fail "the interrupt took $SECONDS s"
+expect_err "hesctl: interrupted"
+grep -q "^$M1  -  *voltageA  -  *-     missing\$" "$OUT" || fail "interrupted: $(cat "$OUT")"
+ok "MQTT: dead broker and a HES that never pushes: exit 4, meters printed missing; Ctrl-C: exit 130"
 
 # --- a push that arrives before the HTTP answer: parked by plans, handed back ------------------
 start_sim "${SIM_ARGS[@]}" --push-before-response
