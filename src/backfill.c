@@ -26,8 +26,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define STATE_HEADER "collectd-hes backfill state v1"
-#define NOMINAL_DAY  INT64_C(86400)
+#define STATE_HEADER  "collectd-hes backfill state v1"
+#define NOMINAL_DAY   INT64_C(86400)
+#define BF_KEEP_ALLOC 4096 /* queue entries kept allocated when the queue runs empty */
 
 typedef struct {
   int64_t t;
@@ -371,8 +372,9 @@ typedef enum { LOAD_OK, LOAD_CORRUPT, LOAD_FOREIGN, LOAD_NOMEM } bf_load_t;
 
 /* Parses the state file text into b's slots. Caller frees b's slots on failure. why gets the
  * reason. */
-static bf_load_t bf__parse(hes_backfill_t *b, char *text, size_t len, bool *same_list,
-                           size_t *mapped, size_t *dropped, char *why, size_t whylen) {
+static bf_load_t bf__parse(hes_backfill_t *b, char *text, size_t len, int64_t *times,
+                           bool *same_list, size_t *mapped, size_t *dropped, char *why,
+                           size_t whylen) {
   bf_reader_t r = {text, text + len};
   char *line;
   char *s;
@@ -380,7 +382,6 @@ static bf_load_t bf__parse(hes_backfill_t *b, char *text, size_t len, bool *same
   int64_t v;
   int64_t count;
   uint64_t hash;
-  int64_t times[HES_BACKFILL_SLOTS_MAX];
   size_t ntimes = 0;
   size_t nlines = 0;
   size_t hexlen;
@@ -572,7 +573,10 @@ static bool bf__load(hes_backfill_t *b, char *err, size_t errlen) {
     rc = LOAD_CORRUPT;
     snprintf(why, sizeof(why), "%s", io == EFBIG ? "too large" : strerror(io));
   } else {
-    rc = bf__parse(b, text, len, &same, &mapped, &dropped, why, sizeof(why));
+    int64_t *times = malloc(HES_BACKFILL_SLOTS_MAX * sizeof(*times));
+    rc = times == NULL ? LOAD_NOMEM
+                       : bf__parse(b, text, len, times, &same, &mapped, &dropped, why, sizeof(why));
+    free(times);
   }
   free(text);
   if (rc == LOAD_NOMEM)
@@ -608,8 +612,7 @@ static bool bf__load(hes_backfill_t *b, char *err, size_t errlen) {
   return true;
 }
 
-hes_backfill_t *hes_backfill_new(const hes_backfill_config_t *cfg, int64_t now, char *err,
-                                 size_t errlen) {
+hes_backfill_t *hes_backfill_new(const hes_backfill_config_t *cfg, char *err, size_t errlen) {
   hes_backfill_t *b;
   size_t nmeters;
   int64_t shortest;
@@ -670,7 +673,6 @@ hes_backfill_t *hes_backfill_new(const hes_backfill_config_t *cfg, int64_t now, 
     bf__err(err, errlen, "backfill: out of memory");
     return NULL;
   }
-  (void)now; /* slots are slid by hes_backfill_advance, which the plugin calls first */
   return b;
 }
 
@@ -917,8 +919,21 @@ size_t hes_backfill_take(hes_backfill_t *b, const hes_backfill_entry_t **out) {
     return 0;
   *out = NULL;
   pthread_mutex_lock(&b->lock);
-  if (b->npending == 0)
+  /* A backlog grows the queue and the result to its size; give that back once it is gone
+   * (the previous result is no longer the caller's). */
+  if (b->taken_alloc > BF_KEEP_ALLOC && b->taken_alloc > 2 * b->npending) {
+    free(b->taken);
+    b->taken = NULL;
+    b->taken_alloc = 0;
+  }
+  if (b->npending == 0) {
+    if (b->pending_alloc > BF_KEEP_ALLOC) {
+      free(b->pending);
+      b->pending = NULL;
+      b->pending_alloc = 0;
+    }
     goto done;
+  }
   qsort(b->pending, b->npending, sizeof(*b->pending), bf__entry_cmp);
   if (b->taken_alloc < b->npending) {
     /* at most one per meter: never more than the meters or the queue */
@@ -1085,9 +1100,11 @@ static char *bf__text(const hes_backfill_t *b, size_t *len) {
   size_t n;
   size_t lines = 0;
   char *buf;
-  size_t idx[HES_BACKFILL_SLOTS_MAX];
+  size_t *idx = malloc((b->nslots + 1) * sizeof(*idx));
   static const char hex[] = "0123456789abcdef";
 
+  if (idx == NULL)
+    return NULL;
   for (size_t i = 0; i < b->nslots; i++) {
     if (!b->slots[i].given_up)
       idx[nt++] = i;
@@ -1096,8 +1113,10 @@ static char *bf__text(const hes_backfill_t *b, size_t *len) {
   cap = sizeof(STATE_HEADER) + strlen(b->server) + 128 + nt * 21 +
         (size_t)b->nmeters * (HES_METER_MAX_LEN + 3 + hexlen) + 32;
   buf = malloc(cap);
-  if (buf == NULL)
+  if (buf == NULL) {
+    free(idx);
     return NULL;
+  }
   n = (size_t)snprintf(buf, cap,
                        "%s\nserver %s\ncgcode %d\nmeters %" PRIu32 " %016" PRIx64 "\ntimes",
                        STATE_HEADER, b->server, (int)b->kind, b->nmeters, b->meters_hash);
@@ -1127,6 +1146,7 @@ static char *bf__text(const hes_backfill_t *b, size_t *len) {
     lines++;
   }
   n += (size_t)snprintf(buf + n, cap - n, "end %zu\n", lines);
+  free(idx);
   *len = n;
   return buf;
 }

@@ -127,8 +127,8 @@ typedef struct hes_backfill hes_backfill_t;
 int64_t hes_backfill_floor(hes_backfill_kind_t kind, const hes_tz_t *tz, int64_t t);
 
 /* The n latest freeze times at or before now, oldest first, into out[0..n-1]; the last is
- * hes_backfill_floor(now). Returns how many were written: n, or fewer if a calendar oddity
- * (a day that did not exist, Samoa 2011-12-30) made two coincide; 0 for a bad kind or n. */
+ * hes_backfill_floor(now). They are distinct: a day that did not exist (Samoa, 2011-12-30) is
+ * skipped. Returns n, or 0 for a bad kind, n (0 or > HES_BACKFILL_PERIODS_MAX) or out. */
 size_t hes_backfill_periods(hes_backfill_kind_t kind, const hes_tz_t *tz, int64_t now, unsigned n,
                             int64_t *out);
 
@@ -153,8 +153,7 @@ size_t hes_backfill_periods(hes_backfill_kind_t kind, const hes_tz_t *tz, int64_
  * not on the grid of this kind and zone, a missing "end") is corrupt. A different server or
  * cgcode, or meter lines none of which names a configured meter, is foreign. Meters no longer
  * configured are dropped; new ones start missing. */
-hes_backfill_t *hes_backfill_new(const hes_backfill_config_t *cfg, int64_t now, char *err,
-                                 size_t errlen);
+hes_backfill_t *hes_backfill_new(const hes_backfill_config_t *cfg, char *err, size_t errlen);
 void hes_backfill_free(hes_backfill_t *b);
 
 hes_backfill_state_t hes_backfill_state(const hes_backfill_t *b);

@@ -568,6 +568,7 @@ static int tz__read_file(const char *path, uint8_t **out, size_t *outlen) {
 
 hes_tz_t *hes_tz_load(const char *name, char *err, size_t errlen) {
   char path[sizeof(HES_TZ_DIR) + HES_TZ_NAME_MAX + 2];
+  char link[sizeof(HES_TZ_DIR) + HES_TZ_NAME_MAX + 2];
   const char *label;
   uint8_t *buf = NULL;
   size_t len = 0;
@@ -580,7 +581,14 @@ hes_tz_t *hes_tz_load(const char *name, char *err, size_t errlen) {
     name++;
   host = name == NULL || name[0] == '\0';
   if (host) {
+    ssize_t n = readlink(HES_TZ_LOCALTIME, link, sizeof(link) - 1);
+    /* For log lines: the zone /etc/localtime links to, when it is one of HES_TZ_DIR's. */
     label = "localtime";
+    if (n > 0 && (size_t)n > sizeof(HES_TZ_DIR)) {
+      link[n] = '\0';
+      if (strncmp(link, HES_TZ_DIR "/", sizeof(HES_TZ_DIR)) == 0)
+        label = link + sizeof(HES_TZ_DIR);
+    }
     snprintf(path, sizeof(path), "%s", HES_TZ_LOCALTIME);
   } else {
     label = name;

@@ -36,8 +36,8 @@ typedef struct {
 } hes_tz_civil_t;
 
 /* Loads a zone. name:
- *   NULL or "": the host's zone, /etc/localtime; when that file does not exist, UTC (as
- *               glibc does);
+ *   NULL or "": the host's zone, /etc/localtime (the TZ variable is not consulted); when
+ *               that file does not exist, UTC (as glibc does);
  *   "Asia/Shanghai": the file under HES_TZ_DIR (a leading ':' is ignored, as in TZ);
  *   "/usr/share/zoneinfo/...": an absolute path, only under HES_TZ_DIR;
  *   "CST-8": a POSIX TZ string, when no zone file of that name exists.
@@ -55,7 +55,8 @@ hes_tz_t *hes_tz_posix(const char *tzstring, char *err, size_t errlen);
 
 void hes_tz_free(hes_tz_t *tz);
 
-/* The name it was loaded under ("localtime" for the host's zone), for log lines. */
+/* The name it was loaded under, for log lines. The host's zone: the zone /etc/localtime
+ * links to ("Etc/UTC"), or "localtime" when it is not a link into HES_TZ_DIR. */
 const char *hes_tz_name(const hes_tz_t *tz);
 
 /* Seconds east of UTC in effect at the instant utc (Unix seconds). Any int64_t is accepted

@@ -114,7 +114,7 @@ static hes_backfill_config_t cfg_of(hes_backfill_kind_t kind, const hes_meters_t
 
 static hes_backfill_t *new_ok(const hes_backfill_config_t *c, hes_backfill_state_t want) {
   char err[512];
-  hes_backfill_t *b = hes_backfill_new(c, 0, err, sizeof(err));
+  hes_backfill_t *b = hes_backfill_new(c, err, sizeof(err));
   if (b == NULL)
     printf("# new: %s\n", err);
   assert_non_null(b);
@@ -596,36 +596,36 @@ static void test_config_errors(void **state) {
   hes_backfill_config_t c;
 
   assert_int_equal(hes_meters_seal(empty), HES_METERS_OK);
-  assert_null(hes_backfill_new(NULL, 0, err, sizeof(err)));
+  assert_null(hes_backfill_new(NULL, err, sizeof(err)));
   c = cfg_of(HES_BACKFILL_DAILY, m, tz, 0, NULL);
-  assert_null(hes_backfill_new(&c, 0, err, sizeof(err)));
+  assert_null(hes_backfill_new(&c, err, sizeof(err)));
   assert_non_null(strstr(err, "BackfillPeriods 0"));
   c = cfg_of(HES_BACKFILL_DAILY, m, tz, HES_BACKFILL_PERIODS_MAX + 1, NULL);
-  assert_null(hes_backfill_new(&c, 0, err, sizeof(err)));
+  assert_null(hes_backfill_new(&c, err, sizeof(err)));
   c = cfg_of(HES_BACKFILL_DAILY, m, tz, 7, NULL);
   c.give_up = -1;
-  assert_null(hes_backfill_new(&c, 0, err, sizeof(err)));
+  assert_null(hes_backfill_new(&c, err, sizeof(err)));
   assert_non_null(strstr(err, "GiveUpAfter -1"));
   c.give_up = INT64_MAX;
-  assert_null(hes_backfill_new(&c, 0, err, sizeof(err)));
+  assert_null(hes_backfill_new(&c, err, sizeof(err)));
   c = cfg_of(HES_BACKFILL_PROFILE, m, tz, 7, NULL);
   c.give_up = 86400 * 365; /* 35,000 profile slots */
-  assert_null(hes_backfill_new(&c, 0, err, sizeof(err)));
+  assert_null(hes_backfill_new(&c, err, sizeof(err)));
   c = cfg_of(HES_BACKFILL_DAILY, m, tz, 7, NULL);
   c.server = "a\nb";
-  assert_null(hes_backfill_new(&c, 0, err, sizeof(err)));
+  assert_null(hes_backfill_new(&c, err, sizeof(err)));
   c.server = "";
-  assert_null(hes_backfill_new(&c, 0, err, sizeof(err)));
+  assert_null(hes_backfill_new(&c, err, sizeof(err)));
   c.server = NULL;
-  assert_null(hes_backfill_new(&c, 0, err, sizeof(err)));
+  assert_null(hes_backfill_new(&c, err, sizeof(err)));
   c = cfg_of((hes_backfill_kind_t)0, m, tz, 7, NULL);
-  assert_null(hes_backfill_new(&c, 0, err, sizeof(err)));
+  assert_null(hes_backfill_new(&c, err, sizeof(err)));
   c = cfg_of(HES_BACKFILL_DAILY, NULL, tz, 7, NULL);
-  assert_null(hes_backfill_new(&c, 0, err, sizeof(err)));
+  assert_null(hes_backfill_new(&c, err, sizeof(err)));
   c = cfg_of(HES_BACKFILL_DAILY, empty, tz, 7, NULL);
-  assert_null(hes_backfill_new(&c, 0, err, sizeof(err)));
+  assert_null(hes_backfill_new(&c, err, sizeof(err)));
   c = cfg_of(HES_BACKFILL_DAILY, m, NULL, 7, NULL);
-  assert_null(hes_backfill_new(&c, 0, err, sizeof(err)));
+  assert_null(hes_backfill_new(&c, err, sizeof(err)));
   /* NULL handles are harmless */
   hes_backfill_free(NULL);
   hes_backfill_advance(NULL, 0);
@@ -745,7 +745,7 @@ static void expect_set_aside(const char *path, const char *suffix, hes_backfill_
   char err[512];
   char aside[400];
   hes_backfill_stats_t s;
-  hes_backfill_t *b = hes_backfill_new(&c, 0, err, sizeof(err));
+  hes_backfill_t *b = hes_backfill_new(&c, err, sizeof(err));
 
   assert_non_null(b);
   if (hes_backfill_state(b) != want || strstr(err, why) == NULL)
@@ -873,7 +873,7 @@ static void test_state_corrupt(void **state) {
       hes_meters_t *m = meters_n(10, 1);
       hes_backfill_config_t c = cfg_of(HES_BACKFILL_DAILY, m, tz, 3, path);
       char err[512];
-      hes_backfill_t *b = hes_backfill_new(&c, 0, err, sizeof(err));
+      hes_backfill_t *b = hes_backfill_new(&c, err, sizeof(err));
       assert_non_null(b);
       hes_backfill_free(b);
       hes_meters_free(m);
@@ -956,7 +956,7 @@ static void test_state_meter_list_change(void **state) {
 
   hes_meters_t *m2 = meters_list(after, 3);
   c.meters = m2;
-  b = hes_backfill_new(&c, 0, err, sizeof(err));
+  b = hes_backfill_new(&c, err, sizeof(err));
   assert_non_null(b);
   assert_int_equal(hes_backfill_state(b), HES_BACKFILL_STATE_CHANGED);
   assert_non_null(
@@ -1001,7 +1001,7 @@ static void test_state_unwritable(void **state) {
   hes_meters_t *m = meters_n(3, 1);
   hes_backfill_config_t c = cfg_of(HES_BACKFILL_DAILY, m, tz, 3, path);
   char err[512];
-  hes_backfill_t *b = hes_backfill_new(&c, 0, err, sizeof(err));
+  hes_backfill_t *b = hes_backfill_new(&c, err, sizeof(err));
   assert_non_null(b);
   assert_int_equal(hes_backfill_state(b), HES_BACKFILL_STATE_CORRUPT);
   hes_backfill_free(b);
@@ -1031,6 +1031,9 @@ static void test_memory_100k(void **state) {
   for (uint32_t i = 0; i < 100000; i++)
     assert_int_equal(rec(b, i, due[6], i), HES_BACKFILL_NEW);
   assert_int_equal(hes_backfill_take(b, &e), 100000);
+  assert_true(hes_backfill_memory(b) > 100000 * HES_BACKFILL_ENTRY_SIZE);
+  assert_int_equal(hes_backfill_take(b, &e), 0); /* the backlog's buffers are given back */
+  assert_true(hes_backfill_memory(b) < 400 * 1024);
   assert_int_equal(hes_backfill_save(b), 0);
   hes_backfill_free(b);
   b = new_ok(&c, HES_BACKFILL_STATE_OK);

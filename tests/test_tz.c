@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tz.h"
 
@@ -416,7 +417,16 @@ static void test_names(void **state) {
 
   /* the host's zone: /etc/localtime, compared with glibc's own idea of it */
   tz = load_ok(NULL);
-  assert_string_equal(hes_tz_name(tz), "localtime");
+  {
+    char link[512];
+    ssize_t n = readlink(HES_TZ_LOCALTIME, link, sizeof(link) - 1);
+    if (n > 0 && strncmp(link, HES_TZ_DIR "/", strlen(HES_TZ_DIR) + 1) == 0) {
+      link[n] = '\0';
+      assert_string_equal(hes_tz_name(tz), link + strlen(HES_TZ_DIR) + 1);
+    } else {
+      assert_string_equal(hes_tz_name(tz), "localtime");
+    }
+  }
   unsetenv("TZ");
   tzset();
   int bad = compare_range(tz, "localtime", utc_of(2000, 1, 1, 0, 0, 0), utc_of(2040, 1, 1, 0, 0, 0),
