@@ -22,8 +22,9 @@
  * "Collected" (persisted) means dispatched: take() marks what it hands out, save() writes
  * it. A period recorded but not yet taken is lost on a crash and fetched again after the
  * restart (never skipped); a period taken and dispatched but not yet saved is dispatched again
- * after a crash in that window (collectd then logs "value too old" for the same timestamp;
- * no data is lost or changed). Call save() right after dispatching to keep that window short.
+ * after a crash in that window: the same value at the same time once more (rrdtool refuses it,
+ * time-series databases overwrite the point with itself; nothing is lost or changed). Call
+ * save() right after dispatching to keep that window short.
  *
  * Memory: two bits per meter x freeze time (received, collected) plus the queued values
  * (HES_BACKFILL_ENTRY_SIZE bytes each, at most pending_max of them).
@@ -44,7 +45,8 @@
 typedef enum {
   HES_BACKFILL_DAILY = 1,   /* cgcode 1, dailyBilling: local midnight */
   HES_BACKFILL_MONTHLY = 2, /* cgcode 2, monthlyBilling: local midnight of the 1st */
-  HES_BACKFILL_PROFILE = 3, /* cgcode 3, loadProfile: every 15 minutes of local time */
+  HES_BACKFILL_PROFILE = 3, /* cgcode 3, loadProfile: every 15 minutes of local time (a meter
+                               with a longer profile interval leaves the others missing) */
 } hes_backfill_kind_t;
 
 #define HES_BACKFILL_PROFILE_STEP 900  /* seconds between load profile freeze times */
