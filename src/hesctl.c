@@ -840,9 +840,15 @@ static void report_api_error(const hes_api_error_t *err) {
 
 /* ---- pushes ---------------------------------------------------------------------------------- */
 
+/* As sent (sanitized); a value or unit too long to show whole is flagged, not cut silently. */
 static void copy_value(row_t *row, const char *value, const char *unit) {
-  sanitize(row->value, sizeof(row->value), value, strlen(value));
-  sanitize(row->unit, sizeof(row->unit), unit, strlen(unit));
+  size_t vl = strlen(value), ul = strlen(unit);
+  sanitize(row->value, sizeof(row->value), value, vl);
+  sanitize(row->unit, sizeof(row->unit), unit, ul);
+  if (vl >= sizeof(row->value))
+    row->status = "bad-value";
+  else if (ul >= sizeof(row->unit))
+    row->status = "bad-unit";
 }
 
 /* Fills the row's value: SI (or raw with --raw). Returns false when it is not convertible. */
@@ -1782,7 +1788,13 @@ static int parse_args(ctl_t *c, int argc, char **argv) {
       errx_("%s: %s", o->meter_file, strerror(errno));
       return EXIT_USAGE;
     }
-    if (r != HES_METERS_OK && r != HES_METERS_EDUPLICATE) {
+    if (r == HES_METERS_EDUPLICATE) {
+      /* the module stops at a duplicate: going on would drop the meters after it */
+      errx_("%s:%zu: a meter listed twice (in the file, or also on the command line)",
+            o->meter_file, bad);
+      return EXIT_USAGE;
+    }
+    if (r != HES_METERS_OK) {
       errx_("%s:%zu: not a meter number", o->meter_file, bad);
       return EXIT_USAGE;
     }

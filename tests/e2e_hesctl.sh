@@ -212,6 +212,12 @@ before=$(requests readSingle)
 run 0 read "$M1" "$OVERVOLTAGE" "$RELAY_FAIL" --item currentA --batch-size 2 "${FLAGS[@]}"
 [ "$(requests readSingle)" = $((before + 2)) ] || fail "--batch-size 2 sent $(($(requests readSingle) - before)) requests"
 [ "$(grep -c ' ok$' "$OUT")" = 3 ] || fail "batches: $(cat "$OUT")"
+# --meter-file: comments and blank lines; a meter listed twice is an error at file:line
+printf '# meters\n%s\n\n%s  # the over-voltage one\n' "$M1" "$OVERVOLTAGE" >"$TEST_TMP/meters.list"
+run 0 read --meter-file "$TEST_TMP/meters.list" --item voltageA "${FLAGS[@]}"
+[ "$(grep -c " ok\$" "$OUT")" = 2 ] || fail "--meter-file: $(cat "$OUT")"
+run 2 read "$M1" --meter-file "$TEST_TMP/meters.list" --item voltageA "${FLAGS[@]}"
+expect_err "meters.list:2: a meter listed twice"
 ok "read: values as hes-sim predicts in SI (or --raw), table/CSV/JSON, silent meter missing (exit 1), batches"
 
 # --- read: frozen (dailyBilling), one row per meter x freeze time x channel ---------------------
@@ -391,6 +397,33 @@ expect=$(sim_value "$M1" 5052 "$(echo "$line" | cut -d, -f3)")
 [ "$(echo "$line" | cut -d, -f6,7)" = "$(awk -v v="${expect% *}" 'BEGIN { printf "%.15g", v }'),V" ] ||
   fail "early push: $line, hes-sim says $expect"
 ok "a push before the HTTP answer is parked and handed back"
+
+# --- untrusted pushes: a unit that does not fit, a value that is no number, terminal escapes ----
+if command -v mosquitto_pub >/dev/null 2>&1; then
+  start_sim "${SIM_ARGS[@]}" --push-delay-ms 3000
+  wait_for 10 sim_connected || fail "hes-sim did not connect to the broker"
+  FLAGS[1]=$SIM_URL
+  "$HESCTL" read "$M1" "$OVERVOLTAGE" --item voltageA --csv "${FLAGS[@]}" --timeout 10 >"$OUT" 2>"$ERR" </dev/null &
+  pid=$!
+  more_than() { [ "$(requests readSingle)" -gt "$1" ]; }
+  wait_for 10 more_than 0 || fail "hesctl sent nothing"
+  plan=$(grep '"endpoint":"readSingle"' "$SIM_LOG" | sed -n 's/.*"planId":"\([^"]*\)".*/\1/p' | tail -n 1)
+  [ -n "$plan" ] || fail "no planId in the simulator's log"
+  # ours comes before the simulator's (3 s later), so it is the one hesctl takes
+  mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -t "/$SIM_TENANT/$plan" -m \
+    "{\"planId\":\"$plan\",\"data\":{\"status\":\"00\",\"list\":[{\"devAddr\":\"$M1\",\"timestamp\":1700000000000,\"cgcode\":\"5050\",\"unit\":\"kWh\",\"value\":\"230.1\"},{\"devAddr\":\"$OVERVOLTAGE\",\"timestamp\":1700000000000,\"cgcode\":\"5050\",\"unit\":\"V\",\"value\":\"\\u001b[2J1e999\"}]}}" ||
+    fail "mosquitto_pub"
+  rc=0
+  wait "$pid" || rc=$?
+  [ "$rc" = 1 ] || fail "bad values: exit $rc: $(cat "$ERR")"
+  cat >"$TEST_TMP/expect" <<EOF
+meter,time,timestamp_ms,item,channel,value,unit,status
+$M1,2023-11-14 22:13:20,1700000000000,voltageA,,230.1,kWh,bad-unit
+$OVERVOLTAGE,2023-11-14 22:13:20,1700000000000,voltageA,,?[2J1e999,V,bad-value
+EOF
+  diff "$TEST_TMP/expect" <(tr -d '\r' <"$OUT") >&2 || fail "untrusted push"
+  ok "untrusted push: bad unit and bad value flagged (exit 1), escapes neutralised, the first answer counts"
+fi
 
 # --- no credential in any output ------------------------------------------------------------------
 [ -s "$ALL" ] || fail "test setup: $ALL is empty"
