@@ -14,7 +14,9 @@ EXAMPLES=$top_srcdir/conf/examples
 
 # apt_install <package...>: as root, without starting any service (policy-rc.d), or skip.
 apt_install() {
-  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || skip "missing Debian packages: $*"
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    skip "missing Debian packages: $* (install them, or run as root)"
+  fi
   note "apt-get install $*"
   local pol=/usr/sbin/policy-rc.d made=0 rc=0
   if [ ! -e "$pol" ]; then
@@ -111,7 +113,7 @@ influx_query() {
     --data-urlencode "q=$1" "$IX_URL/query"
 }
 rows() {
-  grep -o '\[[0-9]*,[-0-9.e+]*\]' <<<"$1" | tr -d '[]' | tr ',' ' '
+  grep -o '\[[0-9]*,[-0-9.e+]*\]' <<<"$1" | sed -e 's/[][]//g' -e 's/,/ /'
 }
 q_of() { # q_of <type> <type_instance>
   echo "SELECT value FROM hes_value WHERE host = '$CD_HOST' AND instance = '$m' AND type = '$1' AND type_instance = '$2'"

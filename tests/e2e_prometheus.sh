@@ -15,7 +15,9 @@ EXAMPLES=$top_srcdir/conf/examples
 
 # apt_install <package...>: as root, without starting any service (policy-rc.d), or skip.
 apt_install() {
-  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || skip "missing Debian packages: $*"
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    skip "missing Debian packages: $* (install them, or run as root)"
+  fi
   note "apt-get install $*"
   local pol=/usr/sbin/policy-rc.d made=0 rc=0
   if [ ! -e "$pol" ]; then
@@ -86,19 +88,19 @@ prom_query() {
 }
 # samples <json>: "<time> <value>" lines of a matrix answer
 samples() {
-  grep -o '\[[0-9.]*,"[^"]*"\]' <<<"$1" | tr -d '["]' | tr ',' ' '
+  grep -o '\[[0-9.]*,"[^"]*"\]' <<<"$1" | sed -e 's/[]["]//g' -e 's/,/ /'
 }
 
 sel="collectd_hes_voltage{hes=\"$m\",type=\"A\"}"
 enough() {
-  [ "$(samples "$(prom_query "$sel[5m]")" | wc -l)" -ge 4 ]
+  [ "$(samples "$(prom_query "${sel}[5m]")" | wc -l)" -ge 4 ]
 }
-wait_for 40 enough || fail "Prometheus has fewer than 4 samples of $sel: $(prom_query "$sel[5m]")"
+wait_for 40 enough || fail "Prometheus has fewer than 4 samples of $sel: $(prom_query "${sel}[5m]")"
 collectd_running || fail "collectd died"
 
 # Each sample is exactly the simulator's reading at the sample's own timestamp: the meter's
 # time went through write_prometheus to Prometheus, not the scrape time.
-answer=$(prom_query "$sel[5m]")
+answer=$(prom_query "${sel}[5m]")
 grep -q '"exported_instance":"e2ehost"' <<<"$answer" ||
   fail "no exported_instance=\"e2ehost\" label: $answer"
 grep -q '"job":"collectd-hes"' <<<"$answer" || fail "no job=\"collectd-hes\" label: $answer"

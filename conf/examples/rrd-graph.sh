@@ -18,9 +18,9 @@ usage() {
   echo "usage: $0 RRD_DIR METER OUT.png [START]" >&2
   exit 2
 }
-[ $# -ge 3 ] && [ $# -le 4 ] || usage
+if [ $# -lt 3 ] || [ $# -gt 4 ]; then usage; fi
 rrd_dir=$1 meter=$2 out=$3 start=${4:-end-1h}
-[ -n "$meter" ] && [ -n "$out" ] || usage
+if [ -z "$meter" ] || [ -z "$out" ]; then usage; fi
 command -v rrdtool >/dev/null || {
   echo "$0: rrdtool not found (Debian: apt-get install rrdtool)" >&2
   exit 1
@@ -72,25 +72,40 @@ if [ "$have_e" = 1 ]; then
 fi
 ranges=$(rrdtool graph /dev/null --start "$start" --end now "${defs[@]}" "${prints[@]}")
 
-# Left axis: the voltages with a margin (at least 1 V). Right axis: the energy imported since
-# the window's first reading (the register itself has eight digits or more), in Wh or, from
-# 10 kWh on, in kWh, spanning the whole height.
-read -r vlo vhi e0 ediv eunit efmt scale < <(printf '%s\n' "$ranges" | awk -F= '
+# Left axis: the voltages with a margin (at least 1 V), in n grid steps of a round size g.
+# Right axis: the energy imported since the window's lowest register value (the register
+# itself has eight digits or more), in Wh or, from 10 kWh on, kWh, with a round step per
+# grid line so that its labels read well.
+read -r vlo vhi g vfmt e0 ediv eunit efmt scale < <(printf '%s\n' "$ranges" | awk -F= '
   function num(s) { return s ~ /^-?[0-9]+(\.[0-9]+)?$/ }
+  function nice(x,  p, f) {
+    p = 10 ^ int(log(x) / log(10)); if (p > x) p /= 10
+    f = x / p
+    return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * p
+  }
+  function fmt(step) { return step >= 1 ? "%.0lf" : step >= 0.1 ? "%.1lf" : "%.2lf" }
   $1 == "vlo" && num($2) { if (!hv || $2 < vlo) vlo = $2; hv = 1 }
   $1 == "vhi" && num($2) { if (!hvh || $2 > vhi) vhi = $2; hvh = 1 }
   $1 == "elo" && num($2) { elo = $2; he = 1 }
   $1 == "ehi" && num($2) { ehi = $2 }
   END {
     if (!hv) { vlo = 0; vhi = 1 } else {
-      m = (vhi - vlo) * 0.1; if (m < 1) m = 1; vlo -= m; vhi += m
+      m = (vhi - vlo) * 0.1; if (m < 0.5) m = 0.5; vlo -= m; vhi += m
     }
     if (!he) { elo = 0; ehi = 0 }
     span = ehi - elo
-    if (span >= 10000) { div = 1000; unit = "kWh"; fmt = "%.1lf" }
-    else { div = 1; unit = "Wh"; fmt = span >= 100 ? "%.0lf" : "%.1lf" }
-    top = span / div * 1.1; if (top < 1) top = 1
-    printf "%.6f %.6f %.6f %d %s %s %.9g\n", vlo, vhi, elo, div, unit, fmt, top / (vhi - vlo)
+    if (span >= 10000) { div = 1000; unit = "kWh" } else { div = 1; unit = "Wh" }
+    top = span / div; if (top <= 0) top = 1
+    # Without voltages the energy gets the left axis itself (scale 1).
+    if (!hv) { vlo = 0; vhi = top }
+    g = nice((vhi - vlo) / 8)
+    f = int(vlo / g); if (f * g > vlo) f--
+    vlo = f * g
+    n = int((vhi - vlo) / g); if (vlo + n * g < vhi) n++
+    vhi = vlo + n * g
+    estep = hv ? nice(top / n) : g
+    printf "%.6f %.6f %.6g %s %.6f %d %s %s %.9g\n", vlo, vhi, g, fmt(g), elo, div, unit,
+      fmt(estep), estep / g
   }')
 
 declare -A color=([A]='#D62728' [B]='#2CA02C' [C]='#1F77B4')
@@ -98,14 +113,19 @@ declare -A color=([A]='#D62728' [B]='#2CA02C' [C]='#1F77B4')
 args=(--start "$start" --end now --width 800 --height 300 --imgformat PNG
   --title "Meter $meter: phase voltages and import energy"
   --vertical-label "V" --lower-limit "$vlo" --upper-limit "$vhi" --rigid
-  --units-exponent 0 --left-axis-format "%.1lf")
+  --units-exponent 0 --left-axis-format "$vfmt" --y-grid "$g:1")
 draw=()
 for ph in "${phases[@]}"; do
   draw+=("LINE2:v$ph${color[$ph]}:Phase $ph"
     "GPRINT:v$ph:LAST:last %7.2lf V" "GPRINT:v$ph:MIN:min %7.2lf V"
     "GPRINT:v$ph:MAX:max %7.2lf V\\n")
 done
-if [ "$have_e" = 1 ]; then
+if [ "$have_e" = 1 ] && [ "${#phases[@]}" = 0 ]; then
+  args+=(--vertical-label "$eunit imported")
+  draw+=("CDEF:ed=e,$e0,-,$ediv,/" "LINE2:ed#FF7F0E:Import energy in the window\\n"
+    "CDEF:ek=e,1000,/" "GPRINT:ek:LAST:   register last %.3lf kWh"
+    "GPRINT:ed:LAST:   imported %.1lf $eunit\\n")
+elif [ "$have_e" = 1 ]; then
   # right = left * scale + shift, with right = 0 at the bottom of the left axis
   shift=$(awk -v s="$scale" -v l="$vlo" 'BEGIN { printf "%.9g", -l * s }')
   args+=(--right-axis "$scale:$shift" --right-axis-label "$eunit imported"
