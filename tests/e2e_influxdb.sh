@@ -19,6 +19,9 @@ apt_install() {
   fi
   note "apt-get install $*"
   local pol=/usr/sbin/policy-rc.d made=0 rc=0
+  # One installer at a time (make -j check): the temporary policy-rc.d must outlive them all.
+  exec 9>"${TMPDIR:-/tmp}/collectd-hes-apt.lock"
+  flock -w 300 9 || skip "another apt_install holds ${TMPDIR:-/tmp}/collectd-hes-apt.lock"
   if [ ! -e "$pol" ]; then
     printf '#!/bin/sh\nexit 101\n' >"$pol" && chmod 755 "$pol" && made=1
   fi
@@ -29,13 +32,14 @@ apt_install() {
       apt-get -o DPkg::Lock::Timeout=120 install -y -q --no-install-recommends "$@" \
         >>"$TEST_TMP/apt.log" 2>&1; } || rc=$?
   [ "$made" = 0 ] || rm -f "$pol"
+  exec 9>&-
   [ "$rc" = 0 ] || { tail -n 5 "$TEST_TMP/apt.log"; skip "apt-get install $* failed"; }
 }
 
 # A UDP port nothing is bound to now (free_port checks TCP only).
 free_udp_port() {
-  local p i
-  for i in $(seq 1 50); do
+  local p _
+  for _ in $(seq 1 50); do
     p=$(free_port) || return 1
     ss -lunH "sport = :$p" 2>/dev/null | grep -q . || { echo "$p"; return 0; }
   done
