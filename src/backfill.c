@@ -52,6 +52,7 @@ struct hes_backfill {
   int64_t give_up;
   char *state_path;
   size_t pending_max;
+  bool hold_gaps;
   size_t slots_cap;
   uint64_t meters_hash;
   hes_backfill_state_t state;
@@ -660,6 +661,7 @@ hes_backfill_t *hes_backfill_new(const hes_backfill_config_t *cfg, char *err, si
   b->give_up =
       cfg->give_up > 0 ? cfg->give_up : (int64_t)(cfg->periods + 1) * bf__nominal(cfg->kind);
   b->pending_max = cfg->pending_max > 0 ? cfg->pending_max : 2 * nmeters + 1024;
+  b->hold_gaps = cfg->hold_gaps;
   b->slots_cap = (size_t)(b->give_up / shortest) + cfg->periods + 2;
   if (b->slots_cap > HES_BACKFILL_SLOTS_MAX)
     b->slots_cap = HES_BACKFILL_SLOTS_MAX;
@@ -899,6 +901,14 @@ out:
   return rc;
 }
 
+/* True when meter has not yet been received at a due freeze time older than t. */
+static bool bf__gap_before(const hes_backfill_t *b, uint32_t meter, int64_t t) {
+  for (size_t i = 0; i < b->nslots && b->slots[i].t < t; i++)
+    if (!b->slots[i].given_up && !bf__bit(b->slots[i].have, meter))
+      return true;
+  return false;
+}
+
 static int bf__entry_cmp(const void *pa, const void *pb) {
   const hes_backfill_entry_t *a = pa;
   const hes_backfill_entry_t *c = pb;
@@ -954,6 +964,13 @@ size_t hes_backfill_take(hes_backfill_t *b, const hes_backfill_entry_t **out) {
       continue;
     }
     prev_meter = e.meter;
+    if (b->hold_gaps && bf__gap_before(b, e.meter, e.freeze_time)) {
+      /* An older period of this meter is still being chased: dispatching this one now would
+       * make the older one "too old" for collectd when it comes. Hold it until the older
+       * one arrives or is given up. */
+      b->pending[keep++] = e;
+      continue;
+    }
     /* A queued period keeps its slot, except when advance() had to drop slots over the
      * cap: then there is nothing to mark, but the values are still good. */
     slot = bf__find(b, e.freeze_time);

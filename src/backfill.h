@@ -81,6 +81,10 @@ typedef struct {
                                  (a day, 31 days, 15 minutes) */
   const char *state_path;     /* NULL: nothing persisted */
   size_t pending_max;         /* queued periods at most; 0: 2 x meters + 1024 */
+  bool hold_gaps;             /* take() holds a period back while an older due period of the
+                                 same meter is neither received nor given up (the plugin sets
+                                 it: every period goes out, in order); false: the newest may go
+                                 first and an older one arriving later is dropped as LATE */
 } hes_backfill_config_t;
 
 typedef enum {
@@ -188,8 +192,11 @@ hes_backfill_record_t hes_backfill_record(hes_backfill_t *b, uint32_t meter, int
                                           const hes_backfill_value_t *values, size_t n);
 
 /* Hands out, for each meter with queued periods, the oldest one (at most one per meter),
- * ordered by meter index, and marks them collected. *out points to an array owned by b,
- * valid until the next take or free. Returns how many. Call once per read round. */
+ * ordered by meter index, and marks them collected. With hold_gaps, a period is held back
+ * while an older due period of the same meter is neither received nor given up, so that
+ * every period goes out, in time order, instead of the older one being dropped as too old. *out
+ * points to an array owned by b, valid until the next take or free. Returns how many. Call once per
+ * read round. */
 size_t hes_backfill_take(hes_backfill_t *b, const hes_backfill_entry_t **out);
 
 /* Writes the state file if anything changed since the last save (atomically: a temp file,

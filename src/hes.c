@@ -41,12 +41,14 @@
 #include <string.h>
 
 #include "api.h"
+#include "backfill.h"
 #include "items.h"
 #include "meters.h"
 #include "mqtt.h"
 #include "plans.h"
 #include "push.h"
 #include "relay.h"
+#include "tz.h"
 
 #define HES_PLUGIN    "hes"
 #define HES_BATCH_MAX 10000
@@ -116,6 +118,19 @@ typedef struct hes_server {
   size_t batch_size;
   cdtime_t interval;
   double plan_timeout;
+
+  /* frozen items: the seed's 4.1 loop (history, then re-read what is missing, repeat) */
+  struct hes_frozen {
+    const hes_item_t *item;
+    hes_backfill_t *backfill;
+  } frozen[3];
+  size_t frozen_num;
+  int backfill_periods;
+  double retry_interval;
+  double give_up_after; /* 0: the backfill module's default */
+  char *time_zone;      /* NULL: the host's */
+  hes_tz_t *tz;
+  double frozen_last; /* when the last 4.1 round ran */
 
   /* runtime */
   char topic_filter[128];
@@ -220,6 +235,14 @@ static double hes_now(void) {
   return CDTIME_T_TO_DOUBLE(cdtime());
 }
 
+/* StateDir, or collectd's BaseDir. */
+static const char *hes_state_dir_path(void) {
+  if (hes_state_dir != NULL)
+    return hes_state_dir;
+  const char *base = global_option_get("BaseDir");
+  return base != NULL ? base : ".";
+}
+
 /* ---------------------------------------------------------------------------------------
  * configuration */
 
@@ -232,6 +255,10 @@ static void hes_server_free(hes_server_t *s) {
   hes_push_parser_free(s->read_parser);
   hes_push_parser_free(s->mqtt_parser);
   hes_plans_free(s->plans);
+  for (size_t i = 0; i < s->frozen_num; i++)
+    hes_backfill_free(s->frozen[i].backfill);
+  hes_tz_free(s->tz);
+  free(s->time_zone);
   hes_meters_free(s->meters);
   free(s->batch_meters);
   free(s->batch_index);
@@ -449,11 +476,15 @@ static int hes_config_items(const oconfig_item_t *ci, hes_server_t *s, const cha
             block, text);
       return -1;
     }
-    if (item->category != HES_ITEM_SINGLE) {
-      ERROR(HES_PLUGIN " plugin: %s: option \"Item\": \"%s\" is a frozen (composite) item; "
-                       "this version reads instantaneous items only.",
-            block, text);
-      return -1;
+    if (item->category == HES_ITEM_COMPOSITE) {
+      for (size_t j = 0; j < s->frozen_num; j++) {
+        if (s->frozen[j].item == item) {
+          ERROR(HES_PLUGIN " plugin: %s: option \"Item\": \"%s\" is listed twice.", block, text);
+          return -1;
+        }
+      }
+      s->frozen[s->frozen_num++].item = item;
+      continue;
     }
     for (size_t j = 0; j < s->items_num; j++) {
       if (s->items[j] == item) {
@@ -553,6 +584,8 @@ static int hes_config_server(const oconfig_item_t *ci) {
   s->batch_size = 100;
   s->interval = TIME_T_TO_CDTIME_T(60);
   s->plan_timeout = 300;
+  s->backfill_periods = 7;
+  s->retry_interval = 300;
   if (s->name == NULL || s->meters == NULL) {
     ERROR(HES_PLUGIN " plugin: out of memory.");
     hes_server_free(s);
@@ -610,7 +643,15 @@ static int hes_config_server(const oconfig_item_t *ci) {
     } else if (strcasecmp("PlanTimeout", c->key) == 0) {
       status = hes_config_number(c, block, 1, 86400 * 7, &d);
       s->plan_timeout = d;
-    } else {
+    } else if (strcasecmp("BackfillPeriods", c->key) == 0)
+      status = hes_config_int(c, block, 1, HES_BACKFILL_PERIODS_MAX, &s->backfill_periods);
+    else if (strcasecmp("RetryInterval", c->key) == 0)
+      status = hes_config_number(c, block, 1, 86400 * 31, &s->retry_interval);
+    else if (strcasecmp("GiveUpAfter", c->key) == 0)
+      status = hes_config_number(c, block, 60, 86400.0 * 3660, &s->give_up_after);
+    else if (strcasecmp("TimeZone", c->key) == 0)
+      status = hes_config_string(c, block, &s->time_zone);
+    else {
       ERROR(HES_PLUGIN " plugin: %s: unknown option \"%s\".", block, c->key);
       status = -1;
     }
@@ -642,7 +683,7 @@ static int hes_config_server(const oconfig_item_t *ci) {
     ERROR(HES_PLUGIN " plugin: %s: at least one \"Meter\" or \"MeterFile\" is required.", block);
     status = -1;
   }
-  if (status == 0 && s->items_num == 0) {
+  if (status == 0 && s->items_num == 0 && s->frozen_num == 0) {
     ERROR(HES_PLUGIN " plugin: %s: at least one \"Item\" is required.", block);
     status = -1;
   }
@@ -671,6 +712,15 @@ static int hes_config_server(const oconfig_item_t *ci) {
                      "(%.15g s): a read round must not outlast its interval.",
           block, s->timeout_ms, CDTIME_T_TO_DOUBLE(s->interval));
     status = -1;
+  }
+  if (status == 0) {
+    char err[256] = "";
+    s->tz = hes_tz_load(s->time_zone, err, sizeof(err));
+    if (s->tz == NULL) {
+      ERROR(HES_PLUGIN " plugin: %s: option \"TimeZone\": \"%s\": %s", block,
+            s->time_zone != NULL ? s->time_zone : "(the host's)", err);
+      status = -1;
+    }
   }
   if (status == 0 && hes_meters_seal(s->meters) != HES_METERS_OK) {
     ERROR(HES_PLUGIN " plugin: %s: out of memory indexing the meters.", block);
@@ -905,15 +955,16 @@ static int hes_config(oconfig_item_t *ci) {
 /* ---------------------------------------------------------------------------------------
  * values */
 
-static void hes_dispatch_gauge(const hes_server_t *s, const char *plugin_instance, const char *type,
-                               const char *type_instance, cdtime_t time, gauge_t g) {
+static void hes_dispatch_gauge(const char *plugin_instance, const char *type,
+                               const char *type_instance, cdtime_t time, cdtime_t interval,
+                               gauge_t g) {
   value_list_t vl = VALUE_LIST_INIT;
   value_t v = {.gauge = g};
   vl.values = &v;
   vl.values_len = 1;
   vl.time = time;
   /* Set explicitly: the threshold plugin's missing-value timer is based on it. */
-  vl.interval = s->interval;
+  vl.interval = interval;
   sstrncpy(vl.plugin, HES_PLUGIN, sizeof(vl.plugin));
   sstrncpy(vl.plugin_instance, plugin_instance, sizeof(vl.plugin_instance));
   sstrncpy(vl.type, type, sizeof(vl.type));
@@ -946,7 +997,8 @@ static void hes_dispatch_self(hes_server_t *s) {
   hes_dispatch_derive(s, instance, "total_requests", "http", now, atomic_load(&s->count.http));
   hes_dispatch_derive(s, instance, "total_requests", "http_failed", now,
                       atomic_load(&s->count.http_failed));
-  hes_dispatch_gauge(s, instance, "gauge", "plans_pending", now, (gauge_t)ps.plans_pending);
+  hes_dispatch_gauge(instance, "gauge", "plans_pending", now, s->interval,
+                     (gauge_t)ps.plans_pending);
   hes_dispatch_derive(s, instance, "total_values", "dispatched", now,
                       atomic_load(&s->count.dispatched));
   hes_dispatch_derive(s, instance, "total_values", "missing", now, atomic_load(&s->count.missing));
@@ -955,13 +1007,27 @@ static void hes_dispatch_self(hes_server_t *s) {
   hes_dispatch_derive(s, instance, "total_values", "foreign", now, ps.foreign);
   hes_dispatch_derive(s, instance, "total_values", "duplicate", now, ps.duplicate);
   hes_dispatch_derive(s, instance, "total_values", "late", now, ps.late);
-  hes_dispatch_gauge(s, instance, "gauge", "mqtt_connected", now,
+  hes_dispatch_gauge(instance, "gauge", "mqtt_connected", now, s->interval,
                      hes_mqtt_ready(s->mqtt) ? 1.0 : 0.0);
   hes_dispatch_derive(s, instance, "total_operations", "relay_sent", now,
                       atomic_load(&s->count.relay_sent));
   if (hes_relay_conf != NULL && hes_relay_conf->server == s)
     hes_dispatch_derive(s, instance, "total_operations", "relay_skipped", now,
                         atomic_load(&s->count.relay_skipped));
+  if (s->frozen_num > 0) {
+    uint64_t expected = 0, collected = 0, missing = 0;
+    for (size_t i = 0; i < s->frozen_num; i++) {
+      hes_backfill_stats_t bs;
+      hes_backfill_stats(s->frozen[i].backfill, &bs);
+      expected += bs.expected;
+      collected += bs.collected;
+      missing += bs.missing + bs.pending;
+    }
+    hes_dispatch_gauge(instance, "gauge", "periods_expected", now, s->interval, (gauge_t)expected);
+    hes_dispatch_gauge(instance, "gauge", "periods_collected", now, s->interval,
+                       (gauge_t)collected);
+    hes_dispatch_gauge(instance, "gauge", "periods_missing", now, s->interval, (gauge_t)missing);
+  }
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -1008,6 +1074,8 @@ static void hes_missing_cb(void *ctx, const char *plan_id, uint32_t tag, void *u
                            const uint32_t *meters, size_t n) {
   (void)user;
   hes_server_t *s = ((hes_missing_ctx_t *)ctx)->server;
+  if (tag <= 3)
+    return; /* frozen plans: the backfill bookkeeping tracks what is missing, per period */
   if (tag & HES_TAG_RELAY) {
     for (size_t i = 0; i < n; i++)
       hes_relay_outcome(plan_id, hes_meters_at(s->meters, meters[i]), false, "no result");
@@ -1070,8 +1138,8 @@ static void hes_handle_readings(hes_server_t *s, const hes_push_t *push,
       continue;
     }
     sstrncpy(meter, hes_meters_at(s->meters, idx), sizeof(meter));
-    hes_dispatch_gauge(s, meter, item->type, item->type_instance, MS_TO_CDTIME_T(r->timestamp_ms),
-                       value);
+    hes_dispatch_gauge(meter, item->type, item->type_instance, MS_TO_CDTIME_T(r->timestamp_ms),
+                       s->interval, value);
     atomic_fetch_add(&s->count.dispatched, 1);
   }
 }
@@ -1086,6 +1154,11 @@ static void hes_handle_relay(hes_server_t *s, const hes_push_t *push) {
                       r->successful ? NULL : "the HES reports the operation failed");
   }
 }
+
+struct hes_frozen;
+static struct hes_frozen *hes_frozen_of(hes_server_t *s, uint32_t cgcode);
+static void hes_frozen_record(hes_server_t *s, struct hes_frozen *f, const hes_push_t *push,
+                              const char *source);
 
 /* Handles one push payload. `parser` belongs to the calling thread. */
 static void hes_handle_push(hes_server_t *s, hes_push_parser_t *parser, const void *payload,
@@ -1123,6 +1196,14 @@ static void hes_handle_push(hes_server_t *s, hes_push_parser_t *parser, const vo
         s->name, push.plan_id, push.skipped, push.skipped == 1 ? "y" : "ies", push.skipped_reason);
   }
   bool relay_plan = (info.tag & HES_TAG_RELAY) != 0;
+  struct hes_frozen *frozen = relay_plan ? NULL : hes_frozen_of(s, info.tag);
+  if (frozen != NULL) {
+    if (push.kind == HES_PUSH_CHANNELS)
+      hes_frozen_record(s, frozen, &push, push.plan_id);
+    /* The backfill bookkeeping knows what is still missing; the plan is done. */
+    hes_plans_finish(s->plans, push.plan_id, hes_missing_cb, &(hes_missing_ctx_t){.server = s});
+    return;
+  }
   if (relay_plan && push.kind == HES_PUSH_RELAY)
     hes_handle_relay(s, &push);
   else if (!relay_plan && push.kind == HES_PUSH_READINGS)
@@ -1149,9 +1230,8 @@ static void hes_mqtt_on_message(void *ctx, const char *topic, const void *payloa
 static void hes_mqtt_on_state(void *ctx, bool ready, const char *why) {
   hes_server_t *s = ctx;
   if (ready)
-    INFO(HES_PLUGIN " plugin: Server \"%s\": MQTT %s:%d connected, subscribed to \"%s\"%s%s.",
-         s->name, s->mqtt_host, s->mqtt_port, s->topic_filter, why != NULL ? ": " : "",
-         why != NULL ? why : "");
+    INFO(HES_PLUGIN " plugin: Server \"%s\": MQTT %s:%d connected, subscribed to \"%s\".", s->name,
+         s->mqtt_host, s->mqtt_port, s->topic_filter);
   else if (!atomic_load(&hes_initialised))
     INFO(HES_PLUGIN " plugin: Server \"%s\": MQTT disconnected (shutdown).", s->name);
   else /* the reason names the broker */
@@ -1175,6 +1255,187 @@ static void hes_log_api_error(hes_server_t *s, const hes_api_error_t *err, const
   else
     HES_LOG_LIMITED(&s->log_http, LOG_ERR, "Server \"%s\": %s: %s: %s: %s", s->name, err->endpoint,
                     what, hes_api_result_string(err->kind), err->msg);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * frozen items: the 4.1 loop */
+
+static struct hes_frozen *hes_frozen_of(hes_server_t *s, uint32_t cgcode) {
+  for (size_t i = 0; i < s->frozen_num; i++)
+    if ((uint32_t)s->frozen[i].item->cgcode == cgcode)
+      return &s->frozen[i];
+  return NULL;
+}
+
+/* Records the composite entries of a push or a history page: one meter at one freeze time
+ * each, its channels converted to SI. Dispatching is the read thread's (hes_frozen_dispatch),
+ * so each identifier's values go out in time order. Called from the MQTT and read threads. */
+static void hes_frozen_record(hes_server_t *s, struct hes_frozen *f, const hes_push_t *push,
+                              const char *source) {
+  size_t i = 0;
+  while (i < push->count) {
+    const hes_push_reading_t *first = &push->readings[i];
+    hes_backfill_value_t values[HES_BACKFILL_VALUES_MAX];
+    size_t n = 0;
+    for (; i < push->count && push->readings[i].entry == first->entry; i++) {
+      const hes_push_reading_t *r = &push->readings[i];
+      const hes_item_t *channel = hes_item_by_cgcode(r->cgcode);
+      if (channel == NULL || channel->category != HES_ITEM_SINGLE)
+        continue; /* the vendor's 5100-5102: not in the table, skipped by design */
+      double v;
+      hes_item_result_t cr = hes_item_convert(channel, r->value, r->unit, &v);
+      if (cr != HES_ITEM_OK || n >= HES_BACKFILL_VALUES_MAX) {
+        atomic_fetch_add(&s->count.rejected, 1);
+        HES_LOG_LIMITED(&s->log_value, LOG_WARNING,
+                        "Server \"%s\": %s: meter %.*s: dropped %s channel %s value \"%.64s\" "
+                        "unit \"%.16s\"",
+                        s->name, source, (int)(r->dev_addr_len > 32 ? 32 : r->dev_addr_len),
+                        r->dev_addr, f->item->name, channel->name, r->value, r->unit);
+        continue;
+      }
+      values[n++] = (hes_backfill_value_t){.cgcode = channel->cgcode, .value = v};
+    }
+    uint32_t idx = hes_meters_find(s->meters, first->dev_addr, first->dev_addr_len);
+    if (idx == HES_METER_NONE) {
+      atomic_fetch_add(&s->count.rejected, 1);
+      continue;
+    }
+    hes_backfill_record_t rr =
+        hes_backfill_record(f->backfill, idx, first->timestamp_ms / 1000, values, n);
+    if (rr == HES_BACKFILL_NOT_DUE)
+      HES_LOG_LIMITED(&s->log_value, LOG_WARNING,
+                      "Server \"%s\": %s: meter %s: %s at %" PRId64
+                      " is not a freeze time being collected (check TimeZone)",
+                      s->name, source, hes_meters_at(s->meters, idx), f->item->name,
+                      first->timestamp_ms / 1000);
+  }
+}
+
+/* Dispatches at most one period per meter (the oldest waiting): collectd's write threads
+ * may reorder two values of one identifier dispatched back to back. */
+static void hes_frozen_dispatch(hes_server_t *s, struct hes_frozen *f) {
+  const hes_backfill_entry_t *entries;
+  size_t n = hes_backfill_take(f->backfill, &entries);
+  if (n == 0)
+    return;
+  cdtime_t interval = TIME_T_TO_CDTIME_T(f->item->cgcode == 1   ? 86400
+                                         : f->item->cgcode == 2 ? 86400 * 31
+                                                                : HES_BACKFILL_PROFILE_STEP);
+  char type_instance[DATA_MAX_NAME_LEN];
+  for (size_t i = 0; i < n; i++) {
+    const hes_backfill_entry_t *e = &entries[i];
+    const char *meter = hes_meters_at(s->meters, e->meter);
+    for (uint32_t j = 0; j < e->n; j++) {
+      const hes_item_t *channel = hes_item_by_cgcode(e->values[j].cgcode);
+      if (channel == NULL)
+        continue;
+      snprintf(type_instance, sizeof(type_instance), "%s-%s", f->item->period,
+               channel->type_instance);
+      hes_dispatch_gauge(meter, channel->type, type_instance, TIME_T_TO_CDTIME_T(e->freeze_time),
+                         interval, e->values[j].value);
+      atomic_fetch_add(&s->count.dispatched, 1);
+    }
+  }
+  /* Right after dispatching: "collected" in the state file means dispatched. */
+  int err = hes_backfill_save(f->backfill);
+  if (err != 0)
+    HES_LOG_LIMITED(&s->log_value, LOG_ERR,
+                    "Server \"%s\": %s: cannot save the backfill state: %s (a restart may "
+                    "dispatch a period again)",
+                    s->name, f->item->name, STRERROR(err));
+}
+
+/* Gathers up to batch_size meters still missing at freeze time t, from index *from on. */
+static size_t hes_frozen_batch(hes_server_t *s, struct hes_frozen *f, int64_t t, uint32_t *from) {
+  size_t n = 0;
+  while (n < s->batch_size) {
+    uint32_t m = hes_backfill_next_missing(f->backfill, t, *from);
+    if (m == HES_METER_NONE)
+      break;
+    s->batch_index[n] = m;
+    s->batch_meters[n] = hes_meters_at(s->meters, m);
+    n++;
+    *from = m + 1;
+  }
+  return n;
+}
+
+static void hes_frozen_history(hes_server_t *s, struct hes_frozen *f, int64_t t, const char *when) {
+  uint32_t from = 0;
+  size_t n;
+  while ((n = hes_frozen_batch(s, f, t, &from)) > 0 && hes_backfill_room(f->backfill) > 0) {
+    hes_api_error_t err;
+    uint64_t sent = hes_api_requests(s->api);
+    hes_api_history_t *h = hes_api_history_new(s->api, true, s->batch_meters, n, f->item->cgcode,
+                                               when, when, 100, &err);
+    hes_api_result_t r = h != NULL ? HES_API_OK : err.kind;
+    hes_push_t page;
+    while (r == HES_API_OK) {
+      r = hes_api_history_next(h, hes_now(), &page, &err);
+      if (r != HES_API_OK || page.entries == 0)
+        break;
+      if (page.kind == HES_PUSH_CHANNELS)
+        hes_frozen_record(s, f, &page, "historyFrozen");
+    }
+    hes_api_history_free(h);
+    atomic_fetch_add(&s->count.http, hes_api_requests(s->api) - sent);
+    if (r != HES_API_OK) {
+      atomic_fetch_add(&s->count.http_failed, 1);
+      char what[128];
+      snprintf(what, sizeof(what), "%s at %s for %zu meter(s) from %s", f->item->name, when, n,
+               s->batch_meters[0]);
+      hes_log_api_error(s, &err, what);
+      return; /* the re-read below still asks the meters */
+    }
+  }
+}
+
+static void hes_frozen_read(hes_server_t *s, struct hes_frozen *f, int64_t t, const char *when) {
+  uint32_t from = 0;
+  size_t n;
+  while ((n = hes_frozen_batch(s, f, t, &from)) > 0) {
+    hes_api_plan_t plan;
+    hes_api_error_t err;
+    double now = hes_now();
+    hes_plans_request_begin(s->plans);
+    uint64_t sent = hes_api_requests(s->api);
+    hes_api_result_t r = hes_api_read_frozen(s->api, now, s->batch_meters, n, f->item->cgcode, when,
+                                             when, &plan, &err);
+    atomic_fetch_add(&s->count.http, hes_api_requests(s->api) - sent);
+    if (r != HES_API_OK) {
+      hes_plans_request_end(s->plans);
+      atomic_fetch_add(&s->count.http_failed, 1);
+      char what[128];
+      snprintf(what, sizeof(what), "%s at %s for %zu meter(s) from %s", f->item->name, when, n,
+               s->batch_meters[0]);
+      hes_log_api_error(s, &err, what);
+      continue;
+    }
+    hes_parked_t *parked = NULL;
+    int ar = hes_plans_add(s->plans, plan.plan_id, (uint32_t)f->item->cgcode, NULL, s->batch_index,
+                           n, now + s->plan_timeout, &parked);
+    hes_plans_request_end(s->plans);
+    if (ar != 0)
+      continue;
+    for (hes_parked_t *p = parked; p != NULL; p = p->next)
+      hes_handle_push(s, s->read_parser, p->payload, p->len, true);
+    hes_parked_free(parked);
+  }
+}
+
+/* One round of the seed's 4.1 loop for one frozen item: for every freeze time still
+ * incomplete, history first, then a real-time read of the meters history lacked. */
+static void hes_frozen_round(hes_server_t *s, struct hes_frozen *f, int64_t now) {
+  int64_t times[64];
+  hes_backfill_advance(f->backfill, now);
+  size_t nt = hes_backfill_due(f->backfill, times, STATIC_ARRAY_SIZE(times));
+  for (size_t i = 0; i < nt; i++) {
+    char when[HES_TZ_FORMAT_SIZE];
+    if (!hes_tz_format(s->tz, times[i], when, sizeof(when)))
+      continue;
+    hes_frozen_history(s, f, times[i], when);
+    hes_frozen_read(s, f, times[i], when);
+  }
 }
 
 static void hes_read_batch(hes_server_t *s, const hes_item_t *item, size_t first, size_t n) {
@@ -1247,6 +1508,15 @@ static int hes_read(user_data_t *ud) {
     for (size_t first = 0; first < meters; first += s->batch_size)
       hes_read_batch(s, s->items[i], first,
                      meters - first < s->batch_size ? meters - first : s->batch_size);
+
+  for (size_t i = 0; i < s->frozen_num; i++)
+    hes_frozen_dispatch(s, &s->frozen[i]);
+  double now = hes_now();
+  if (s->frozen_num > 0 && (s->frozen_last == 0 || now - s->frozen_last >= s->retry_interval)) {
+    s->frozen_last = now;
+    for (size_t i = 0; i < s->frozen_num; i++)
+      hes_frozen_round(s, &s->frozen[i], (int64_t)now);
+  }
   hes_dispatch_self(s);
   return 0;
 }
@@ -1404,8 +1674,7 @@ static void *hes_relay_thread(void *arg) {
 static int hes_relay_start(hes_relay_conf_t *rc) {
   hes_server_t *s = rc->server;
   char path[PATH_MAX];
-  const char *dir = hes_state_dir != NULL ? hes_state_dir : global_option_get("BaseDir");
-  snprintf(path, sizeof(path), "%s/hes-relay-%s.state", dir != NULL ? dir : ".", s->name);
+  snprintf(path, sizeof(path), "%s/hes-relay-%s.state", hes_state_dir_path(), s->name);
   char err[512] = "";
   hes_relay_config_t cfg = {
       .holdoff = rc->holdoff,
@@ -1517,6 +1786,30 @@ static int hes_server_start(hes_server_t *s) {
     ERROR(HES_PLUGIN " plugin: Server \"%s\": out of memory.", s->name);
     return -1;
   }
+  for (size_t i = 0; i < s->frozen_num; i++) {
+    struct hes_frozen *f = &s->frozen[i];
+    char path[PATH_MAX];
+    char why[512] = "";
+    snprintf(path, sizeof(path), "%s/hes-backfill-%s-%s.state", hes_state_dir_path(), s->name,
+             f->item->period);
+    hes_backfill_config_t bc = {
+        .server = s->name,
+        .kind = (hes_backfill_kind_t)f->item->cgcode,
+        .meters = s->meters,
+        .tz = s->tz,
+        .periods = (unsigned)s->backfill_periods,
+        .give_up = (int64_t)s->give_up_after,
+        .hold_gaps = true,
+        .state_path = path,
+    };
+    f->backfill = hes_backfill_new(&bc, why, sizeof(why));
+    if (f->backfill == NULL) {
+      ERROR(HES_PLUGIN " plugin: Server \"%s\": %s: %s", s->name, f->item->name, why);
+      return -1;
+    }
+    if (why[0] != '\0')
+      WARNING(HES_PLUGIN " plugin: Server \"%s\": %s: %s", s->name, f->item->name, why);
+  }
 
   if (s->mqtt_client_id == NULL) {
     char id[256];
@@ -1586,9 +1879,15 @@ static int hes_init(void) {
   static const char *self_types[] = {"total_requests", "gauge", "total_values", "total_operations"};
   for (size_t i = 0; i < STATIC_ARRAY_SIZE(self_types); i++)
     status |= hes_check_type(self_types[i]);
-  for (hes_server_t *s = hes_servers; s != NULL; s = s->next)
+  for (hes_server_t *s = hes_servers; s != NULL; s = s->next) {
     for (size_t i = 0; i < s->items_num; i++)
       status |= hes_check_type(s->items[i]->type);
+    if (s->frozen_num > 0) {
+      static const int channels[] = {5069, 5074, 5084, 5089, 5099};
+      for (size_t i = 0; i < STATIC_ARRAY_SIZE(channels); i++)
+        status |= hes_check_type(hes_item_by_cgcode(channels[i])->type);
+    }
+  }
   if (status != 0)
     return -1;
   hes_initialised = true;

@@ -561,6 +561,56 @@ static void test_give_up(void **state) {
   hes_tz_free(tz);
 }
 
+/* hold_gaps (what the plugin uses): a newer period waits for the older ones of its meter, so
+ * every period goes out in order and none is dropped as late; a given-up one stops holding. */
+static void test_hold_gaps(void **state) {
+  (void)state;
+  hes_tz_t *tz = zone("Asia/Shanghai");
+  hes_meters_t *m = meters_n(10, 1);
+  hes_backfill_config_t c = cfg_of(HES_BACKFILL_DAILY, m, tz, 3, NULL);
+  c.hold_gaps = true;
+  c.give_up = 3 * 86400 + 3600;
+  hes_backfill_t *b = new_ok(&c, HES_BACKFILL_STATE_NONE);
+  const hes_backfill_entry_t *e;
+  hes_backfill_stats_t s;
+  int64_t t[3];
+  for (int i = 0; i < 3; i++)
+    t[i] = utc_of(2024, 7, 7 + i, 16, 0, 0);
+  hes_backfill_advance(b, t[2] + 3600);
+
+  /* meter 0: newest first, then the oldest, then the middle one */
+  assert_int_equal(rec(b, 0, t[2], 3), HES_BACKFILL_NEW);
+  assert_int_equal(hes_backfill_take(b, &e), 0); /* t[0] and t[1] still chased */
+  assert_int_equal(rec(b, 0, t[0], 1), HES_BACKFILL_NEW);
+  assert_int_equal(hes_backfill_take(b, &e), 1);
+  assert_int_equal(e[0].freeze_time, t[0]);
+  assert_int_equal(hes_backfill_take(b, &e), 0); /* t[1] still chased */
+  assert_int_equal(rec(b, 0, t[1], 2), HES_BACKFILL_NEW);
+  assert_int_equal(hes_backfill_take(b, &e), 1);
+  assert_int_equal(e[0].freeze_time, t[1]);
+  assert_int_equal(hes_backfill_take(b, &e), 1);
+  assert_int_equal(e[0].freeze_time, t[2]);
+  assert_true(e[0].values[0].value == 3);
+
+  /* meter 1: t[1] and t[2] arrive, t[0] never does: held until t[0] is given up */
+  assert_int_equal(rec(b, 1, t[2], 3), HES_BACKFILL_NEW);
+  assert_int_equal(rec(b, 1, t[1], 2), HES_BACKFILL_NEW);
+  assert_int_equal(hes_backfill_take(b, &e), 0);
+  hes_backfill_advance(b, t[0] + c.give_up + 1);
+  assert_int_equal(hes_backfill_take(b, &e), 1);
+  assert_int_equal(e[0].meter, 1);
+  assert_int_equal(e[0].freeze_time, t[1]);
+  assert_int_equal(hes_backfill_take(b, &e), 1);
+  assert_int_equal(e[0].freeze_time, t[2]);
+  hes_backfill_stats(b, &s);
+  assert_int_equal(s.dropped_late, 0);
+  assert_int_equal(s.dispatched, 5);
+  assert_int_equal(s.given_up, 9); /* t[0] of meters 1..9 */
+  hes_backfill_free(b);
+  hes_meters_free(m);
+  hes_tz_free(tz);
+}
+
 static void test_full(void **state) {
   (void)state;
   hes_tz_t *tz = zone("Asia/Shanghai");
@@ -1130,6 +1180,7 @@ int main(void) {
       cmocka_unit_test(test_due_and_missing),
       cmocka_unit_test(test_give_up),
       cmocka_unit_test(test_full),
+      cmocka_unit_test(test_hold_gaps),
       cmocka_unit_test(test_config_errors),
       cmocka_unit_test(test_state_round_trip),
       cmocka_unit_test(test_state_corrupt),
