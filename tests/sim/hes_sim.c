@@ -139,6 +139,7 @@ static struct {
   strset_t silent, overvoltage, relay_fail;
   double fail_rate;
   double frozen_drop_rate;
+  long slow_ms; /* /sim/slow: every API answer waits this long first */
   bool fail_alternate;
   uint64_t prng;
   unsigned plan_counter;
@@ -843,6 +844,7 @@ typedef struct {
   json_object *root;
   char *answer; /* the body to send */
   const char *ctype;
+  long slow_ms; /* how long the answer was held back (/sim/slow) */
 } req_t;
 
 typedef struct {
@@ -888,6 +890,8 @@ static void log_request(const req_t *r) {
   }
   json_object_object_add(o, "devList", list);
   json_object_object_add(o, "token_ok", json_object_new_boolean(r->token_ok));
+  if (r->slow_ms > 0)
+    json_object_object_add(o, "slow_ms", json_object_new_int64(r->slow_ms));
   const char *line =
       json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
   pthread_mutex_lock(&g.lock);
@@ -1590,6 +1594,7 @@ static enum MHD_Result handle_control(struct MHD_Connection *c, const char *url,
   const char *meter = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "meter");
   const char *arg_on = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "on");
   const char *arg_rate = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "rate");
+  const char *arg_ms = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "ms");
   bool is_post = strcmp(method, "POST") == 0;
   const char *err = NULL;
   unsigned status = 200;
@@ -1635,6 +1640,17 @@ static enum MHD_Result handle_control(struct MHD_Connection *c, const char *url,
     pthread_mutex_lock(&g.lock);
     g.token_expiry_ms = 0;
     pthread_mutex_unlock(&g.lock);
+  } else if (strcmp(url, "/sim/slow") == 0) {
+    char *end = NULL;
+    long ms = arg_ms ? strtol(arg_ms, &end, 10) : -1;
+    if (end == NULL || end == arg_ms || *end != '\0' || ms < 0 || ms > 600000) {
+      status = 400;
+      err = "ms must be a number of milliseconds in [0, 600000]";
+    } else {
+      pthread_mutex_lock(&g.lock);
+      g.slow_ms = ms;
+      pthread_mutex_unlock(&g.lock);
+    }
   } else if (strcmp(url, "/sim/fail-rate") == 0 || strcmp(url, "/sim/frozen-drop-rate") == 0) {
     char *end = NULL;
     double rate = arg_rate ? strtod(arg_rate, &end) : NAN;
@@ -1733,6 +1749,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     r.http = 405;
     fail(&r, "Request method '%.16s' not supported", method);
   } else {
+    /* /sim/slow: held back before anything is done, as a HES stuck in a queue would. */
+    pthread_mutex_lock(&g.lock);
+    r.slow_ms = g.slow_ms;
+    pthread_mutex_unlock(&g.lock);
+    if (r.slow_ms > 0) {
+      struct timespec ts = {.tv_sec = r.slow_ms / 1000, .tv_nsec = (r.slow_ms % 1000) * 1000000L};
+      while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+    }
     handle_api(c, &r, cn);
   }
   if (r.answer == NULL) {
@@ -1793,7 +1818,8 @@ static void usage(FILE *f) {
       "  --log F                  one JSON line per API request\n"
       "runtime control: POST /sim/silence?meter=M, /sim/unsilence?meter=M,\n"
       "  /sim/overvoltage?meter=M&on=0|1, /sim/relay-fail?meter=M&on=0|1, /sim/fail-rate?rate=R,\n"
-      "  /sim/frozen-drop-rate?rate=R, /sim/expire-token; GET /sim/stats\n",
+      "  /sim/frozen-drop-rate?rate=R, /sim/expire-token, /sim/slow?ms=N (every API answer\n"
+      "  N ms late; logged as slow_ms); GET /sim/stats\n",
       f);
 }
 
