@@ -33,15 +33,26 @@ wait_for 10 sim_connected || fail "the simulator did not reach the broker"
 collectd_conf "$(server_block demo \
   "Meter $(printf '"%s" ' "${meters[@]}")" \
   'Item "voltageA" "voltageB" "voltageC" "currentA" "activePowerTotal" "powerFactorTotal" "importActiveEnergy"' \
-  "BatchSize 12" "Interval $interval" "PlanTimeout $((interval * 3))")"
+  "BatchSize 12" "Interval $interval" "PlanTimeout $((interval * 3))")" \
+  "$(sed "s|^\( *DataDir \).*|\1\"$CD_DIR/rrd\"|" "$top_srcdir/conf/examples/rrdtool.conf")"
 collectd_start
+started=$(date +%s)
 
 demo_stop() {
   trap - INT TERM
   collectd_stop || true
   echo
+  local png=$TEST_TMP/${overvoltage}.png span
+  span=$(($(date +%s) - started + 60))
+  if bash "$top_srcdir/conf/examples/rrd-graph.sh" "$CD_DIR/rrd" "$overvoltage" "$png" \
+    "end-${span}s" >/dev/null 2>&1; then
+    echo "Graph of meter $overvoltage (phase voltages, import energy): $png"
+  else
+    echo "No graph: too few readings for rrdtool yet (run the demo a little longer)."
+  fi
   echo "Stopped. collectd's log: $CD_LOG"
   echo "CSV files: $CD_CSV/$CD_HOST/hes-<meter>/"
+  echo "RRD files: $CD_DIR/rrd/$CD_HOST/hes-<meter>/"
   exit 0
 }
 trap demo_stop INT TERM
