@@ -6,9 +6,11 @@
  * a broken top level (not JSON, no planId, a bad status) is rejected whole; a list entry that
  * is broken on its own is skipped and counted, so one bad meter does not cost the others.
  *
- * Hot path: a parser is reused for every message (one json_tokener, arrays grown once), and
- * the strings in the result point into json-c's own tree: nothing is copied per reading.
- * A parser is not thread-safe; use one per thread. */
+ * Hot path: a parser is reused for every message. hes_push_parse reads the bytes in one pass
+ * with its own strict scanner (RFC 8259; no json-c tree) and allocates nothing per reading:
+ * the result's strings are decoded into one buffer the parser owns, and its arrays grow
+ * once and are reused. A repeated member name: the last one counts. hes_push_parse_list
+ * walks a json-c tree and points into it. A parser is not thread-safe; use one per thread. */
 #ifndef HES_PUSH_H
 #define HES_PUSH_H
 
