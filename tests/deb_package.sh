@@ -18,7 +18,7 @@ set -euo pipefail
 [ -z "${HES_DEB_BUILD:-}" ] || skip "inside a package build"
 [ "$(id -u)" = 0 ] || skip "not root: installing packages needs root"
 require_cmd dpkg-buildpackage apt-get dpkg-query
-start_mosquitto # before the long part: skips early when there is no mosquitto
+start_mosquitto "$TEST_TMP" # before the long part: skips early when there is no mosquitto
 
 export DEBIAN_FRONTEND=noninteractive
 PKG=collectd-hes
@@ -30,18 +30,29 @@ SRC=$WORK/src
 chmod 0755 "$TEST_TMP"
 mkdir -p "$SRC"
 
+# No grep -q at the end of a pipeline: under pipefail, the writer's SIGPIPE fails it.
+pkg_status() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true
+}
+
 installed() {
-  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+  [ "$(pkg_status "$1")" = "install ok installed" ]
 }
 
 # Whatever happens, a failed run must not leave a filled-in snippet that loads the plugin
 # (collectd would not start without it any more, or would read meters).
 _deb_cleanup() {
-  if dpkg-query -W -f='${Status}' "$PKG" 2>/dev/null | grep -q 'installed\|config-files'; then
+  if grep -q 'installed\|config-files' <<<"$(pkg_status "$PKG")"; then
     apt-get purge -y -q "$PKG" >/dev/null 2>&1 || dpkg --purge "$PKG" >/dev/null 2>&1 || true
   fi
 }
-trap '_deb_rc=$?; _deb_cleanup; (exit $_deb_rc); _lib_cleanup' EXIT
+_deb_exit() {
+  local rc=$?
+  _deb_cleanup
+  (exit "$rc")
+  _lib_cleanup
+}
+trap _deb_exit EXIT
 
 apt_install() {
   if ! apt-get install -y -q --no-install-recommends "$@" >"$WORK/apt.log" 2>&1; then
@@ -86,7 +97,7 @@ fi
 arch=$(dpkg --print-architecture)
 deb=$WORK/${PKG}_${version}_$arch.deb
 changes=$WORK/${PKG}_${version}_$arch.changes
-[ -f "$deb" ] && [ -f "$changes" ] || FAIL_LOGS="$WORK/build.log" fail "no $deb or $changes"
+{ [ -f "$deb" ] && [ -f "$changes" ]; } || FAIL_LOGS="$WORK/build.log" fail "no $deb or $changes"
 ok "dpkg-buildpackage -us -uc -b built $(basename "$deb")"
 
 # The built package's contents and fields, before anything is installed.
@@ -100,9 +111,8 @@ grep -q '\.la$' <<<"$contents" && fail "a libtool .la file is in the package"
 grep -q '^-rw-r----- root/root .* ./etc/collectd/collectd.conf.d/hes.conf$' <<<"$contents" ||
   fail "the snippet is not 0640 root:root: $(grep hes.conf <<<"$contents")"
 [ "$(dpkg-deb -f "$deb" Package)" = "$PKG" ] || fail "wrong Package field"
-dpkg-deb --ctrl-tarfile "$deb" | tar -tf - | grep -qx './conffiles' || fail "no conffiles"
-dpkg-deb --ctrl-tarfile "$deb" | tar -xOf - ./conffiles | grep -qx "$SNIPPET" ||
-  fail "$SNIPPET is not a conffile"
+conffiles=$(dpkg-deb --ctrl-tarfile "$deb" | tar -xOf - ./conffiles) || fail "no conffiles"
+grep -qx "$SNIPPET" <<<"$conffiles" || fail "$SNIPPET is not a conffile: $conffiles"
 # The collectd-core range comes from the collectd-dev the package was built against.
 cd_ver=$(dpkg-query -W -f='${Version}' collectd-dev)
 series=$(sed -nE 's/^([0-9]+:)?([0-9]+)\.([0-9]+).*/\1\2.\3/p' <<<"$cd_ver")
@@ -155,9 +165,8 @@ installed "$PKG" || fail "$PKG not installed"
 [ "$(stat -c '%a %U %G' "$SNIPPET")" = "640 root root" ] ||
   fail "installed snippet is $(stat -c '%a %U %G' "$SNIPPET"), not 640 root root"
 [ -f /usr/lib/collectd/hes.so ] || fail "no /usr/lib/collectd/hes.so"
-dpkg-query -W -f='${Conffiles}\n' "$PKG" | grep -q "^ $SNIPPET " || fail "no conffile registered"
+grep -q "^ $SNIPPET " <<<"$(dpkg-query -W -f='${Conffiles}\n' "$PKG")" || fail "no conffile registered"
 dpkg -L "$PKG" >"$WORK/files.list"
-man -w collectd-hes >/dev/null 2>&1 || [ ! -x /usr/bin/man ] || fail "man -w collectd-hes finds nothing"
 if [ -e /usr/bin/hesctl ]; then
   /usr/bin/hesctl --version >"$WORK/hesctl.out" 2>&1 || fail "hesctl --version: $(cat "$WORK/hesctl.out")"
 fi
@@ -243,7 +252,7 @@ wait_for 30 have_values || fail "no values from the plugin in $csv"
 # A voltage the simulator sends is a few volts around 230.
 v=$(grep '^[0-9]' "$csv"/debtest/hes-202407100001/voltage-A-* | tail -n 1 | cut -d, -f2)
 awk -v v="$v" 'BEGIN { exit !(v > 200 && v < 260) }' || fail "voltage-A is $v"
-have_self() { cat "$csv"/debtest/hes-hes1-self/total_values-dispatched-* | grep -q '^[0-9]'; }
+have_self() { grep -qs '^[0-9]' "$csv"/debtest/hes-hes1-self/total_values-dispatched-*; }
 wait_for 10 have_self || fail "no self-metrics"
 kill -INT "$cd_pid"
 rc=0
@@ -258,8 +267,8 @@ ok "stock collectd with the filled-in snippet: values of 2 meters x 6 items in C
 
 # --- 9. purge: nothing of the package is left --------------------------------------------
 apt-get purge -y -q "$PKG" >"$WORK/purge.log" 2>&1 || FAIL_LOGS="$WORK/purge.log" fail "apt-get purge"
-! dpkg-query -W -f='${Status}' "$PKG" 2>/dev/null | grep -q 'installed\|config-files' ||
-  fail "$PKG still known to dpkg: $(dpkg-query -W -f='${Status}' "$PKG")"
+! grep -q 'installed\|config-files' <<<"$(pkg_status "$PKG")" ||
+  fail "$PKG still known to dpkg: $(pkg_status "$PKG")"
 left=0
 while read -r f; do
   [ -e "$f" ] || continue
