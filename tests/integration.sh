@@ -99,6 +99,7 @@ ok "request log: one JSON line per request, no credentials"
 
 # --- push ordering -----------------------------------------------------------------------------
 # Without --push-before-response the answer comes first: nothing published yet.
+wait_for 5 sim_stat_is pushes_published "$(sim_stat plans)" || fail "pushes stay pending: $(sim_stats)"
 published=$(sim_stat pushes_published)
 answer=$(hes_post meter/readSingle "{\"devList\":\"$M1\",\"cgcode\":\"5069\",\"token\":\"$TOKEN\"}")
 [ "$(sim_stat pushes_published)" = "$published" ] || fail "pushed before the answer without --push-before-response"
@@ -131,17 +132,21 @@ export HES_SILENT_METER=$SILENT HES_OVERVOLTAGE_METER=$OVERVOLTAGE HES_RELAY_FAI
 export HES_SIM_BIN
 export HES_SIM_PUSH_DELAY_MS=50
 
-# run_program <name>: runs tests/<name>; 77 (skip) counts as a pass here.
+# run_program <name>: runs tests/<name>, at most 150 s; 77 (skip) counts as a pass here.
 run_program() {
   local prog=$top_builddir/tests/$1 rc=0
   if [ ! -x "$prog" ]; then
     note "$1 not built, skipped"
     return 0
   fi
-  "$prog" >"$TEST_TMP/$1.out" 2>&1 || rc=$?
+  timeout -k 5 150 "$prog" >"$TEST_TMP/$1.out" 2>&1 || rc=$?
   case $rc in
   0) ok "$1" ;;
   77) ok "$1 # SKIP" ;;
+  124 | 137)
+    FAIL_LOGS=$TEST_TMP/$1.out
+    fail "$1 did not finish within 150 s"
+    ;;
   *)
     FAIL_LOGS=$TEST_TMP/$1.out
     fail "$1 exited with $rc"

@@ -103,8 +103,8 @@ fail() {
   echo "FAIL: $*" >&2
   for f in "$MOSQUITTO_LOG" "$SIM_OUT" "${SIM_LOG:-}" ${FAIL_LOGS:-}; do
     [ -n "$f" ] && [ -f "$f" ] || continue
-    echo "---- $f (last 40 lines)" >&2
-    tail -n 40 "$f" >&2
+    echo "---- $f (last 40 lines, cut at 500 characters)" >&2
+    tail -n 40 "$f" | cut -c1-500 >&2
   done
   exit 1
 }
@@ -195,6 +195,11 @@ log_type information
 log_type subscribe
 connection_messages true
 EOF
+  # As root, mosquitto drops to the user "mosquitto", which cannot write into $TEST_TMP
+  # (mode 0700): keep root, it is a throw-away broker on 127.0.0.1.
+  if [ "$(id -u)" = 0 ]; then
+    echo "user root" >>"$MOSQUITTO_DIR/mosquitto.conf"
+  fi
   LIB_OUT=$MOSQUITTO_DIR/mosquitto.out run_bg "$MOSQUITTO_BIN" -c "$MOSQUITTO_DIR/mosquitto.conf"
   MOSQUITTO_PID=$BG_PID
   if wait_for 5 port_open "$port" && kill -0 "$MOSQUITTO_PID" 2>/dev/null; then
@@ -259,6 +264,11 @@ sim_stats() {
 # sim_stat <name>: one number of /sim/stats.
 sim_stat() {
   sim_stats | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"
+}
+
+# sim_stat_is <name> <value>: for wait_for.
+sim_stat_is() {
+  [ "$(sim_stat "$1")" = "$2" ]
 }
 
 # sim_control <path?query>: POST /sim/<path>.
