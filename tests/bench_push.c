@@ -9,6 +9,15 @@
  *
  *   gcc -O2 -std=c11 -IBUILD -Isrc tests/bench_push.c src/push.c \
  *       $(pkg-config --cflags --libs json-c) -o /tmp/bench_push && /tmp/bench_push [seconds]
+ *
+ * On a loaded machine CPU time still varies; instruction counts do not. With a second
+ * argument the benchmark parses each push exactly that many times, for callgrind:
+ *
+ *   valgrind --tool=callgrind --toggle-collect=hes_push_parse /tmp/bench_push 1 20
+ *
+ * counts the instructions of hes_push_parse alone (Ir / (2 x 20 x 1000) per reading).
+ * To compare two versions, build one binary per push.c (git show REV:src/push.c) and run
+ * them alternately.
  */
 #include "config.h"
 
@@ -125,16 +134,40 @@ static void bench(const char *name, const char *msg, size_t len, size_t expect, 
   hes_push_parser_free(p);
 }
 
+/* Exactly `rounds` parses of msg, nothing else: for instruction counts under callgrind. */
+static void count(const char *name, const char *msg, size_t len, size_t expect, long rounds) {
+  hes_push_parser_t *p = hes_push_parser_new(0);
+  hes_push_t out;
+  char err[256];
+  size_t readings = 0;
+  for (long i = 0; i < rounds; i++) {
+    if (hes_push_parse(p, msg, len, &out, err, sizeof(err)) != HES_PUSH_OK || out.count != expect) {
+      fprintf(stderr, "%s: parse failed: %s\n", name, err);
+      exit(1);
+    }
+    readings += out.count;
+  }
+  printf("%-28s %ld parses, %zu readings\n", name, rounds, readings);
+  hes_push_parser_free(p);
+}
+
 int main(int argc, char **argv) {
   double secs = argc > 1 ? atof(argv[1]) : 2.0;
+  long rounds = argc > 2 ? atol(argv[2]) : 0;
   if (secs <= 0)
     secs = 2.0;
   size_t len;
   char *msg = single_push(1000, &len);
-  bench("single readings (readSingle)", msg, len, 1000, secs);
+  if (rounds > 0)
+    count("single readings (readSingle)", msg, len, 1000, rounds);
+  else
+    bench("single readings (readSingle)", msg, len, 1000, secs);
   free(msg);
   msg = composite_push(125, &len);
-  bench("composite (readFrozen)", msg, len, 1000, secs);
+  if (rounds > 0)
+    count("composite (readFrozen)", msg, len, 1000, rounds);
+  else
+    bench("composite (readFrozen)", msg, len, 1000, secs);
   free(msg);
   return 0;
 }

@@ -892,6 +892,294 @@ static void test_utf8(void **state) {
   hes_push_parser_free(p);
 }
 
+/* ---- the scanner's own corners ----------------------------------------------------------- */
+
+/* A syntax error at the byte `delta` after the first `anchor` in msg. */
+static void check_syntax(hes_push_parser_t *p, const char *msg, const char *anchor, size_t delta,
+                         const char *what) {
+  const char *a = strstr(msg, anchor);
+  if (a == NULL)
+    fail_msg("%s: anchor %s not found", msg, anchor);
+  char want[256], err[256];
+  snprintf(want, sizeof(want), "invalid JSON at byte %zu: %s", (size_t)(a - msg) + delta, what);
+  hes_push_t out;
+  hes_push_result_t r = parse_str(p, msg, &out, err, sizeof(err));
+  check_str(msg, "result", hes_push_result_string(r), "not valid JSON");
+  check_str(msg, "err", err, want);
+  assert_zeroed(&out);
+}
+
+/* One reading whose unit is the JSON string u (quotes included): the decoded unit. */
+static const char *unit_of(hes_push_parser_t *p, const char *u, hes_push_t *out) {
+  char msg[512], err[256];
+  snprintf(msg, sizeof(msg),
+           LIST("{\"devAddr\":\"m\",\"timestamp\":1,\"unit\":%s,\"value\":\"1\"}"), u);
+  hes_push_result_t r = parse_str(p, msg, out, err, sizeof(err));
+  check_str(msg, "result", hes_push_result_string(r), "ok");
+  check_int(msg, "count", (long long)out->count, 1);
+  return out->readings[0].unit;
+}
+
+static void test_escapes(void **state) {
+  (void)state;
+  hes_push_parser_t *p = hes_push_parser_new(0);
+  hes_push_t out;
+  assert_string_equal(unit_of(p, "\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"", &out), "\"\\/\b\f\n\r\t");
+  assert_string_equal(unit_of(p, "\"k\\u0057h\"", &out), "kWh");
+  assert_string_equal(unit_of(p, "\"\\u00e9\\u20AC\"", &out), "\xc3\xa9\xe2\x82\xac");
+  /* a surrogate pair is one character; lone halves become U+FFFD, as json-c made them */
+  assert_string_equal(unit_of(p, "\"\\ud83d\\ude00\"", &out), "\xf0\x9f\x98\x80");
+  assert_string_equal(unit_of(p, "\"\\uDBFF\\uDFFF\"", &out), "\xf4\x8f\xbf\xbf");
+  assert_string_equal(unit_of(p, "\"\\ud800\"", &out), "\xef\xbf\xbd");
+  assert_string_equal(unit_of(p, "\"\\udc00x\"", &out), "\xef\xbf\xbdx");
+  assert_string_equal(unit_of(p, "\"\\ud800\\u0041\"", &out), "\xef\xbf\xbd"
+                                                              "A");
+  assert_string_equal(unit_of(p, "\"\\ud800\\ud800\\udc00\"", &out),
+                      "\xef\xbf\xbd\xf0\x90\x80\x80");
+  assert_string_equal(unit_of(p, "\"\\ud800\\n\"", &out), "\xef\xbf\xbd\n");
+  /* a unit of 32 bytes, each written as an escape: the limit is on the decoded length */
+  assert_string_equal(unit_of(p,
+                              "\"\\u0041\\u0041\\u0041\\u0041\\u0041\\u0041\\u0041\\u0041"
+                              "\\u0041\\u0041\\u0041\\u0041\\u0041\\u0041\\u0041\\u0041"
+                              "\\u0041\\u0041\\u0041\\u0041\\u0041\\u0041\\u0041\\u0041"
+                              "\\u0041\\u0041\\u0041\\u0041\\u0041\\u0041\\u0041\\u0041\"",
+                              &out),
+                      "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+  /* escaped member names are names like the others */
+  const char *named = LIST("{\"dev\\u0041ddr\":\"m\",\"\\u0074imestamp\":5,\"unit\":\"V\","
+                           "\"value\":\"1\"}");
+  char err[256];
+  assert_int_equal(parse_str(p, named, &out, err, sizeof(err)), HES_PUSH_OK);
+  assert_reading(&out.readings[0], "m", 5, 0, "V", "1", 0);
+
+  check_syntax(p, LIST("{\"devAddr\":\"m\\x\"}"), "\\x", 1, "invalid string sequence");
+  check_syntax(p, LIST("{\"devAddr\":\"m\\u12G4\"}"), "\\u12G4", 4, "invalid string sequence");
+  check_syntax(p, LIST("{\"devAddr\":\"m\\ud800\\u12\"}"), "\\u12\"", 4, "invalid string sequence");
+  check_syntax(p, LIST("{\"devAddr\":\"m\\U0041\"}"), "\\U", 1, "invalid string sequence");
+  /* RFC 8259: no raw control characters in strings (json-c 0.16 took them) */
+  check_syntax(p, LIST("{\"devAddr\":\"m\t1\"}"), "\t", 0, "control character in a string");
+  check_syntax(p, "{\"planId\":\"P\x01\",\"data\":{\"status\":\"00\"}}", "\x01", 0,
+               "control character in a string");
+  check_syntax(p, "{\"pl\nanId\":\"P1\",\"data\":{\"status\":\"00\"}}", "\n", 0,
+               "control character in a string");
+  check_syntax(p, "{\"planId\":'P1',\"data\":{\"status\":\"00\"}}", "'", 0, "unexpected character");
+  /* DEL is not a control character for JSON */
+  assert_string_equal(unit_of(p, "\"a\x7f\"", &out), "a\x7f");
+  /* a string cut off in an escape */
+  static const char *const cut[] = {"{\"planId\":\"P1\\", "{\"planId\":\"P1\\u00",
+                                    "{\"planId\":\"P1\\ud800", "{\"planId\":\"P1\\ud800\\"};
+  for (size_t i = 0; i < sizeof(cut) / sizeof(cut[0]); i++) {
+    char want[128];
+    snprintf(want, sizeof(want), "truncated JSON: the message ends after %zu bytes inside a value",
+             strlen(cut[i]));
+    assert_int_equal(parse_str(p, cut[i], &out, err, sizeof(err)), HES_PUSH_ESYNTAX);
+    assert_string_equal(err, want);
+  }
+  hes_push_parser_free(p);
+}
+
+static void test_numbers(void **state) {
+  (void)state;
+  static const case_t cases[] = {
+      {ONE("-0", "\"1\"", "\"1\""), HES_PUSH_OK, "", 1},
+      {ONE("0", "\"1\"", "\"1\""), HES_PUSH_OK, "", 1},
+      {ONE("1e400", "\"1\"", "\"1\""), HES_PUSH_OK,
+       "data.list[0].timestamp: expected an integer, got a floating-point number", 0},
+      {ONE("1E+2", "\"1\"", "\"1\""), HES_PUSH_OK,
+       "data.list[0].timestamp: expected an integer, got a floating-point number", 0},
+      {ONE("1.0", "\"1\"", "\"1\""), HES_PUSH_OK,
+       "data.list[0].timestamp: expected an integer, got a floating-point number", 0},
+      {ONE("-0.0e-0", "\"1\"", "\"1\""), HES_PUSH_OK,
+       "data.list[0].timestamp: expected an integer, got a floating-point number", 0},
+      {ONE("Infinity", "\"1\"", "\"1\""), HES_PUSH_OK,
+       "data.list[0].timestamp: expected an integer, got a floating-point number", 0},
+      {ONE("-Infinity", "\"1\"", "\"1\""), HES_PUSH_OK,
+       "data.list[0].timestamp: expected an integer, got a floating-point number", 0},
+      {ONE("99999999999999999999999999999", "\"1\"", "\"1\""), HES_PUSH_OK,
+       "data.list[0].timestamp: out of range (0 .. 7258118399999, before the year 2200)", 0},
+      {ONE("-99999999999999999999999999999", "\"1\"", "\"1\""), HES_PUSH_OK,
+       "data.list[0].timestamp: out of range (0 .. 7258118399999, before the year 2200)", 0},
+      {ONE("1720540800000", "\"1\"", "\"1\""), HES_PUSH_OK, "", 1},
+  };
+  run_cases(cases, sizeof(cases) / sizeof(cases[0]));
+
+  hes_push_parser_t *p = hes_push_parser_new(0);
+  hes_push_t out;
+  char err[256];
+  assert_int_equal(parse_str(p, ONE("-0", "\"1\"", "\"1\""), &out, err, sizeof(err)), HES_PUSH_OK);
+  assert_int_equal(out.readings[0].timestamp_ms, 0);
+  /* RFC 8259 numbers only; each failure is reported after the number's last byte. json-c
+   * took 00, -01, 01.5, 1. and -.5. */
+  static const char *const bad[] = {"00",   "-01", "01.5", "1.", "-.5",   "1e",   "1e+",
+                                    "1.e5", "-",   "--1",  "+1", "1.5.3", "1e5e", "1-2"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    char msg[256];
+    snprintf(msg, sizeof(msg), "{\"planId\":\"P1\",\"n\":%s ,\"data\":{\"status\":\"00\"}}",
+             bad[i]);
+    size_t run = strspn(bad[i], "0123456789.eE+-");
+    if (bad[i][0] == '+')
+      check_syntax(p, msg, bad[i], 0, "unexpected character");
+    else if (run < strlen(bad[i]))
+      check_syntax(p, msg, bad[i], run, "number expected");
+    else
+      check_syntax(p, msg, " ,", 0, "number expected");
+  }
+  check_syntax(p, "{\"planId\":\"P1\",\"n\":-infinity}", "-i", 1, "number expected");
+  check_syntax(p, "{\"planId\":\"P1\",\"n\":Inf}", "Inf}", 3, "unexpected character");
+  check_syntax(p, "{\"planId\":\"P1\",\"n\":nan}", "nan", 1, "null expected");
+  check_syntax(p, "{\"planId\":\"P1\",\"n\":True}", "True", 0, "boolean expected");
+  check_syntax(p, "{\"planId\":\"P1\",\"n\":tru}", "tru}", 3, "boolean expected");
+  check_syntax(p, "{\"planId\":\"P1\",\"n\":1x}", "x", 0, "object value separator ',' expected");
+  check_syntax(p, "{\"planId\":\"P1\",\"n\":0x10}", "x", 0, "object value separator ',' expected");
+  /* a scalar that ends the message: json-c waited for more, and so does the scanner */
+  static const char *const open[] = {"0", "-", "1.5e", "true", "null", "NaN", "-Infinity"};
+  for (size_t i = 0; i < sizeof(open) / sizeof(open[0]); i++) {
+    char want[128];
+    snprintf(want, sizeof(want), "truncated JSON: the message ends after %zu bytes inside a value",
+             strlen(open[i]));
+    assert_int_equal(parse_str(p, open[i], &out, err, sizeof(err)), HES_PUSH_ESYNTAX);
+    check_str(open[i], "err", err, want);
+  }
+  assert_int_equal(parse_str(p, "-Infinity\n", &out, err, sizeof(err)), HES_PUSH_ESHAPE);
+  assert_string_equal(err, "message: expected an object, got a floating-point number");
+  assert_int_equal(parse_str(p, "false ", &out, err, sizeof(err)), HES_PUSH_ESHAPE);
+  assert_string_equal(err, "message: expected an object, got a boolean");
+  hes_push_parser_free(p);
+}
+
+/* Whitespace may stand between any two tokens, and only JSON's four kinds of it. */
+static void test_whitespace(void **state) {
+  (void)state;
+  hes_push_parser_t *p = hes_push_parser_new(0);
+  const char *msg = " \t\r\n{ \"planId\" :\t\"P1\" ,\n\"data\"\r:{ \"status\" : \"01\" , \"list\" "
+                    ": [ { \"devAddr\" : \"m1\" , \"timestamp\" : 7 , \"channelData\" : [ { "
+                    "\"cgcode\" : \"5\" , \"unit\" : \" V \" , \"value\" : \"1\" } , 3 ] } ] } "
+                    "}\n\t \r";
+  hes_push_t out;
+  char err[256];
+  assert_int_equal(parse_str(p, msg, &out, err, sizeof(err)), HES_PUSH_OK);
+  assert_string_equal(out.plan_id, "P1");
+  assert_int_equal(out.status, HES_PUSH_PARTIAL);
+  assert_int_equal(out.kind, HES_PUSH_CHANNELS);
+  assert_int_equal(out.count, 1);
+  assert_int_equal(out.skipped, 1);
+  assert_string_equal(out.skipped_reason,
+                      "data.list[0].channelData[1]: expected an object, got an integer");
+  assert_reading(&out.readings[0], "m1", 7, 5, " V ", "1", 0);
+  check_syntax(p, "{\"planId\":\"P1\",\f\"data\":{\"status\":\"00\"}}", "\f", 0,
+               "quoted object property name expected");
+  check_syntax(p, "{\"planId\":\"P1\"\v}", "\v", 0, "object value separator ',' expected");
+  check_syntax(p, "{\"planId\" \"P1\"}", " \"P1", 1, "object property name separator ':' expected");
+  check_syntax(p, "[1 2]", "2", 0, "array value separator ',' expected");
+  check_syntax(p, "[1,]", "]", 0, "unexpected character");
+  check_syntax(p, "{\"a\":1,}", "}", 0, "unexpected character");
+  check_syntax(p, "{\"planId\":\"P1\"}\xc2\xa0", "\xc2", 0, "unexpected character");
+  assert_int_equal(parse_str(p, " \n\t", &out, err, sizeof(err)), HES_PUSH_ESYNTAX);
+  assert_string_equal(err, "truncated JSON: the message ends after 3 bytes inside a value");
+  hes_push_parser_free(p);
+}
+
+/* A repeated member counts with its last value, as json-c had it; every level is covered. */
+static void test_duplicate_keys(void **state) {
+  (void)state;
+  static const case_t cases[] = {
+      {"{\"planId\":\"P1\",\"planId\":\"P+2\",\"data\":{\"status\":\"00\"}}", HES_PUSH_ESHAPE,
+       "planId: a character that is not printable ASCII, or one of / + #", 0},
+      {"{\"planId\":1,\"planId\":\"P2\",\"data\":{\"status\":\"00\"}}", HES_PUSH_OK, "", 0},
+      {"{\"planId\":\"P1\",\"data\":{\"status\":\"07\"},\"data\":{\"status\":\"00\"}}", HES_PUSH_OK,
+       "", 0},
+      {"{\"planId\":\"P1\",\"data\":{\"status\":\"00\",\"list\":[{\"devAddr\":\"a\",\"successful\":"
+       "true}]},\"data\":{\"status\":\"00\"}}",
+       HES_PUSH_OK, "", 0},
+      {"{\"planId\":\"P1\",\"data\":{\"status\":\"00\"},\"data\":5}", HES_PUSH_ESHAPE,
+       "data: expected an object, got an integer", 0},
+      {"{\"planId\":\"P1\",\"data\":{\"status\":\"00\",\"status\":\"3\"}}", HES_PUSH_ESHAPE,
+       "data.status: expected \"00\", \"01\" or \"02\"", 0},
+      {"{\"planId\":\"P1\",\"data\":{\"status\":\"00\",\"list\":[{\"devAddr\":\"a\",\"successful\":"
+       "1}],\"list\":[{\"devAddr\":\"a\",\"successful\":true},{\"devAddr\":\"b\",\"successful\":"
+       "false}]}}",
+       HES_PUSH_OK, "", 2},
+      {"{\"planId\":\"P1\",\"data\":{\"status\":\"00\",\"list\":[{\"devAddr\":\"a\",\"successful\":"
+       "true}],\"list\":null}}",
+       HES_PUSH_ESHAPE, "data.list: expected an array, got null", 0},
+      {LIST("{\"devAddr\":\"bad addr\",\"devAddr\":\"m1\",\"successful\":true}"), HES_PUSH_OK, "",
+       1},
+      {LIST("{\"devAddr\":\"m1\",\"devAddr\":\"bad addr\",\"successful\":true}"), HES_PUSH_OK,
+       "data.list[0].devAddr: a character outside [0-9A-Za-z_-]", 0},
+      {LIST(
+           "{\"devAddr\":\"m1\",\"timestamp\":1,\"channelData\":[{\"cgcode\":\"1\",\"unit\":\"V\","
+           "\"value\":\"1\"},{}],\"channelData\":[{\"cgcode\":\"2\",\"unit\":\"V\",\"value\":\"2\","
+           "\"value\":\"3\"}]}"),
+       HES_PUSH_OK, "", 1},
+      {LIST("{\"devAddr\":\"m1\",\"timestamp\":1,\"channelData\":[{\"cgcode\":\"1\",\"unit\":\"V\","
+            "\"value\":\"1\"}],\"channelData\":{}}"),
+       HES_PUSH_OK, "data.list[0].channelData: expected an array, got an object", 0},
+  };
+  run_cases(cases, sizeof(cases) / sizeof(cases[0]));
+
+  hes_push_parser_t *p = hes_push_parser_new(0);
+  hes_push_t out;
+  char err[256];
+  const char *msg = LIST("{\"devAddr\":\"m1\",\"timestamp\":1,\"channelData\":[{\"cgcode\":\"1\","
+                         "\"unit\":\"V\",\"value\":\"1\"},{}],\"channelData\":[{\"cgcode\":\"2\","
+                         "\"unit\":\"V\",\"value\":\"2\",\"value\":\"3\"}]}");
+  assert_int_equal(parse_str(p, msg, &out, err, sizeof(err)), HES_PUSH_OK);
+  assert_int_equal(out.skipped, 0);
+  assert_reading(&out.readings[0], "m1", 1, 2, "V", "3", 0);
+  /* a name ends at an escaped NUL, as json-c kept names as C strings */
+  msg = LIST("{\"devAddr\\u0000x\":\"m2\",\"successful\":true}");
+  assert_int_equal(parse_str(p, msg, &out, err, sizeof(err)), HES_PUSH_OK);
+  assert_int_equal(out.count, 1);
+  assert_string_equal(out.relays[0].dev_addr, "m2");
+  hes_push_parser_free(p);
+}
+
+/* Unknown members are skipped whatever they hold, checked to the same depth limit. */
+static void test_unknown_nested(void **state) {
+  (void)state;
+  hes_push_parser_t *p = hes_push_parser_new(0);
+  hes_push_t out;
+  char err[256];
+  /* "x" is 1 level below the root; 8 more arrays put the 1 at level 9, the deepest allowed */
+  const char *ok =
+      "{\"x\":[[[[[[[[1,{},[],\"s\\u00e9\",null,true,-2.5e-3]]]]]]]],\"planId\":\"P1\","
+      "\"data\":{\"status\":\"00\",\"y\":{\"a\":{\"b\":{\"c\":{\"d\":{\"e\":{\"f\":"
+      "[]}}}}}}}}";
+  assert_int_equal(parse_str(p, ok, &out, err, sizeof(err)), HES_PUSH_OK);
+  assert_string_equal(out.plan_id, "P1");
+  check_syntax(p, "{\"x\":[[[[[[[[[1]]]]]]]]],\"planId\":\"P1\"}", "1", 0,
+               "nested deeper than 9 levels");
+  check_syntax(p, "{\"x\":[[[[[[[[{\"k\":1}]]]]]]]],\"planId\":\"P1\"}", "1", 0,
+               "nested deeper than 9 levels");
+  /* the depth check comes before the byte is looked at, as in json-c */
+  check_syntax(p, "{\"x\":[[[[[[[[{\"k\":,}]]]]]]]]}", ":,", 1, "nested deeper than 9 levels");
+  /* errors inside skipped members are errors */
+  check_syntax(p, "{\"x\":[{\"a\":[1,2,{\"b\":tru]}]}],\"planId\":\"P1\"}", "tru]", 3,
+               "boolean expected");
+  check_syntax(p, LIST("{\"devAddr\":\"m1\",\"successful\":true,\"q\":{\"a\" 1}}"), " 1}", 1,
+               "object property name separator ':' expected");
+  /* a list of 3000 entries each with an unknown member nested 5 deep */
+  size_t cap = 3000 * 96 + 128, o = 0;
+  char *big = malloc(cap);
+  assert_non_null(big);
+  o += (size_t)snprintf(big + o, cap - o,
+                        "{\"planId\":\"P1\",\"data\":{\"status\":\"00\",\"list\":[");
+  for (int i = 0; i < 3000; i++)
+    o +=
+        (size_t)snprintf(big + o, cap - o,
+                         "%s{\"u\":{\"v\":[[{\"w\":[%d]}]]},\"devAddr\":\"m%d\",\"successful\":%s}",
+                         i ? "," : "", i, i, i % 2 ? "true" : "false");
+  o += (size_t)snprintf(big + o, cap - o, "]}}");
+  hes_push_result_t r = hes_push_parse(p, big, o, &out, err, sizeof(err));
+  free(big);
+  assert_int_equal(r, HES_PUSH_OK);
+  assert_int_equal(out.count, 3000);
+  assert_string_equal(out.relays[2999].dev_addr, "m2999");
+  assert_true(out.relays[2999].successful);
+  assert_false(out.relays[2998].successful);
+  hes_push_parser_free(p);
+}
+
 /* ---- reuse, growth, arguments ---------------------------------------------------------- */
 
 /* Builds a push of n single readings: devAddr "m<i>", timestamp 1720540800000 + i, cgcode
@@ -1102,6 +1390,11 @@ int main(void) {
       cmocka_unit_test(test_max_bytes),
       cmocka_unit_test(test_depth),
       cmocka_unit_test(test_utf8),
+      cmocka_unit_test(test_escapes),
+      cmocka_unit_test(test_numbers),
+      cmocka_unit_test(test_whitespace),
+      cmocka_unit_test(test_duplicate_keys),
+      cmocka_unit_test(test_unknown_nested),
       cmocka_unit_test(test_reuse),
       cmocka_unit_test(test_parse_list_args),
       cmocka_unit_test(test_args),
