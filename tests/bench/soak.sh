@@ -1,0 +1,191 @@
+#!/bin/bash
+# tests/bench/soak.sh [MINUTES [BUILD_DIR]]: the soak test (not part of make check).
+#
+# collectd with the plugin reads 10,000 meters x 6 items every 10 s from the HES simulator
+# through a real mosquitto for MINUTES (default 10; a fraction such as 0.5 works), with a
+# no-op writer (bench_count.so, which also samples collectd's VmRSS and CPU every 10 s).
+# Pass criteria:
+#   - resident memory flat after warm-up: the highest VmRSS of the last minute minus the
+#     VmRSS at the end of warm-up (2 minutes, or a third of a shorter run) is below 1 MiB;
+#   - no missing readings: at the end the reads are stopped (every plan-creating call fails),
+#     the last plans expire, and dispatched = the devList lengths of every readSingle the
+#     simulator answered with 200/200, missing = rejected = 0;
+#   - collectd exits normally.
+# Reported: the RSS series, CPU per reading (collectd's utime+stime over the run after
+# warm-up / readings dispatched meanwhile), the simulator's and mosquitto's CPU.
+# Knobs: SOAK_METERS (10000), SOAK_INTERVAL (10), SOAK_BATCH (1000). KEEP_TMP=1 keeps logs.
+set -euo pipefail
+
+MINUTES=${1:-10}
+BUILD=$(cd "${2:-$PWD}" && pwd)
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+export top_srcdir=$SRC top_builddir=$BUILD
+# shellcheck source=tests/lib.sh disable=SC1091
+. "$SRC/tests/lib.sh"
+
+METERS=${SOAK_METERS:-10000}
+INTERVAL=${SOAK_INTERVAL:-10}
+BATCH=${SOAK_BATCH:-1000}
+PLAN_TIMEOUT=15
+ITEMS='"voltageA" "currentA" "activePowerTotal" "reactivePowerA" "powerFactorTotal" "importActiveEnergy"'
+NITEMS=6
+DURATION=$(awk -v m="$MINUTES" 'BEGIN { printf "%d", m * 60 }')
+WARMUP=$((DURATION >= 360 ? 120 : DURATION / 3))
+COLLECTD_BIN=${COLLECTD_BIN:-/usr/sbin/collectd}
+STOCK_PLUGINS=${STOCK_PLUGINS:-/usr/lib/collectd}
+HZ=$(getconf CLK_TCK)
+
+[ "$DURATION" -ge 30 ] || fail "a soak of at least 0.5 minutes, please"
+require_cmd gcc
+[ -x "$COLLECTD_BIN" ] || skip "collectd not found ($COLLECTD_BIN)"
+[ -f /usr/include/collectd/core/daemon/plugin.h ] || skip "collectd-dev not installed"
+[ -f "$BUILD/.libs/hes.so" ] || fail "$BUILD/.libs/hes.so not built (run make in $BUILD)"
+[ -x "$BUILD/tests/sim/hes-sim" ] || fail "$BUILD/tests/sim/hes-sim not built"
+
+B=$TEST_TMP/bin
+PLUGINS=$TEST_TMP/plugins
+D=$TEST_TMP/collectd
+mkdir -p "$B" "$PLUGINS" "$D/var"
+printf '#define _GNU_SOURCE 1\n' >"$B/config.h"
+gcc -O2 -std=gnu11 -Wall -Wextra -shared -fPIC -DHAVE_CONFIG_H -I"$B" -I/usr/include/collectd \
+  "$SRC/tests/bench/bench_count.c" -o "$PLUGINS/bench_count.so" || fail "cannot build bench_count.so"
+cp "$BUILD/.libs/hes.so" "$PLUGINS/hes.so"
+cp "$STOCK_PLUGINS/logfile.so" "$PLUGINS/"
+awk -v n="$METERS" 'BEGIN { for (i = 0; i < n; i++) printf "%.0f\n", 202407100001 + i }' >"$TEST_TMP/meters.txt"
+
+proc_ticks() {
+  local s
+  s=$(cat "/proc/$1/stat" 2>/dev/null) || {
+    echo 0
+    return
+  }
+  s=${s##*) }
+  awk '{ print $12 + $13 }' <<<"$s"
+}
+
+start_mosquitto
+# The broker queues a round's pushes (60 with the defaults) while the plugin reads them.
+# shellcheck disable=SC2046
+start_sim --tenant 1000000067 --username kuangda --password kd123456 \
+  --secret-key 55be0dc7ac554610165183db43991c50 --push-delay-ms 0 --max-devlist "$BATCH"
+wait_for 10 sim_connected || fail "simulator not connected to the broker"
+
+cat >"$D/collectd.conf" <<CONF
+Hostname "soak"
+FQDNLookup false
+BaseDir "$D/var"
+PluginDir "$PLUGINS"
+TypesDB "/usr/share/collectd/types.db" "$SRC/conf/hes-types.db"
+Interval $INTERVAL
+LoadPlugin logfile
+<Plugin logfile>
+  LogLevel info
+  File "$D/collectd.log"
+  Timestamp true
+  PrintSeverity true
+</Plugin>
+<LoadPlugin bench_count>
+  Globals true
+</LoadPlugin>
+<Plugin bench_count>
+  File "$D/count.txt"
+  Period 10
+</Plugin>
+LoadPlugin hes
+<Plugin hes>
+  <Server "soak">
+    URL "$SIM_URL"
+    TenantCode "1000000067"
+    Username "kuangda"
+    Password "kd123456"
+    SecretKey "55be0dc7ac554610165183db43991c50"
+    Timeout 5000
+    <MQTT>
+      Host "127.0.0.1"
+      Port $MQTT_PORT
+      ClientId "soak-$$"
+    </MQTT>
+    MeterFile "$TEST_TMP/meters.txt"
+    Item $ITEMS
+    BatchSize $BATCH
+    Interval $INTERVAL
+    PlanTimeout $PLAN_TIMEOUT
+  </Server>
+</Plugin>
+CONF
+FAIL_LOGS="${FAIL_LOGS:-} $D/collectd.log $D/collectd.out"
+LIB_OUT=$D/collectd.out run_bg "$COLLECTD_BIN" -f -C "$D/collectd.conf"
+CD_PID=$BG_PID
+wait_for 20 grep -q 'Initialization complete' "$D/collectd.log" || fail "collectd did not start"
+note "soak: $METERS meters x $NITEMS items every $INTERVAL s for $DURATION s (warm-up $WARMUP s)"
+
+# samples: <monotonic s> <values> <ticks> <minflt> <rss kB> <dispatched missing rejected ...>
+samples() { wc -l <"$D/count.txt" 2>/dev/null || echo 0; }
+wait_samples() { # <n>
+  local i
+  for ((i = 0; i < 10 * ($1 * 10 + 60); i++)); do
+    [ "$(samples)" -ge "$1" ] && return 0
+    _lib_running "$CD_PID" || fail "collectd died"
+    sleep 0.1
+  done
+  fail "no $1 samples"
+}
+n_warm=$((WARMUP / 10))
+n_end=$((DURATION / 10))
+wait_samples "$n_warm"
+sim0=$(proc_ticks "$SIM_PID")
+mq0=$(proc_ticks "$MOSQUITTO_PID")
+wait_samples "$n_end"
+sim1=$(proc_ticks "$SIM_PID")
+mq1=$(proc_ticks "$MOSQUITTO_PID")
+
+# Stop the reads and let the last plans expire before the balance.
+sim_control "fail-rate?rate=1" >/dev/null
+wait_samples $((n_end + (PLAN_TIMEOUT + 3 * INTERVAL) / 10 + 1))
+_lib_running "$CD_PID" || fail "collectd died"
+kill -INT "$CD_PID"
+rc=0
+wait "$CD_PID" || rc=$?
+_lib_forget "$CD_PID"
+[ "$rc" = 0 ] || fail "collectd exited with status $rc"
+
+# ---- figures -------------------------------------------------------------------------------
+S=$D/count.txt
+note "VmRSS (kB) every 10 s: $(awk '{ printf "%s%d", (NR > 1 ? " " : ""), $5 }' "$S")"
+read -r rss_warm rss_last rss_growth < <(awk -v w="$n_warm" -v e="$n_end" '
+  NR == w { warm = $5 }
+  NR > e - 6 && NR <= e { if ($5 > last) last = $5 }
+  END { print warm, last, last - warm }' "$S")
+read -r values secs cpu_us cores < <(awk -v w="$n_warm" -v e="$n_end" -v hz="$HZ" '
+  NR == w { t0 = $1; v0 = $2; k0 = $3 } NR == e { t1 = $1; v1 = $2; k1 = $3 }
+  END { v = v1 - v0; s = t1 - t0; c = (k1 - k0) / hz
+        printf "%d %.1f %.2f %.3f\n", v, s, (v > 0 ? c * 1e6 / v : 0), c / s }' "$S")
+read -r dispatched missing rejected foreign duplicate late < <(tail -n 1 "$S" | awk '{ print $6, $7, $8, $9, $10, $11 }')
+expected=$(grep '"endpoint":"readSingle"' "$SIM_LOG" | grep '"http":200,"code":200,' | awk '{
+    if (!match($0, /"devList":\[[^]]*\]/)) exit 1
+    l = substr($0, RSTART, RLENGTH); n += gsub(/","/, "", l) + 1 } END { print n + 0 }')
+sim_cores=$(awk -v a="$sim0" -v b="$sim1" -v s="$secs" -v hz="$HZ" 'BEGIN { printf "%.3f", (b - a) / hz / s }')
+mq_cores=$(awk -v a="$mq0" -v b="$mq1" -v s="$secs" -v hz="$HZ" 'BEGIN { printf "%.3f", (b - a) / hz / s }')
+rate=$(awk -v v="$values" -v s="$secs" 'BEGIN { printf "%.0f", v / s }')
+errors=$(count_lines "$D/collectd.log" '[error]')
+
+echo
+echo "hes soak, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $METERS meters x $NITEMS items every $INTERVAL s, $DURATION s (warm-up $WARMUP s)"
+echo "  VmRSS: $rss_warm kB after warm-up, highest of the last minute $rss_last kB: growth $rss_growth kB (limit 1024)"
+echo "  readings after warm-up: $values in $secs s = $rate/s; collectd CPU $cpu_us us/reading ($cores cores); simulator $sim_cores cores, mosquitto $mq_cores cores"
+echo "  balance: simulator delivered $expected, dispatched $dispatched, missing $missing, rejected $rejected (foreign $foreign, duplicate $duplicate, late $late); collectd [error] lines: $errors (the stop phase's HTTP failures)"
+
+status=0
+[ "$rss_growth" -lt 1024 ] || {
+  echo "FAIL: VmRSS grew by $rss_growth kB after warm-up" >&2
+  status=1
+}
+[ "$missing" = 0 ] && [ "$rejected" = 0 ] || {
+  echo "FAIL: $missing missing, $rejected rejected" >&2
+  status=1
+}
+[ "$expected" -gt 0 ] && [ "$dispatched" = "$expected" ] || {
+  echo "FAIL: dispatched $dispatched, the simulator delivered $expected" >&2
+  status=1
+}
+[ "$status" = 0 ] && echo "soak: PASS" || fail "soak failed"
