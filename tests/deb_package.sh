@@ -213,8 +213,9 @@ grep -q 'hes plugin' "$log" && fail "the unfilled snippet loaded the plugin"
 ok "the unfilled snippet is inert: collectd -T on the stock config exits 0"
 
 # --- 8. fill the snippet in, run the stock collectd, see values -------------------------
+# The simulator freezes daily billing at midnight of its TZ, the plugin's TimeZone (tzdata).
 # shellcheck disable=SC2046
-start_sim $(sim_credentials)
+TZ=Asia/Shanghai start_sim $(sim_credentials)
 wait_for 10 sim_connected || fail "simulator not connected to the broker"
 sed -i -e 's|^#LoadPlugin hes$|LoadPlugin hes|' \
   -e "s|^\(    URL \)\"[^\"]*\"|\1\"$SIM_URL\"|" \
@@ -225,12 +226,13 @@ sed -i -e 's|^#LoadPlugin hes$|LoadPlugin hes|' \
   -e "s|^    #Timeout 10000 .*|    Timeout 1000|" \
   -e "s|^      #Port 1883 .*|      Port $MQTT_PORT|" \
   -e "s|^      #ClientId .*|      ClientId \"deb-test-$$\"|" \
-  -e 's|^\(    Item "voltageA".*\)$|\1 "powerFactorTotal"|' \
+  -e 's|^\(    Item "voltageA".*\)$|\1 "powerFactorTotal" "dailyBilling"|' \
   -e "s|^    #Interval 60 .*|    Interval 2|" \
-  -e "s|^    #PlanTimeout 300 .*|    PlanTimeout 5|" \
+  -e "s|^    #PlanTimeout 300 .*|    PlanTimeout 5\\n    BackfillPeriods 2\\n    RetryInterval 2\\n    TimeZone \"Asia/Shanghai\"|" \
   "$SNIPPET"
 for want in '^LoadPlugin hes$' "URL \"$SIM_URL\"" "SecretKey \"$SIM_SECRET\"" \
-  "Port $MQTT_PORT\$" '"powerFactorTotal"$' 'Interval 2$' 'PlanTimeout 5$' 'Timeout 1000$'; do
+  "Port $MQTT_PORT\$" '"powerFactorTotal" "dailyBilling"$' 'Interval 2$' 'PlanTimeout 5$' 'Timeout 1000$' \
+  'BackfillPeriods 2$' 'RetryInterval 2$' 'TimeZone "Asia/Shanghai"$'; do
   grep -q -- "$want" "$SNIPPET" || fail "filling in the snippet: no line matching $want"
 done
 [ "$(stat -c '%a' "$SNIPPET")" = 640 ] || fail "editing changed the snippet's mode"
@@ -242,9 +244,12 @@ wait_for 20 grep -q 'Initialization complete' "$log" || fail "collectd did not s
 have_values() {
   local m f
   for m in 202407100001 202407100002; do
-    for f in voltage-A voltage-B voltage-C current-A energy_wh-import power_factor-total; do
+    for f in voltage-A voltage-B voltage-C current-A energy_wh-import power_factor-total \
+      energy_wh-daily-import; do
       ls "$csv/debtest/hes-$m/$f"-* >/dev/null 2>&1 || return 1
-      [ "$(cat "$csv/debtest/hes-$m/$f"-* | grep -c '^[0-9]')" -ge 2 ] || return 1
+      # Frozen values come one period per round: 1 row, the others 2.
+      [ "$(cat "$csv/debtest/hes-$m/$f"-* | grep -c '^[0-9]')" -ge "$([ "${f#*daily}" = "$f" ] && echo 2 || echo 1)" ] ||
+        return 1
     done
   done
 }
@@ -263,10 +268,28 @@ if grep -E '\[error\].*hes plugin' "$log" >/dev/null; then
   grep -E '\[error\].*hes plugin' "$log" | head -n 5 >&2
   fail "the hes plugin logged errors"
 fi
-ok "stock collectd with the filled-in snippet: values of 2 meters x 6 items in CSV (voltage-A $v V)"
+# The frozen item's state went to the default StateDir, collectd's BaseDir.
+[ -s "$run/var/hes-backfill-hes1-daily.state" ] || fail "no backfill state in BaseDir $run/var"
+ok "stock collectd with the filled-in snippet: 2 meters x 6 items and daily billing in CSV (voltage-A $v V)"
 
-# --- 9. purge: nothing of the package is left --------------------------------------------
+# --- 9. remove keeps the configuration and state, purge removes everything --------------
+# State as the plugin leaves it in its default StateDir (Debian's BaseDir).
+state_dir=/var/lib/collectd
+mkdir -p "$state_dir"
+state_files=("$state_dir/hes-backfill-debtest-daily.state" "$state_dir/hes-relay-debtest.state"
+  "$state_dir/hes-backfill-debtest-daily.state.corrupt")
+touch "${state_files[@]}"
+apt-get remove -y -q "$PKG" >"$WORK/remove.log" 2>&1 || FAIL_LOGS="$WORK/remove.log" fail "apt-get remove"
+[ "$(pkg_status "$PKG")" = "deinstall ok config-files" ] || fail "after remove: $(pkg_status "$PKG")"
+[ -f "$SNIPPET" ] || fail "remove took the conffile"
+[ ! -e /usr/lib/collectd/hes.so ] || fail "remove left hes.so"
+for f in "${state_files[@]}"; do
+  [ -e "$f" ] || fail "remove took the state file $f"
+done
 apt-get purge -y -q "$PKG" >"$WORK/purge.log" 2>&1 || FAIL_LOGS="$WORK/purge.log" fail "apt-get purge"
+for f in "${state_files[@]}"; do
+  [ ! -e "$f" ] || fail "purge left the state file $f"
+done
 ! grep -q 'installed\|config-files' <<<"$(pkg_status "$PKG")" ||
   fail "$PKG still known to dpkg: $(pkg_status "$PKG")"
 left=0
@@ -284,4 +307,4 @@ done <"$WORK/files.list"
 : >"$log"
 timeout 60 /usr/sbin/collectd -T -C "$conf" >"$run/collectd-T.out" 2>&1 ||
   FAIL_LOGS="$log $run/collectd-T.out" fail "collectd -T fails after the purge"
-ok "purged: none of the $(wc -l <"$WORK/files.list") paths of dpkg -L remain, the conffile is gone"
+ok "removed (conffile and state kept), then purged: none of the $(wc -l <"$WORK/files.list") paths of dpkg -L remain, no conffile, no state"
