@@ -97,10 +97,11 @@ static uint32_t meters__probe(const hes_meters_t *m, const char *s, size_t len, 
     uint32_t idx = m->slots[i];
     if (idx == SLOT_EMPTY)
       return i;
-    /* s holds no NUL (the callers check), so a match of len characters means cand is at
-     * least that long and cand[len] is inside it. */
-    const char *cand = m->arena + m->offsets[idx];
-    if (strncmp(cand, s, len) == 0 && cand[len] == '\0')
+    /* The arena holds the meters back to back in index order, so a meter's length is the
+     * distance to the next one: compare lengths first, then bytes. A stored meter has no
+     * NUL, so s needs no validation to be compared safely (the hot path: every reading). */
+    uint32_t end = idx + 1 < m->count ? m->offsets[idx + 1] : (uint32_t)m->arena_len;
+    if (end - m->offsets[idx] - 1 == len && memcmp(m->arena + m->offsets[idx], s, len) == 0)
       return i;
     i = (i + 1) & mask;
   }
@@ -314,7 +315,7 @@ const char *hes_meters_at(const hes_meters_t *m, uint32_t i) {
 uint32_t hes_meters_find(const hes_meters_t *m, const char *s, size_t len) {
   uint32_t slot;
 
-  if (m == NULL || s == NULL || m->slots_len == 0 || !meters__valid_n(s, len))
+  if (m == NULL || s == NULL || m->slots_len == 0 || len == 0 || len > HES_METER_MAX_LEN)
     return HES_METER_NONE;
 
   slot = meters__probe(m, s, len, meters__hash(s, len));
