@@ -1,0 +1,241 @@
+#!/bin/bash
+# tests/bench/compare.sh [BUILD_DIR]: hes.so against what a user would pick instead, in one
+# run (not part of make check). Four collectd runs, one after the other, on the same
+# identifiers (METERS meters x 5 items, the plugin "hes", no-op writer bench_count.so):
+#   (bare)   collectd's own dispatch in a tight loop (bench_dispatch.so): the ceiling;
+#   (hes)    hes-sim -> mosquitto -> hes.so, Interval 1 s, BatchSize 1000 (QoS 1 pushes);
+#   (python) the same simulator and broker -> hes_python.py under collectd's python plugin
+#            (paho-mqtt + json + collectd.Values.dispatch, HTTP with urllib);
+#   (mqtt)   collectd's stock mqtt plugin, fed the same number of values a second, one value
+#            per message ("epoch:value", QoS 0: cheaper for it than QoS 1) by feed_mqtt.
+# Each run: values/s reaching the writer over WINDOW s after WARMUP s, and collectd's CPU per
+# value (utime+stime). The offered load (METERS x 5 a second) is above what any of them but
+# bare dispatch keeps up with on a 2-CPU machine, so the rate is each one's capacity.
+# Targets: hes >= 80% of bare, >= 2x python, >= 5x the stock mqtt plugin (by rate; CPU per
+# value ratios printed too).
+# Needs: gcc, collectd-dev, collectd-core (python.so, mqtt.so), python3-paho-mqtt,
+# libmosquitto-dev, mosquitto. Knobs: COMPARE_METERS (20000), COMPARE_WARMUP (10),
+# COMPARE_WINDOW (20). KEEP_TMP=1 keeps the logs.
+set -euo pipefail
+
+BUILD=$(cd "${1:-$PWD}" && pwd)
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+export top_srcdir=$SRC top_builddir=$BUILD
+# shellcheck source=tests/lib.sh disable=SC1091
+. "$SRC/tests/lib.sh"
+
+METERS=${COMPARE_METERS:-20000}
+WARMUP=${COMPARE_WARMUP:-10}
+WINDOW=${COMPARE_WINDOW:-20}
+NITEMS=5
+ITEMS='"voltageA" "currentA" "activePowerTotal" "reactivePowerA" "powerFactorTotal"'
+METER_BASE=202407100001
+TENANT=1000000067
+CRED=(--tenant "$TENANT" --username kuangda --password kd123456 --secret-key 55be0dc7ac554610165183db43991c50)
+COLLECTD_BIN=${COLLECTD_BIN:-/usr/sbin/collectd}
+STOCK_PLUGINS=${STOCK_PLUGINS:-/usr/lib/collectd}
+HZ=$(getconf CLK_TCK)
+OFFERED=$((METERS * NITEMS))
+
+require_cmd gcc
+[ -x "$COLLECTD_BIN" ] || skip "collectd not found ($COLLECTD_BIN)"
+[ -f /usr/include/collectd/core/daemon/plugin.h ] || skip "collectd-dev not installed"
+for p in python mqtt logfile; do
+  [ -f "$STOCK_PLUGINS/$p.so" ] || skip "$STOCK_PLUGINS/$p.so missing (collectd-core)"
+done
+/usr/bin/python3 -c 'import paho.mqtt.client' 2>/dev/null || skip "python3-paho-mqtt not installed"
+[ -f "$BUILD/.libs/hes.so" ] || fail "$BUILD/.libs/hes.so not built"
+[ -x "$BUILD/tests/sim/hes-sim" ] || fail "$BUILD/tests/sim/hes-sim not built"
+
+B=$TEST_TMP/bin
+PLUGINS=$TEST_TMP/plugins
+mkdir -p "$B" "$PLUGINS"
+printf '#define _GNU_SOURCE 1\n' >"$B/config.h"
+for p in count dispatch; do
+  gcc -O2 -std=gnu11 -Wall -Wextra -shared -fPIC -DHAVE_CONFIG_H -I"$B" -I/usr/include/collectd \
+    "$SRC/tests/bench/bench_$p.c" -o "$PLUGINS/bench_$p.so" || fail "cannot build bench_$p.so"
+done
+gcc -O2 -std=gnu11 -Wall -Wextra "$SRC/tests/bench/feed_mqtt.c" -lmosquitto -o "$B/feed_mqtt" ||
+  fail "cannot build feed_mqtt"
+cp "$BUILD/.libs/hes.so" "$PLUGINS/hes.so"
+for p in python mqtt logfile; do cp "$STOCK_PLUGINS/$p.so" "$PLUGINS/"; done
+awk -v n="$METERS" -v b="$METER_BASE" 'BEGIN { for (i = 0; i < n; i++) printf "%.0f\n", b + i }' >"$TEST_TMP/meters.txt"
+
+cd_conf() { # cd_conf <dir> <config of the run>
+  local d=$1
+  mkdir -p "$d/var"
+  cat >"$d/collectd.conf" <<CONF
+Hostname "bench"
+FQDNLookup false
+BaseDir "$d/var"
+PluginDir "$PLUGINS"
+TypesDB "/usr/share/collectd/types.db" "$SRC/conf/hes-types.db"
+Interval 1
+LoadPlugin logfile
+<Plugin logfile>
+  LogLevel info
+  File "$d/collectd.log"
+  Timestamp true
+  PrintSeverity true
+</Plugin>
+<LoadPlugin bench_count>
+  Globals true
+</LoadPlugin>
+<Plugin bench_count>
+  File "$d/count.txt"
+  Period 1
+</Plugin>
+$2
+CONF
+}
+
+CD_PID=
+cd_start() {
+  : >"$1/collectd.log"
+  LIB_OUT=$1/collectd.out run_bg "$COLLECTD_BIN" -f -C "$1/collectd.conf"
+  CD_PID=$BG_PID
+  FAIL_LOGS="${FAIL_LOGS:-} $1/collectd.log $1/collectd.out"
+  wait_for 20 grep -q 'Initialization complete' "$1/collectd.log" || fail "collectd did not start ($1)"
+}
+cd_stop() {
+  kill -INT "$CD_PID" 2>/dev/null || fail "collectd died"
+  local rc=0
+  wait "$CD_PID" || rc=$?
+  _lib_forget "$CD_PID"
+  CD_PID=
+  [ "$rc" = 0 ] || fail "collectd exited with status $rc"
+}
+wait_samples() { # <count file> <n>
+  local i
+  for ((i = 0; i < 10 * ($2 + 30); i++)); do
+    [ "$(wc -l <"$1" 2>/dev/null || echo 0)" -ge "$2" ] && return 0
+    _lib_running "$CD_PID" || fail "collectd died"
+    sleep 0.1
+  done
+  fail "no $2 samples in $1"
+}
+# window <count file>: "rate us_per_value cores values" over WINDOW s after WARMUP samples.
+window() {
+  awk -v skip="$WARMUP" -v n="$WINDOW" -v hz="$HZ" '
+    NR == skip + 1 { t0 = $1; c0 = $2; k0 = $3 }
+    NR == skip + 1 + n { t1 = $1; c1 = $2; k1 = $3 }
+    END { v = c1 - c0; s = t1 - t0
+      if (v <= 0 || s <= 0) { print "0 0 0 0"; exit }
+      printf "%.0f %.2f %.2f %d\n", v / s, (k1 - k0) / hz * 1e6 / v, (k1 - k0) / hz / s, v }' "$1"
+}
+# run <name> <config>: starts collectd, measures, stops it; prints the window line.
+run() {
+  local d=$TEST_TMP/$1
+  cd_conf "$d" "$2"
+  cd_start "$d"
+  wait_samples "$d/count.txt" $((WARMUP + 1 + WINDOW))
+  cd_stop
+  window "$d/count.txt"
+}
+
+hes_server() { # the parts of a hes <Server> / python <Module> block both runs share
+  cat <<EOF
+    URL "$SIM_URL"
+    TenantCode "$TENANT"
+    Username "kuangda"
+    Password "kd123456"
+    SecretKey "55be0dc7ac554610165183db43991c50"
+    MeterFile "$TEST_TMP/meters.txt"
+    Item $ITEMS
+    BatchSize 1000
+    Interval 1
+EOF
+}
+
+start_mosquitto
+note "offered load: $METERS meters x $NITEMS items a second = $OFFERED values/s; warm-up $WARMUP s, window $WINDOW s"
+
+# (bare)
+read -r bare_rate bare_us bare_cores _ < <(run bare "<LoadPlugin bench_dispatch>
+  Globals true
+</LoadPlugin>
+<Plugin bench_dispatch>
+  Meters $METERS
+  MeterBase $METER_BASE
+  Burst 1000
+  Rate 0
+  MaxInFlight 20000
+</Plugin>")
+note "(bare) $bare_rate values/s, $bare_us us/value, collectd $bare_cores cores"
+
+# (hes)
+start_sim "${CRED[@]}" --push-delay-ms 50
+wait_for 10 sim_connected || fail "simulator not connected"
+read -r hes_rate hes_us hes_cores _ < <(run hes "LoadPlugin hes
+<Plugin hes>
+  <Server \"bench\">
+$(hes_server)
+    Timeout 900
+    PlanTimeout 300
+    <MQTT>
+      Host \"127.0.0.1\"
+      Port $MQTT_PORT
+      ClientId \"compare-hes-$$\"
+    </MQTT>
+  </Server>
+</Plugin>")
+note "(hes) $hes_rate values/s, $hes_us us/value, collectd $hes_cores cores"
+
+# (python)
+start_sim "${CRED[@]}" --push-delay-ms 50
+wait_for 10 sim_connected || fail "simulator not connected"
+read -r py_rate py_us py_cores _ < <(run python "<LoadPlugin python>
+  Globals true
+</LoadPlugin>
+<Plugin python>
+  ModulePath \"$SRC/tests/bench\"
+  Import \"hes_python\"
+  <Module hes_python>
+$(hes_server)
+    MQTTHost \"127.0.0.1\"
+    MQTTPort $MQTT_PORT
+  </Module>
+</Plugin>")
+stop_sim
+grep -q 'Unhandled python exception\|Traceback' "$TEST_TMP/python/collectd.log" &&
+  fail "the python plugin raised: $(grep -m 3 -A3 'exception\|Traceback' "$TEST_TMP/python/collectd.log")"
+note "(python) $py_rate values/s, $py_us us/value, collectd $py_cores cores"
+
+# (mqtt)
+LIB_OUT=$TEST_TMP/feed.out run_bg "$B/feed_mqtt" 127.0.0.1 "$MQTT_PORT" bench "$METERS" "$METER_BASE" \
+  "$OFFERED" $((WARMUP + WINDOW + 15))
+FEED_PID=$BG_PID
+read -r mq_rate mq_us mq_cores _ < <(run mqtt "LoadPlugin mqtt
+<Plugin mqtt>
+  <Subscribe \"feed\">
+    Host \"127.0.0.1\"
+    Port $MQTT_PORT
+    ClientId \"compare-mqtt-$$\"
+    QoS 0
+    Topic \"hes/#\"
+    CleanSession true
+  </Subscribe>
+</Plugin>")
+stop_bg "$FEED_PID"
+note "(mqtt) $mq_rate values/s, $mq_us us/value, collectd $mq_cores cores"
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+verdict() { awk -v x="$1" -v t="$2" 'BEGIN { print (x >= t ? "met" : "MISSED") }'; }
+r_bare=$(ratio "$hes_rate" "$bare_rate")
+r_py=$(ratio "$hes_rate" "$py_rate")
+r_mq=$(ratio "$hes_rate" "$mq_rate")
+c_py=$(ratio "$py_us" "$hes_us")
+c_mq=$(ratio "$mq_us" "$hes_us")
+c_bare=$(ratio "$bare_us" "$hes_us")
+echo
+echo "hes compare, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); offered $OFFERED values/s"
+printf '| %-52s | %10s | %12s | %s\n' "run" "values/s" "us CPU/value" "collectd cores"
+printf '|%s|%s|%s|%s\n' "---" "---:" "---:" "---:"
+printf '| %-52s | %10s | %12s | %s\n' "bare dispatch, tight loop (bench_dispatch)" "$bare_rate" "$bare_us" "$bare_cores"
+printf '| %-52s | %10s | %12s | %s\n' "hes.so (hes-sim -> mosquitto, QoS 1)" "$hes_rate" "$hes_us" "$hes_cores"
+printf '| %-52s | %10s | %12s | %s\n' "hes_python.py (collectd python, paho + json)" "$py_rate" "$py_us" "$py_cores"
+printf '| %-52s | %10s | %12s | %s\n' "stock mqtt plugin, one value per message (QoS 0)" "$mq_rate" "$mq_us" "$mq_cores"
+echo
+echo "hes / bare   by rate $r_bare (target >= 0.80: $(verdict "$r_bare" 0.8)); CPU/value bare/hes $c_bare"
+echo "hes / python by rate $r_py (target >= 2: $(verdict "$r_py" 2)); CPU/value python/hes $c_py"
+echo "hes / mqtt   by rate $r_mq (target >= 5: $(verdict "$r_mq" 5)); CPU/value mqtt/hes $c_mq"
