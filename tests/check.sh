@@ -18,4 +18,8 @@ if ! make -j"$(nproc)" -s check; then
   cat test-suite.log >&2 || true
   exit 1
 fi
+# Every fuzz target for 30 s (corpora replayed first), then the tests under ASan+UBSan.
+sh "$top/tests/fuzz/run_all.sh" "${FUZZ_SECONDS:-30}"
+rm -rf "$top/_build-san"
+bash "$top/tests/sanitize.sh" "$top/_build-san"
 echo "check.sh: all tests passed"
