@@ -35,6 +35,11 @@ pkg_status() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true
 }
 
+# Other tests of make check may run apt at the same time: wait for the dpkg lock.
+apt_get() {
+  apt-get -o DPkg::Lock::Timeout=300 "$@"
+}
+
 installed() {
   [ "$(pkg_status "$1")" = "install ok installed" ]
 }
@@ -43,7 +48,7 @@ installed() {
 # (collectd would not start without it any more, or would read meters).
 _deb_cleanup() {
   if grep -q 'installed\|config-files' <<<"$(pkg_status "$PKG")"; then
-    apt-get purge -y -q "$PKG" >/dev/null 2>&1 || dpkg --purge "$PKG" >/dev/null 2>&1 || true
+    apt_get purge -y -q "$PKG" >/dev/null 2>&1 || dpkg --purge "$PKG" >/dev/null 2>&1 || true
   fi
 }
 _deb_exit() {
@@ -55,9 +60,9 @@ _deb_exit() {
 trap _deb_exit EXIT
 
 apt_install() {
-  if ! apt-get install -y -q --no-install-recommends "$@" >"$WORK/apt.log" 2>&1; then
-    apt-get update -q >>"$WORK/apt.log" 2>&1 || true
-    apt-get install -y -q --no-install-recommends "$@" >>"$WORK/apt.log" 2>&1 ||
+  if ! apt_get install -y -q --no-install-recommends "$@" >"$WORK/apt.log" 2>&1; then
+    apt_get update -q >>"$WORK/apt.log" 2>&1 || true
+    apt_get install -y -q --no-install-recommends "$@" >>"$WORK/apt.log" 2>&1 ||
       FAIL_LOGS="$WORK/apt.log" fail "apt-get install $*"
   fi
 }
@@ -82,9 +87,9 @@ ac_version=$(sed -n 's/^AC_INIT(\[[^]]*\], *\[\([^]]*\)\].*/\1/p' "$SRC/configur
 if ! (cd "$SRC" && dpkg-checkbuilddeps -P nocheck) >/dev/null 2>&1 || ! command -v lintian >/dev/null; then
   note "installing build dependencies and lintian"
   apt_install lintian fakeroot
-  if ! apt-get build-dep -y -q -P nocheck "$SRC" >"$WORK/build-dep.log" 2>&1; then
-    apt-get update -q >>"$WORK/build-dep.log" 2>&1 || true
-    apt-get build-dep -y -q -P nocheck "$SRC" >>"$WORK/build-dep.log" 2>&1 ||
+  if ! apt_get build-dep -y -q -P nocheck "$SRC" >"$WORK/build-dep.log" 2>&1; then
+    apt_get update -q >>"$WORK/build-dep.log" 2>&1 || true
+    apt_get build-dep -y -q -P nocheck "$SRC" >>"$WORK/build-dep.log" 2>&1 ||
       FAIL_LOGS="$WORK/build-dep.log" fail "apt-get build-dep"
   fi
 fi
@@ -159,7 +164,7 @@ grep -q '^<Include "/etc/collectd/collectd.conf.d">' "$STOCK_CONF" ||
 
 # --- 6. install ----------------------------------------------------------------------------
 _deb_cleanup # a leftover of an earlier run
-apt-get install -y -q "$deb" >"$WORK/install.log" 2>&1 ||
+apt_get install -y -q "$deb" >"$WORK/install.log" 2>&1 ||
   FAIL_LOGS="$WORK/install.log" fail "apt-get install $deb"
 installed "$PKG" || fail "$PKG not installed"
 [ "$(stat -c '%a %U %G' "$SNIPPET")" = "640 root root" ] ||
@@ -279,14 +284,14 @@ mkdir -p "$state_dir"
 state_files=("$state_dir/hes-backfill-debtest-daily.state" "$state_dir/hes-relay-debtest.state"
   "$state_dir/hes-backfill-debtest-daily.state.corrupt")
 touch "${state_files[@]}"
-apt-get remove -y -q "$PKG" >"$WORK/remove.log" 2>&1 || FAIL_LOGS="$WORK/remove.log" fail "apt-get remove"
+apt_get remove -y -q "$PKG" >"$WORK/remove.log" 2>&1 || FAIL_LOGS="$WORK/remove.log" fail "apt-get remove"
 [ "$(pkg_status "$PKG")" = "deinstall ok config-files" ] || fail "after remove: $(pkg_status "$PKG")"
 [ -f "$SNIPPET" ] || fail "remove took the conffile"
 [ ! -e /usr/lib/collectd/hes.so ] || fail "remove left hes.so"
 for f in "${state_files[@]}"; do
   [ -e "$f" ] || fail "remove took the state file $f"
 done
-apt-get purge -y -q "$PKG" >"$WORK/purge.log" 2>&1 || FAIL_LOGS="$WORK/purge.log" fail "apt-get purge"
+apt_get purge -y -q "$PKG" >"$WORK/purge.log" 2>&1 || FAIL_LOGS="$WORK/purge.log" fail "apt-get purge"
 for f in "${state_files[@]}"; do
   [ ! -e "$f" ] || fail "purge left the state file $f"
 done
