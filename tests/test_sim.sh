@@ -301,6 +301,15 @@ restart_mosquitto
 wait_for 10 sim_stat_is pushes_published $((published + 2)) || fail "kept push not sent: $(sim_stats)"
 ok "broker restart: reconnects; a push due while it is down is sent afterwards"
 
+# A simulator started before its broker connects once the broker is there.
+stop_mosquitto
+start_sim "${SIM_ARGS[@]}"
+sleep 0.5
+sim_disconnected || fail "connected to a broker that is not there"
+restart_mosquitto
+wait_for 10 sim_connected || fail "a simulator started before the broker never connected"
+ok "broker down at start: connects when it comes"
+
 # --- clean exit --------------------------------------------------------------------------------
 kill -TERM "$SIM_PID"
 rc=0

@@ -545,6 +545,42 @@ static bool wait_puback(int mid, int64_t timeout_ms) {
   return found;
 }
 
+/* libmosquitto's loop thread (loop_start) reconnects once a connection has been made, but
+ * not after a refused first connect_async: it then idles without a socket for ever. So this
+ * thread retries the first connect until the broker is there, then starts the loop. */
+static struct {
+  pthread_mutex_t lock;
+  pthread_t thread;
+  bool stop;
+  bool loop_started; /* read by main only after joining the thread */
+} starter = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void *mqtt_start_main(void *arg) {
+  (void)arg;
+  bool told = false;
+  for (;;) {
+    pthread_mutex_lock(&starter.lock);
+    bool stop = starter.stop;
+    pthread_mutex_unlock(&starter.lock);
+    if (stop)
+      return NULL;
+    int rc = mosquitto_connect(mosq, opt.broker_host, opt.broker_port, 30);
+    if (rc == MOSQ_ERR_SUCCESS) {
+      rc = mosquitto_loop_start(mosq);
+      if (rc != MOSQ_ERR_SUCCESS)
+        fprintf(stderr, "hes-sim: mosquitto_loop_start: %s\n", mosquitto_strerror(rc));
+      starter.loop_started = rc == MOSQ_ERR_SUCCESS;
+      return NULL;
+    }
+    if (!told)
+      fprintf(stderr, "hes-sim: broker %s:%d not reachable yet (%s), retrying\n", opt.broker_host,
+              opt.broker_port, mosquitto_strerror(rc));
+    told = true;
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = 200 * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+}
+
 /* ---- plans and pushes ------------------------------------------------------------------------ */
 
 enum { MF_SILENT = 1, MF_OVERVOLTAGE = 2, MF_RELAY_FAIL = 4 };
@@ -2070,7 +2106,7 @@ int main(int argc, char **argv) {
 
   int rc = 1;
   struct MHD_Daemon *d = NULL;
-  bool sched_started = false, loop_started = false;
+  bool sched_started = false, starter_started = false;
   mosquitto_lib_init();
   char client_id[64];
   snprintf(client_id, sizeof(client_id), "hes-sim-%ld", (long)getpid());
@@ -2083,16 +2119,11 @@ int main(int argc, char **argv) {
   mosquitto_disconnect_callback_set(mosq, on_disconnect);
   mosquitto_publish_callback_set(mosq, on_publish);
   mosquitto_reconnect_delay_set(mosq, 1, 2, false);
-  /* A refused first connect is fine: the loop thread keeps retrying. */
-  int mrc = mosquitto_connect_async(mosq, opt.broker_host, opt.broker_port, 30);
-  if (mrc != MOSQ_ERR_SUCCESS)
-    fprintf(stderr, "hes-sim: broker %s:%d not reachable yet (%s), retrying\n", opt.broker_host,
-            opt.broker_port, mosquitto_strerror(mrc));
-  if (mosquitto_loop_start(mosq) != MOSQ_ERR_SUCCESS) {
-    fprintf(stderr, "hes-sim: mosquitto_loop_start failed\n");
+  if (pthread_create(&starter.thread, NULL, mqtt_start_main, NULL) != 0) {
+    fprintf(stderr, "hes-sim: cannot start the MQTT thread\n");
     goto out;
   }
-  loop_started = true;
+  starter_started = true;
 
   if (pthread_create(&sched.thread, NULL, sched_main, NULL) != 0) {
     fprintf(stderr, "hes-sim: cannot start the scheduler\n");
@@ -2142,9 +2173,15 @@ out:
   while (sched.n > 0)
     plan_free(sched_pop_locked());
   free(sched.heap);
+  if (starter_started) {
+    pthread_mutex_lock(&starter.lock);
+    starter.stop = true;
+    pthread_mutex_unlock(&starter.lock);
+    pthread_join(starter.thread, NULL);
+  }
   if (mosq != NULL) {
     mosquitto_disconnect(mosq);
-    if (loop_started)
+    if (starter.loop_started)
       mosquitto_loop_stop(mosq, true);
     mosquitto_destroy(mosq);
   }
