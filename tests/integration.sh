@@ -23,7 +23,8 @@ start_mosquitto
 SIM_ARGS=(--tenant "$TENANT" --username "$USER_NAME" --password "$PASSWORD" --secret-key "$SECRET"
   --silent-meters "$SILENT" --overvoltage-meter "$OVERVOLTAGE" --relay-fail-meters "$RELAY_FAIL"
   --max-devlist 100)
-start_sim "${SIM_ARGS[@]}" --push-delay-ms 300
+# The delay is long enough to see that the answer comes first, even on a loaded machine.
+start_sim "${SIM_ARGS[@]}" --push-delay-ms 1000
 wait_for 10 sim_connected || fail "hes-sim did not connect to the broker"
 
 SUB=$TEST_TMP/sub.txt

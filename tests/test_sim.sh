@@ -66,7 +66,7 @@ ok "--value: units, ranges, monotonic energy, exit codes"
 start_mosquitto
 SIM_ARGS=(--tenant "$TENANT" --username u --password p --secret-key k
   --silent-meters "$SILENT" --relay-fail-meters "$RELAY_FAIL" --frozen-drop-rate 0.5 --seed 7)
-start_sim "${SIM_ARGS[@]}" --token-lifetime 2
+start_sim "${SIM_ARGS[@]}" --token-lifetime 3
 wait_for 10 sim_connected || fail "no broker connection"
 SUB=$TEST_TMP/sub.txt
 LIB_OUT=$SUB run_bg mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -v -t "/$TENANT/#"
@@ -101,11 +101,11 @@ TOKEN=$(token)
 [ ${#TOKEN} -ge 16 ] || fail "token '$TOKEN'"
 answer=$(hes_post getToken "{$CREDS,\"password\":1}")
 [ "$answer" = '{"code":500,"msg":"Field password must be a string"}' ] || fail "password 1: $answer"
-sleep 1.2
+sleep 1.5
 [ "$(token)" = "$TOKEN" ] || fail "renewal gave a new token"
-sleep 1.2
+sleep 2 # 3.5 s after the first getToken, 2 s after the renewal
 expect_code 200 "$(call meter/readSingle "\"devList\":\"$A\",\"cgcode\":\"5050\"")" "renewed token"
-sleep 2.2
+sleep 3.2
 expect_code 500 "$(call meter/readSingle "\"devList\":\"$A\",\"cgcode\":\"5050\"")" "expired token"
 NEW=$(token)
 [ -n "$NEW" ] && [ "$NEW" != "$TOKEN" ] || fail "no new token after expiry"
