@@ -1,4 +1,5 @@
 #!/bin/bash
+# shellcheck disable=SC2015,SC2119 # "test && test || fail" is meant; start_mosquitto takes no $1 here
 # integration.sh: the HES simulator against a real mosquitto, then the C programs that need
 # them: tests/test_api_sim (the api module against the simulator) and tests/test_mqtt (the
 # mqtt module; it starts its own broker). The simulator checks here are the contract the

@@ -102,7 +102,7 @@ fail() {
   local f
   echo "FAIL: $*" >&2
   for f in "$MOSQUITTO_LOG" "$SIM_OUT" "${SIM_LOG:-}" ${FAIL_LOGS:-}; do
-    [ -n "$f" ] && [ -f "$f" ] || continue
+    if [ -z "$f" ] || [ ! -f "$f" ]; then continue; fi
     echo "---- $f (last 40 lines, cut at 500 characters)" >&2
     tail -n 40 "$f" | cut -c1-500 >&2
   done

@@ -1,4 +1,5 @@
 #!/bin/bash
+# shellcheck disable=SC2015,SC2119 # "test && test || fail" is meant; start_mosquitto takes no $1 here
 # test_sim.sh: the HES simulator's own behaviour, beyond what integration.sh checks: value
 # ranges and --value, token lifetime and renewal, frozen reads (freeze times in the
 # simulator's zone, --frozen-drop-rate, status 00/01/02), history paging and the half-year
