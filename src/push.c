@@ -107,11 +107,38 @@ typedef struct {
 
 #define SEEN(f, fd) (((f)->seen >> (fd)) & 1u)
 
+/* Each known length has one name, or two told apart by their first letter. */
 static int field_of(const char *name, size_t len) {
-  for (int fd = 0; fd < FD_COUNT; fd++)
-    if (field_names[fd].len == len && memcmp(field_names[fd].name, name, len) == 0)
-      return fd;
-  return -1;
+  int fd;
+  switch (len) {
+  case 4:
+    fd = FD_UNIT;
+    break;
+  case 5:
+    fd = FD_VALUE;
+    break;
+  case 6:
+    fd = name[0] == 'c' ? FD_CGCODE : FD_STATUS;
+    break;
+  case 7:
+    fd = FD_DEV_ADDR;
+    break;
+  case 8:
+    fd = FD_COMM_TYPE;
+    break;
+  case 9:
+    fd = FD_TIMESTAMP;
+    break;
+  case 10:
+    fd = name[0] == 's' ? FD_SUCCESSFUL : FD_MODULE_NEXT;
+    break;
+  case 11:
+    fd = FD_CHANNEL_DATA;
+    break;
+  default:
+    return -1;
+  }
+  return memcmp(field_names[fd].name, name, len) == 0 ? fd : -1;
 }
 
 static bool name_is(const char *name, size_t len, const char *want) {
@@ -827,6 +854,31 @@ static bool scan_string(scan_t *sc, val_t *v, bool keep) {
   return true;
 }
 
+/* A member name at pos. Names are matched, never kept: one without escapes is used where it
+ * stands in the message; one with escapes is decoded into the text buffer's free space,
+ * where it lasts until the next string is kept, and ends at its first NUL as in json-c
+ * (which kept names as C strings). */
+static bool scan_name(scan_t *sc, const char **name, size_t *len) {
+  const unsigned char *s = sc->s;
+  size_t i = sc->pos + 1;
+  while (i < sc->end && s[i] != '"' && s[i] != '\\' && s[i] >= 0x20)
+    i++;
+  if (i < sc->end && s[i] == '"') {
+    *name = (const char *)s + sc->pos + 1;
+    *len = i - sc->pos - 1;
+    sc->pos = i + 1;
+    return true;
+  }
+  size_t mark = sc->text_len;
+  val_t v;
+  if (!scan_string(sc, &v, true))
+    return false;
+  sc->text_len = mark;
+  *name = v.s;
+  *len = strlen(v.s);
+  return true;
+}
+
 /* A literal: json-c's strict spelling; `what` names a mismatch. A literal that ends the
  * message is truncated, as json-c waited for the byte after it. */
 static bool scan_word(scan_t *sc, const char *word, const char *what) {
@@ -921,9 +973,8 @@ static bool scan_number(scan_t *sc, val_t *v) {
   return true;
 }
 
-/* {"name": value, ...} at pos; member() reads each value (from its first byte). The name
- * it gets is decoded into the text buffer's free space: it is valid until the member's own
- * value is kept there. */
+/* {"name": value, ...} at pos; member() reads each value (from its first byte) and must
+ * look at the name before it keeps a string (see scan_name). */
 static bool scan_object(scan_t *sc, int depth, member_fn member, void *ctx) {
   sc->pos++;
   skip_ws(sc);
@@ -936,19 +987,17 @@ static bool scan_object(scan_t *sc, int depth, member_fn member, void *ctx) {
   for (;;) {
     if (sc->s[sc->pos] != '"')
       return unexpected(sc, sc->pos, "quoted object property name expected");
-    size_t mark = sc->text_len;
-    val_t name;
-    if (!scan_string(sc, &name, true))
+    const char *name;
+    size_t len;
+    if (!scan_name(sc, &name, &len))
       return false;
-    sc->text_len = mark;
     skip_ws(sc);
     if (sc->pos == sc->end)
       return truncated(sc);
     if (sc->s[sc->pos] != ':')
       return unexpected(sc, sc->pos, "object property name separator ':' expected");
     sc->pos++;
-    /* strlen: a name ends at its first NUL, as in json-c */
-    if (!value_start(sc, depth + 1) || !member(sc, depth + 1, name.s, strlen(name.s), ctx))
+    if (!value_start(sc, depth + 1) || !member(sc, depth + 1, name, len, ctx))
       return false;
     skip_ws(sc);
     if (sc->pos == sc->end)
