@@ -18,9 +18,18 @@
  *       </MQTT>
  *       Meter "m1" "m2" ...     (repeatable)
  *       MeterFile "file"        (repeatable)
- *       Item "voltageA" 5051 ... (names or cgcodes, repeatable)
+ *       Item "voltageA" 5051 "dailyBilling" ... (names or cgcodes, repeatable)
  *       BatchSize 100  Interval 60  PlanTimeout 300
+ *       BackfillPeriods 7  RetryInterval 300  GiveUpAfter <s>  TimeZone "Asia/Shanghai"
  *     </Server>
+ *     StateDir "dir"
+ *     <Relay>
+ *       Server "name"  Holdoff 300  MaxPerMinute 10  DryRun false
+ *       <Rule "name">
+ *         Plugin "hes"  Type "voltage"  TypeInstance "A"  Severity "failure"  Action "open"
+ *         Meter "m1" ...   (optional)
+ *       </Rule>
+ *     </Relay>
  *   </Plugin>
  *
  * Threads: collectd's read threads call hes_read (never twice at once for one server); one
