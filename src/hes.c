@@ -1109,7 +1109,6 @@ static void hes_missing_cb(void *ctx, const char *plan_id, uint32_t tag, void *u
 static void hes_handle_readings(hes_server_t *s, const hes_push_t *push,
                                 const hes_plan_info_t *info) {
   const hes_item_t *plan_item = hes_item_by_cgcode((int)info->tag);
-  char meter[DATA_MAX_NAME_LEN];
   for (size_t i = 0; i < push->count; i++) {
     const hes_push_reading_t *r = &push->readings[i];
     uint32_t idx = hes_meters_find(s->meters, r->dev_addr, r->dev_addr_len);
@@ -1146,9 +1145,8 @@ static void hes_handle_readings(hes_server_t *s, const hes_push_t *push,
           cr == HES_ITEM_EUNIT ? "the unit does not fit the item" : "not a finite number");
       continue;
     }
-    sstrncpy(meter, hes_meters_at(s->meters, idx), sizeof(meter));
-    hes_dispatch_gauge(meter, item->type, item->type_instance, MS_TO_CDTIME_T(r->timestamp_ms),
-                       s->interval, value);
+    hes_dispatch_gauge(hes_meters_at(s->meters, idx), item->type, item->type_instance,
+                       MS_TO_CDTIME_T(r->timestamp_ms), s->interval, value);
     atomic_fetch_add(&s->count.dispatched, 1);
   }
 }
