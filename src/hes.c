@@ -1106,12 +1106,41 @@ static void hes_missing_cb(void *ctx, const char *plan_id, uint32_t tag, void *u
                   plan_id, item != NULL ? item->name : "?", n, few, n > 3 ? ", ..." : "");
 }
 
+_Static_assert(HES_METER_MAX_LEN < DATA_MAX_NAME_LEN, "a meter number fits a plugin_instance");
+
+/* The meter a reading is for. The HES answers in devList order and reading plans cover
+ * consecutive meter indices, so the one after the previous reading's meter is tried first:
+ * one comparison instead of a hash probe and its cache misses, per reading. */
+static uint32_t hes_reading_meter(const hes_server_t *s, const hes_push_reading_t *r,
+                                  uint32_t guess) {
+  if (guess < hes_meters_count(s->meters)) {
+    const char *m = hes_meters_at(s->meters, guess);
+    if (strncmp(m, r->dev_addr, r->dev_addr_len) == 0 && m[r->dev_addr_len] == '\0')
+      return guess;
+  }
+  return hes_meters_find(s->meters, r->dev_addr, r->dev_addr_len);
+}
+
+/* The hot path: every reading of every push. Nothing here allocates or formats; the value
+ * list is filled once per push and only the meter, time and value change per reading. */
 static void hes_handle_readings(hes_server_t *s, const hes_push_t *push,
                                 const hes_plan_info_t *info) {
   const hes_item_t *plan_item = hes_item_by_cgcode((int)info->tag);
+  if (plan_item == NULL)
+    return;
+  value_list_t vl = VALUE_LIST_INIT;
+  value_t v;
+  vl.values = &v;
+  vl.values_len = 1;
+  vl.interval = s->interval; /* the threshold plugin's missing-value timer is based on it */
+  sstrncpy(vl.plugin, HES_PLUGIN, sizeof(vl.plugin));
+  sstrncpy(vl.type, plan_item->type, sizeof(vl.type));
+  sstrncpy(vl.type_instance, plan_item->type_instance, sizeof(vl.type_instance));
+  uint64_t dispatched = 0;
+  uint32_t idx = HES_METER_NONE;
   for (size_t i = 0; i < push->count; i++) {
     const hes_push_reading_t *r = &push->readings[i];
-    uint32_t idx = hes_meters_find(s->meters, r->dev_addr, r->dev_addr_len);
+    idx = hes_reading_meter(s, r, idx + 1);
     if (idx == HES_METER_NONE) {
       atomic_fetch_add(&s->count.rejected, 1);
       HES_LOG_LIMITED(&s->log_value, LOG_WARNING,
@@ -1121,34 +1150,36 @@ static void hes_handle_readings(hes_server_t *s, const hes_push_t *push,
                       r->dev_addr);
       continue;
     }
-    const hes_item_t *item = r->cgcode != 0 ? hes_item_by_cgcode(r->cgcode) : plan_item;
-    if (item == NULL || item != plan_item) {
+    if (r->cgcode != 0 && r->cgcode != plan_item->cgcode) {
       atomic_fetch_add(&s->count.rejected, 1);
       HES_LOG_LIMITED(&s->log_value, LOG_WARNING,
                       "Server \"%s\": plan %s: meter %s: dropped a reading of cgcode %d, the "
                       "plan asked for %s",
                       s->name, push->plan_id, hes_meters_at(s->meters, idx), r->cgcode,
-                      plan_item != NULL ? plan_item->name : "?");
+                      plan_item->name);
       continue;
     }
     if (hes_plans_answer(s->plans, push->plan_id, idx) != 1)
       continue; /* a repeat: counted by plans */
-    double value;
-    hes_item_result_t cr = hes_item_convert(item, r->value, r->unit, &value);
+    hes_item_result_t cr = hes_item_convert(plan_item, r->value, r->unit, &v.gauge);
     if (cr != HES_ITEM_OK) {
       atomic_fetch_add(&s->count.rejected, 1);
       HES_LOG_LIMITED(
           &s->log_value, LOG_WARNING,
           "Server \"%s\": plan %s: meter %s: dropped %s value \"%.64s\" unit "
           "\"%.16s\": %s",
-          s->name, push->plan_id, hes_meters_at(s->meters, idx), item->name, r->value, r->unit,
+          s->name, push->plan_id, hes_meters_at(s->meters, idx), plan_item->name, r->value, r->unit,
           cr == HES_ITEM_EUNIT ? "the unit does not fit the item" : "not a finite number");
       continue;
     }
-    hes_dispatch_gauge(hes_meters_at(s->meters, idx), item->type, item->type_instance,
-                       MS_TO_CDTIME_T(r->timestamp_ms), s->interval, value);
-    atomic_fetch_add(&s->count.dispatched, 1);
+    /* A meter number is at most HES_METER_MAX_LEN characters: it fits, NUL included. */
+    memcpy(vl.plugin_instance, r->dev_addr, r->dev_addr_len);
+    vl.plugin_instance[r->dev_addr_len] = '\0';
+    vl.time = MS_TO_CDTIME_T(r->timestamp_ms);
+    plugin_dispatch_values(&vl);
+    dispatched++;
   }
+  atomic_fetch_add(&s->count.dispatched, dispatched);
 }
 
 static void hes_handle_relay(hes_server_t *s, const hes_push_t *push) {
