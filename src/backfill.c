@@ -14,6 +14,7 @@
 #include "config.h"
 
 #include "backfill.h"
+#include "fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -274,58 +275,6 @@ void hes_backfill_free(hes_backfill_t *b) {
   free(b);
 }
 
-/* Reads the whole file (at most max bytes). 0, ENOENT, EFBIG or an errno. */
-static int bf__read_file(const char *path, size_t max, char **out, size_t *outlen) {
-  struct stat st;
-  char *buf;
-  size_t len = 0;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  int rc = 0;
-
-  if (fd < 0)
-    return errno;
-  if (fstat(fd, &st) != 0)
-    rc = errno;
-  else if (!S_ISREG(st.st_mode))
-    rc = EINVAL;
-  else if ((uint64_t)st.st_size > max)
-    rc = EFBIG;
-  if (rc != 0) {
-    close(fd);
-    return rc;
-  }
-  buf = malloc((size_t)st.st_size + 1);
-  if (buf == NULL) {
-    close(fd);
-    return ENOMEM;
-  }
-  for (;;) {
-    ssize_t n = read(fd, buf + len, (size_t)st.st_size + 1 - len);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0) {
-      rc = errno;
-      break;
-    }
-    if (n == 0)
-      break;
-    len += (size_t)n;
-    if (len > (size_t)st.st_size) {
-      rc = EFBIG;
-      break;
-    }
-  }
-  close(fd);
-  if (rc != 0) {
-    free(buf);
-    return rc;
-  }
-  buf[len] = '\0';
-  *out = buf;
-  *outlen = len;
-  return 0;
-}
-
 /* A strict decimal int64 of the whole word [s, end). */
 static bool bf__int64(const char *s, const char *end, int64_t *out) {
   bool neg = false;
@@ -565,7 +514,7 @@ static bool bf__load(hes_backfill_t *b, char *err, size_t errlen) {
   b->state = HES_BACKFILL_STATE_NONE;
   if (b->state_path == NULL)
     return true;
-  io = bf__read_file(b->state_path, max, &text, &len);
+  io = hes_file_read(b->state_path, max, &text, &len);
   if (io == ENOENT)
     return true;
   if (io == ENOMEM)
@@ -1036,79 +985,6 @@ size_t hes_backfill_memory(hes_backfill_t *b) {
 /* --- save
  * ----------------------------------------------------------------------------------------- */
 
-static int bf__write_all(int fd, const char *p, size_t len) {
-  while (len > 0) {
-    ssize_t n = write(fd, p, len);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return errno;
-    }
-    p += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
-
-/* fsync of the directory makes the rename itself durable. */
-static int bf__sync_dir(const char *path) {
-  char *dir = strdup(path);
-  char *slash;
-  int fd;
-  int rc = 0;
-
-  if (dir == NULL)
-    return ENOMEM;
-  slash = strrchr(dir, '/');
-  if (slash == NULL)
-    strcpy(dir, ".");
-  else if (slash == dir)
-    slash[1] = '\0';
-  else
-    *slash = '\0';
-  fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) {
-    rc = errno;
-  } else {
-    if (fsync(fd) != 0 && errno != EINVAL)
-      rc = errno;
-    close(fd);
-  }
-  free(dir);
-  return rc;
-}
-
-static int bf__write_file(const char *path, const char *text, size_t len) {
-  size_t plen = strlen(path);
-  char *tmp = malloc(plen + sizeof(".tmp"));
-  int fd;
-  int rc;
-
-  if (tmp == NULL)
-    return ENOMEM;
-  memcpy(tmp, path, plen);
-  memcpy(tmp + plen, ".tmp", sizeof(".tmp"));
-  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    rc = errno;
-    free(tmp);
-    return rc;
-  }
-  rc = bf__write_all(fd, text, len);
-  if (rc == 0 && fsync(fd) != 0)
-    rc = errno;
-  if (close(fd) != 0 && rc == 0)
-    rc = errno;
-  if (rc == 0 && rename(tmp, path) != 0)
-    rc = errno;
-  if (rc != 0)
-    unlink(tmp);
-  free(tmp);
-  if (rc == 0)
-    rc = bf__sync_dir(path);
-  return rc;
-}
-
 /* The state file text; caller holds the lock. Only slots still chased are written. */
 static char *bf__text(const hes_backfill_t *b, size_t *len) {
   size_t nt = 0;
@@ -1189,7 +1065,7 @@ int hes_backfill_save(hes_backfill_t *b) {
     pthread_mutex_unlock(&b->save_lock);
     return b->dirty ? ENOMEM : 0;
   }
-  rc = bf__write_file(b->state_path, text, len);
+  rc = hes_file_write_atomic(b->state_path, text, len);
   free(text);
   if (rc != 0) {
     pthread_mutex_lock(&b->lock);

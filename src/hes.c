@@ -1709,6 +1709,22 @@ static void *hes_relay_thread(void *arg) {
   return NULL;
 }
 
+/* An HTTP client for the server: the read thread and the relay thread each have one. */
+static hes_api_t *hes_server_api_new(const hes_server_t *s, hes_api_error_t *err) {
+  const hes_api_config_t ac = {
+      .url = s->url,
+      .tenant_code = s->tenant,
+      .username = s->username,
+      .password = s->password,
+      .secret_key = s->secret_key,
+      .verify_peer = s->verify_peer,
+      .verify_host = s->verify_host,
+      .ca_cert = s->ca_cert,
+      .timeout_ms = s->timeout_ms,
+  };
+  return hes_api_new(&ac, err);
+}
+
 static int hes_relay_start(hes_relay_conf_t *rc) {
   hes_server_t *s = rc->server;
   char path[PATH_MAX];
@@ -1747,18 +1763,7 @@ static int hes_relay_start(hes_relay_conf_t *rc) {
     }
   }
   hes_api_error_t aerr;
-  hes_api_config_t ac = {
-      .url = s->url,
-      .tenant_code = s->tenant,
-      .username = s->username,
-      .password = s->password,
-      .secret_key = s->secret_key,
-      .verify_peer = s->verify_peer,
-      .verify_host = s->verify_host,
-      .ca_cert = s->ca_cert,
-      .timeout_ms = s->timeout_ms,
-  };
-  rc->api = hes_api_new(&ac, &aerr);
+  rc->api = hes_server_api_new(s, &aerr);
   rc->parser = hes_push_parser_new(0);
   if (rc->api == NULL || rc->parser == NULL) {
     ERROR(HES_PLUGIN " plugin: <Relay>: cannot set up the HTTP client: %s",
@@ -1798,18 +1803,7 @@ static int hes_check_type(const char *type) {
 
 static int hes_server_start(hes_server_t *s) {
   hes_api_error_t err;
-  hes_api_config_t ac = {
-      .url = s->url,
-      .tenant_code = s->tenant,
-      .username = s->username,
-      .password = s->password,
-      .secret_key = s->secret_key,
-      .verify_peer = s->verify_peer,
-      .verify_host = s->verify_host,
-      .ca_cert = s->ca_cert,
-      .timeout_ms = s->timeout_ms,
-  };
-  s->api = hes_api_new(&ac, &err);
+  s->api = hes_server_api_new(s, &err);
   if (s->api == NULL) {
     ERROR(HES_PLUGIN " plugin: Server \"%s\": cannot set up the HTTP client: %s", s->name, err.msg);
     return -1;

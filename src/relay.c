@@ -12,6 +12,7 @@
 #include "config.h"
 
 #include "relay.h"
+#include "fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -487,79 +488,6 @@ static int relay__state_load(hes_relay_t *r, const char *path, double now, char 
   return 0;
 }
 
-static int relay__write_all(int fd, const char *p, size_t len) {
-  while (len > 0) {
-    ssize_t n = write(fd, p, len);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return errno;
-    }
-    p += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
-
-/* fsync of the directory makes the rename itself durable. */
-static int relay__sync_dir(const char *path) {
-  char *dir = strdup(path);
-  char *slash;
-  int fd;
-  int rc = 0;
-
-  if (dir == NULL)
-    return ENOMEM;
-  slash = strrchr(dir, '/');
-  if (slash == NULL)
-    strcpy(dir, ".");
-  else if (slash == dir)
-    slash[1] = '\0';
-  else
-    *slash = '\0';
-  fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) {
-    rc = errno;
-  } else {
-    if (fsync(fd) != 0 && errno != EINVAL)
-      rc = errno;
-    close(fd);
-  }
-  free(dir);
-  return rc;
-}
-
-static int relay__write_file(const char *path, const char *text, size_t len) {
-  size_t plen = strlen(path);
-  char *tmp = malloc(plen + sizeof(".tmp"));
-  int fd;
-  int rc;
-
-  if (tmp == NULL)
-    return ENOMEM;
-  memcpy(tmp, path, plen);
-  memcpy(tmp + plen, ".tmp", sizeof(".tmp"));
-  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    rc = errno;
-    free(tmp);
-    return rc;
-  }
-  rc = relay__write_all(fd, text, len);
-  if (rc == 0 && fsync(fd) != 0)
-    rc = errno;
-  if (close(fd) != 0 && rc == 0)
-    rc = errno;
-  if (rc == 0 && rename(tmp, path) != 0)
-    rc = errno;
-  if (rc != 0)
-    unlink(tmp);
-  free(tmp);
-  if (rc == 0)
-    rc = relay__sync_dir(path);
-  return rc;
-}
-
 /* The file text of the current state; caller holds r->lock. Entries older than both Holdoff
  * and the rate window (relative to the newest) no longer matter and are left out. */
 static char *relay__state_text(const hes_relay_t *r, size_t *len) {
@@ -618,7 +546,7 @@ int hes_relay_state_save(hes_relay_t *r) {
   if (text == NULL) {
     rc = ENOMEM;
   } else {
-    rc = relay__write_file(r->state_path, text, len);
+    rc = hes_file_write_atomic(r->state_path, text, len);
     free(text);
   }
   if (rc == 0)

@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include "tz.h"
+#include "fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -516,56 +517,6 @@ static bool tz__name_ok(const char *name) {
   return strstr(name, "..") == NULL;
 }
 
-/* Reads a whole file of at most HES_TZ_FILE_MAX bytes. 0 or an errno (EFBIG: too large). */
-static int tz__read_file(const char *path, uint8_t **out, size_t *outlen) {
-  struct stat st;
-  uint8_t *buf;
-  size_t len = 0;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  int rc = 0;
-
-  if (fd < 0)
-    return errno;
-  if (fstat(fd, &st) != 0) {
-    rc = errno;
-    close(fd);
-    return rc;
-  }
-  if (!S_ISREG(st.st_mode) || st.st_size > HES_TZ_FILE_MAX) {
-    close(fd);
-    return S_ISREG(st.st_mode) ? EFBIG : EINVAL;
-  }
-  buf = malloc((size_t)st.st_size + 1);
-  if (buf == NULL) {
-    close(fd);
-    return ENOMEM;
-  }
-  for (;;) {
-    ssize_t n = read(fd, buf + len, (size_t)st.st_size + 1 - len);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0) {
-      rc = errno;
-      break;
-    }
-    if (n == 0)
-      break;
-    len += (size_t)n;
-    if (len > (size_t)st.st_size) { /* grew while read */
-      rc = EFBIG;
-      break;
-    }
-  }
-  close(fd);
-  if (rc != 0) {
-    free(buf);
-    return rc;
-  }
-  *out = buf;
-  *outlen = len;
-  return 0;
-}
-
 hes_tz_t *hes_tz_load(const char *name, char *err, size_t errlen) {
   char path[sizeof(HES_TZ_DIR) + HES_TZ_NAME_MAX + 2];
   char link[sizeof(HES_TZ_DIR) + HES_TZ_NAME_MAX + 2];
@@ -607,7 +558,9 @@ hes_tz_t *hes_tz_load(const char *name, char *err, size_t errlen) {
       snprintf(path, sizeof(path), "%s/%s", HES_TZ_DIR, name);
     }
   }
-  rc = tz__read_file(path, &buf, &len);
+  char *text = NULL;
+  rc = hes_file_read(path, HES_TZ_FILE_MAX, &text, &len);
+  buf = (uint8_t *)text;
   if ((rc == ENOENT || rc == ENOTDIR) && !host && name[0] != '/') {
     tz = hes_tz_posix(name, NULL, 0);
     if (tz != NULL)

@@ -5,7 +5,7 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
-sh tests/install-deps.sh
+sh tests/install-deps.sh --test
 autoreconf -fi >/dev/null 2>&1 || autoreconf -fi
 build="$top/_build"
 rm -rf "$build"

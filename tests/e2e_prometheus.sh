@@ -13,30 +13,6 @@ set -euo pipefail
 PROMETHEUS_BIN=${PROMETHEUS_BIN:-/usr/bin/prometheus}
 EXAMPLES=$top_srcdir/conf/examples
 
-# apt_install <package...>: as root, without starting any service (policy-rc.d), or skip.
-apt_install() {
-  if [ "$(id -u)" != 0 ] || [ -n "${HES_DEB_BUILD:-}" ] || ! command -v apt-get >/dev/null; then
-    skip "missing Debian packages: $* (install them, or run as root)"
-  fi
-  note "apt-get install $*"
-  local pol=/usr/sbin/policy-rc.d made=0 rc=0
-  # One installer at a time (make -j check): the temporary policy-rc.d must outlive them all.
-  exec 9>"${TMPDIR:-/tmp}/collectd-hes-apt.lock"
-  flock -w 300 9 || skip "another apt_install holds ${TMPDIR:-/tmp}/collectd-hes-apt.lock"
-  if [ ! -e "$pol" ]; then
-    printf '#!/bin/sh\nexit 101\n' >"$pol" && chmod 755 "$pol" && made=1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get -o DPkg::Lock::Timeout=120 install -y -q --no-install-recommends "$@" \
-    >"$TEST_TMP/apt.log" 2>&1 ||
-    { apt-get update -q >>"$TEST_TMP/apt.log" 2>&1 &&
-      apt-get -o DPkg::Lock::Timeout=120 install -y -q --no-install-recommends "$@" \
-        >>"$TEST_TMP/apt.log" 2>&1; } || rc=$?
-  [ "$made" = 0 ] || rm -f "$pol"
-  exec 9>&-
-  [ "$rc" = 0 ] || { tail -n 5 "$TEST_TMP/apt.log"; skip "apt-get install $* failed"; }
-}
-
 require_cmd curl
 collectd_setup
 wp=$STOCK_PLUGINS/write_prometheus.so

@@ -1,6 +1,8 @@
 #!/bin/sh
-# Installs what building, testing and the demo need on Debian 12 (run as root).
-# The one list of the project's Debian packages; README and .ci/run use this script.
+# Installs what building and the demo need on Debian 12 (run as root); with --test also
+# what the whole test suite needs (the real Prometheus and InfluxDB servers, Debian
+# packaging tools), so that CI never skips a test for a missing package.
+# The one list of the project's Debian packages; README, tests/demo.sh and tests/check.sh use it.
 set -eu
 
 packages="build-essential autoconf automake libtool pkg-config
@@ -8,6 +10,9 @@ packages="build-essential autoconf automake libtool pkg-config
   libcmocka-dev libmicrohttpd-dev
   mosquitto mosquitto-clients curl ca-certificates
   clang valgrind rrdtool socat"
+if [ "${1:-}" = --test ]; then
+  packages="$packages prometheus influxdb libprotobuf-c1 dpkg-dev debhelper lintian fakeroot"
+fi
 
 missing=""
 for p in $packages; do
@@ -24,4 +29,6 @@ echo "install-deps: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 # shellcheck disable=SC2086
+# Servers that come with a package (prometheus, influxdb, mosquitto) need not start: the
+# tests run their own on free ports.
 apt-get install -y -q --no-install-recommends $missing
