@@ -232,7 +232,9 @@ static hes_push_result_t reference_push(hes_push_parser_t *q, json_object *root,
   }
   memcpy(out->plan_id, pid, plen);
   out->plan_id[plen] = '\0';
-  out->status = st[1] == '0' ? HES_PUSH_SUCCESS : st[1] == '1' ? HES_PUSH_PARTIAL : HES_PUSH_FAILURE;
+  out->status = st[1] == '0'   ? HES_PUSH_SUCCESS
+                : st[1] == '1' ? HES_PUSH_PARTIAL
+                               : HES_PUSH_FAILURE;
   return HES_PUSH_OK;
 }
 
