@@ -11,7 +11,8 @@ packages="build-essential autoconf automake libtool pkg-config
   mosquitto mosquitto-clients curl ca-certificates
   clang valgrind rrdtool socat"
 if [ "${1:-}" = --test ]; then
-  packages="$packages prometheus influxdb libprotobuf-c1 dpkg-dev debhelper lintian fakeroot"
+  packages="$packages clang-format prometheus influxdb libprotobuf-c1 dpkg-dev debhelper lintian
+    fakeroot"
 fi
 
 missing=""
