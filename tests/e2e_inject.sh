@@ -1,4 +1,5 @@
 #!/bin/bash
+# shellcheck disable=SC2015,SC2119 # "test && test || fail" is meant; start_mosquitto takes no $1 here
 # Fault injection, end to end: one collectd with the plugin, the HES simulator and a real
 # mosquitto, and one fault after the other:
 #   a second <Server> whose URL is a closed port (HES unreachable), the HES answering slower
@@ -161,7 +162,6 @@ alive "malformed, truncated, binary, invalid UTF-8, wrongly typed and 17 MB push
 #    value is dispatched twice (checked by the final balance).
 dup0=$(self "$S" total_values-duplicate)
 late0=$(self "$S" total_values-late)
-disp0=$(self "$S" total_values-dispatched)
 real=$(real_pushes | tail -n 1)
 printf '%s' "${real#* }" >"$TEST_TMP/redeliver.json"
 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -t "${real%% *}" -f "$TEST_TMP/redeliver.json"

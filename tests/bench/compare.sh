@@ -1,4 +1,5 @@
 #!/bin/bash
+# shellcheck disable=SC2015,SC2119 # "test && test || fail" is meant; start_mosquitto takes no $1 here
 # tests/bench/compare.sh [BUILD_DIR]: hes.so against what a user would pick instead, in one
 # run (not part of make check). Four collectd runs, one after the other, on the same
 # identifiers (METERS meters x 5 items, the plugin "hes", no-op writer bench_count.so):

@@ -45,8 +45,8 @@ for t in $targets; do
   case $t in
   push) srcs="src/push.c" cflags=$json_cflags libs=$json_libs ;;
   api) srcs="src/api.c src/push.c" cflags="$json_cflags $curl_cflags" libs="$json_libs $curl_libs -lpthread" ;;
-  meters) srcs="src/meters.c" cflags= libs= ;;
-  hesctl_conf) srcs="src/hesctl_conf.c" cflags= libs=-lm ;;
+  meters) srcs="src/meters.c" cflags='' libs='' ;;
+  hesctl_conf) srcs="src/hesctl_conf.c" cflags='' libs=-lm ;;
   *)
     echo "run_all.sh: unknown target $t" >&2
     exit 2
