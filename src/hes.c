@@ -310,7 +310,11 @@ static const char *hes_config_block(const hes_server_t *s, bool mqtt, char *buf,
 
 static int hes_config_fail(const oconfig_item_t *ci, const char *block, const char *why) {
   char value[256] = "(none)";
-  if (ci->values_num >= 1)
+  /* Credentials never reach the log, not even a malformed one. */
+  bool secret = strcasecmp(ci->key, "Password") == 0 || strcasecmp(ci->key, "SecretKey") == 0;
+  if (ci->values_num >= 1 && secret)
+    sstrncpy(value, "(a value, not shown)", sizeof(value));
+  else if (ci->values_num >= 1)
     hes_config_value_text(&ci->values[0], value, sizeof(value));
   ERROR(HES_PLUGIN " plugin: %s: option \"%s\" %s, got %s%s.", block, ci->key, why, value,
         ci->values_num > 1 ? " and more" : "");

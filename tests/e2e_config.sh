@@ -57,6 +57,11 @@ check_config fail 'Server "cfg": at least one "Item" is required' \
 check_config fail 'option "URL" must start with http:// or https://' \
   "$(server_block cfg 'Meter "202407100001"' 'Item "voltageA"' | sed 's|URL ".*"|URL "ftp://x"|')"
 check_config fail '<Plugin hes>: at least one <Server> block is required' ""
+# A malformed credential is refused without being written to the log.
+check_config fail 'Server "cfg": option "SecretKey" needs exactly one string argument, got (a value, not shown)' \
+  "$(server_block cfg 'Meter "202407100001"' 'Item "voltageA"' | sed "s|SecretKey \".*\"|SecretKey \"$SIM_SECRET\" \"second\"|")"
+grep -F "$SIM_SECRET" "$CD_LOG" >/dev/null && fail "the secret key reached the log"
+ok "a malformed SecretKey is refused and not logged"
 
 # A type the plugin dispatches must be known at init, with the fix in the log.
 collectd_conf "$(server_block cfg 'Meter "202407100001"' 'Item "powerFactorA"')"
