@@ -1,4 +1,5 @@
 #!/bin/bash
+# shellcheck disable=SC2015,SC2119 # "test && test || fail" is meant; start_mosquitto takes no $1 here
 # tests/bench/soak.sh [MINUTES [BUILD_DIR]]: the soak test (not part of make check).
 #
 # collectd with the plugin reads 10,000 meters x 6 items every 10 s from the HES simulator
@@ -13,7 +14,8 @@
 #   - collectd exits normally.
 # Reported: the RSS series, CPU per reading (collectd's utime+stime over the run after
 # warm-up / readings dispatched meanwhile), the simulator's and mosquitto's CPU.
-# Knobs: SOAK_METERS (10000), SOAK_INTERVAL (10), SOAK_BATCH (1000). KEEP_TMP=1 keeps logs.
+# Knobs: SOAK_METERS (10000), SOAK_INTERVAL (10), SOAK_BATCH (1000), SOAK_COLLECTD_ENV (e.g.
+# MALLOC_ARENA_MAX=1 for an experiment). KEEP_TMP=1 keeps logs.
 set -euo pipefail
 
 MINUTES=${1:-10}
@@ -114,7 +116,8 @@ LoadPlugin hes
 </Plugin>
 CONF
 FAIL_LOGS="${FAIL_LOGS:-} $D/collectd.log $D/collectd.out"
-LIB_OUT=$D/collectd.out run_bg "$COLLECTD_BIN" -f -C "$D/collectd.conf"
+# shellcheck disable=SC2086 # a list of VAR=value words
+LIB_OUT=$D/collectd.out run_bg env ${SOAK_COLLECTD_ENV:-} "$COLLECTD_BIN" -f -C "$D/collectd.conf"
 CD_PID=$BG_PID
 wait_for 20 grep -q 'Initialization complete' "$D/collectd.log" || fail "collectd did not start"
 note "soak: $METERS meters x $NITEMS items every $INTERVAL s for $DURATION s (warm-up $WARMUP s)"
