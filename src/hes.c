@@ -1020,6 +1020,8 @@ static void hes_dispatch_self(hes_server_t *s) {
   hes_dispatch_derive(s, instance, "total_values", "foreign", now, ps.foreign);
   hes_dispatch_derive(s, instance, "total_values", "duplicate", now, ps.duplicate);
   hes_dispatch_derive(s, instance, "total_values", "late", now, ps.late);
+  /* Early pushes that found the parking space full: lost, so they must show. */
+  hes_dispatch_derive(s, instance, "total_values", "dropped", now, ps.dropped);
   hes_dispatch_gauge(instance, "gauge", "mqtt_connected", now, s->interval,
                      hes_mqtt_ready(s->mqtt) ? 1.0 : 0.0);
   hes_dispatch_derive(s, instance, "total_operations", "relay_sent", now,
