@@ -1676,10 +1676,10 @@ static void hes_relay_send(hes_relay_conf_t *rc, const hes_relay_cmd_t *cmd) {
       snprintf(why, sizeof(why), "HES code %d: %s", err.code, err.msg);
     else
       snprintf(why, sizeof(why), "%s: %s", hes_api_result_string(err.kind), err.msg);
-    ERROR(HES_PLUGIN " plugin: relay audit: rule \"%s\" meter %s action %s value %s threshold "
-                     "%s planId - outcome FAILURE: not sent: %s",
-          cmd->rule, cmd->meter, action, cmd->value_text,
-          cmd->threshold_text[0] != '\0' ? cmd->threshold_text : "-", why);
+    INFO(HES_PLUGIN " plugin: relay audit: rule \"%s\" meter %s action %s value %s threshold "
+                    "%s planId - outcome FAILURE: not sent: %s",
+         cmd->rule, cmd->meter, action, cmd->value_text,
+         cmd->threshold_text[0] != '\0' ? cmd->threshold_text : "-", why);
     hes_relay_notify(cmd, NOTIF_FAILURE, NULL, "the command could not be sent");
     return;
   }
