@@ -179,7 +179,7 @@ read -r bare_rate bare_us bare_cores _ _ _ < <(run bare "<LoadPlugin bench_dispa
 note "(bare) $bare_rate values/s, $bare_us us/value, collectd $bare_cores cores"
 
 # (hes)
-start_sim "${CRED[@]}" --push-delay-ms 50
+start_sim "${CRED[@]}" --push-delay-ms 50 ${COMPARE_SIM_ARGS---bench-reuse}
 wait_for 10 sim_connected || fail "simulator not connected"
 read -r hes_rate hes_us hes_cores _ hes_mq hes_feed < <(run hes "LoadPlugin hes
 <Plugin hes>
@@ -197,7 +197,7 @@ $(hes_server)
 note "(hes) $hes_rate values/s, $hes_us us/value, collectd $hes_cores cores"
 
 # (python)
-start_sim "${CRED[@]}" --push-delay-ms 50
+start_sim "${CRED[@]}" --push-delay-ms 50 ${COMPARE_SIM_ARGS---bench-reuse}
 wait_for 10 sim_connected || fail "simulator not connected"
 read -r py_rate py_us py_cores _ py_mq py_feed < <(run python "<LoadPlugin python>
   Globals true
