@@ -2,7 +2,7 @@
  * hes_push_parse with one parser reused across inputs, as on the MQTT thread, and the JSON
  * ones also through hes_push_parse_list. Every accepted result is checked against the
  * promises of push.h, so a wrong answer aborts just like a crash does.
- * Built and run by tests/fuzz/run.sh. */
+ * Built and run by tests/fuzz/run_all.sh. */
 #include "config.h"
 
 #include <stddef.h>

@@ -10,7 +10,7 @@
  * -01, 1. or -.5. A "json-c accepts, scanner rejects" verdict passes only when the
  * scanner's reason names one of those and the byte it names shows it.
  *
- * Built and run by tests/fuzz/run_push_diff.sh. */
+ * Built and run by tests/fuzz/run_all.sh. */
 #include "config.h"
 
 #include <stdbool.h>

@@ -3,15 +3,17 @@
 # each for N seconds over its corpus: the CI entry point for fuzzing.
 #
 #   tests/fuzz/run_all.sh [SECONDS [TARGET...]]   SECONDS defaults to 60; TARGET one of
-#                                                 push api meters hesctl_conf (default all)
+#                                                 push push_diff api meters hesctl_conf
+#                                                 (default all)
 #
 #   push         hes_push_parse / hes_push_parse_list   (src/push.c)
+#   push_diff    hes_push_parse against json-c's strict parser: both must accept and reject
+#                the same documents, with the same results (shares push's corpus)
 #   api          hes_api_parse_answer, HES answer bodies (src/api.c)
 #   meters       hes_meters_add_file, MeterFile text    (src/meters.c)
 #   hesctl_conf  hesctl_conf_parse, collectd config     (src/hesctl_conf.c; skipped if absent)
 #
-# As tests/fuzz/run.sh does for push: every input of tests/fuzz/corpus_<t>/ (and
-# tests/data/<t>/ for push) runs first, so past crashes are regression cases; new inputs go
+# Every input of tests/fuzz/corpus_<t>/ (and tests/data/<t>/ for push) runs first, so past crashes are regression cases; new inputs go
 # to a scratch directory (FUZZ_WORK, default a new one under TMPDIR); a crashing input is
 # copied into corpus_<t>/ and the script exits 1. FUZZ_MERGE=1 merges the inputs that add
 # coverage into corpus_<t>/. FUZZ_MAX_LEN: the longest input (16384). Exit 2: a build failed.
@@ -19,7 +21,7 @@ set -u
 
 secs=${1:-60}
 [ $# -gt 0 ] && shift
-targets=${*:-push api meters hesctl_conf}
+targets=${*:-push push_diff api meters hesctl_conf}
 max_len=${FUZZ_MAX_LEN:-16384}
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -43,7 +45,7 @@ printf '#ifndef _GNU_SOURCE\n#define _GNU_SOURCE 1\n#endif\n#define PACKAGE_VERS
 status=0
 for t in $targets; do
   case $t in
-  push) srcs="src/push.c" cflags=$json_cflags libs=$json_libs ;;
+  push | push_diff) srcs="src/push.c" cflags=$json_cflags libs=$json_libs ;;
   api) srcs="src/api.c src/push.c" cflags="$json_cflags $curl_cflags" libs="$json_libs $curl_libs -lpthread" ;;
   meters) srcs="src/meters.c" cflags='' libs='' ;;
   hesctl_conf) srcs="src/hesctl_conf.c" cflags='' libs=-lm ;;
@@ -74,9 +76,10 @@ for t in $targets; do
     exit 2
   fi
 
-  corpus="$here/corpus_$t"
+  # The differential target reads the same documents as push.
+  corpus="$here/corpus_${t%_diff}"
   seeds=
-  [ -d "$top/tests/data/$t" ] && seeds="$top/tests/data/$t"
+  [ -d "$top/tests/data/${t%_diff}" ] && seeds="$top/tests/data/${t%_diff}"
   mkdir -p "$corpus" "$work/new_$t" "$work/crash_$t"
   dict=
   [ -f "$here/fuzz_$t.dict" ] && dict="-dict=$here/fuzz_$t.dict"
