@@ -32,12 +32,14 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "backfill.h"
 #include "hesctl_conf.h"
 #include "items.h"
 #include "meters.h"
 #include "mqtt.h"
 #include "plans.h"
 #include "push.h"
+#include "tz.h"
 
 enum {
   EXIT_ALL_OK = 0,
@@ -631,6 +633,7 @@ typedef struct {
   size_t nrows, rows_cap;
   bool *answered; /* nitems x nmeters: OP_READ; nmeters: relay */
   int rc;         /* the worst exit code so far */
+  hes_tz_t *tz;   /* the HES's zone: --from/--to and the times printed */
 } ctl_t;
 
 /* Ctrl-C (or SIGTERM) while waiting: stop waiting, print what came, exit 130. */
@@ -1080,20 +1083,20 @@ static size_t freeze_times(const ctl_t *c, int cgcode, int64_t *out, size_t max)
   if ((cgcode != 1 && cgcode != 2) || strptime(c->from, "%Y-%m-%d %H:%M:%S", &a) == NULL ||
       strptime(c->to, "%Y-%m-%d %H:%M:%S", &b) == NULL)
     return 0;
-  a.tm_isdst = b.tm_isdst = -1;
-  time_t start = mktime(&a), end = mktime(&b);
+  hes_tz_civil_t ca = {a.tm_year + 1900, a.tm_mon + 1, a.tm_mday, a.tm_hour, a.tm_min, a.tm_sec};
+  hes_tz_civil_t cb = {b.tm_year + 1900, b.tm_mon + 1, b.tm_mday, b.tm_hour, b.tm_min, b.tm_sec};
+  int64_t start, end;
+  if (!hes_tz_local_to_utc(c->tz, &ca, &start) || !hes_tz_local_to_utc(c->tz, &cb, &end))
+    return 0;
+  /* The plugin's calendar (backfill): the freeze times at or before `to`, back to `from`. */
   size_t n = 0;
-  for (int i = 0; n < max && start != (time_t)-1 && end != (time_t)-1; i++) {
-    struct tm tm = {0};
-    tm.tm_year = a.tm_year;
-    tm.tm_mon = cgcode == 2 ? a.tm_mon + i : a.tm_mon;
-    tm.tm_mday = cgcode == 2 ? 1 : a.tm_mday + i;
-    tm.tm_isdst = -1;
-    time_t t = mktime(&tm);
-    if (t == (time_t)-1 || t > end)
-      break;
-    if (t >= start)
-      out[n++] = (int64_t)t;
+  for (int64_t t = hes_backfill_floor((hes_backfill_kind_t)cgcode, c->tz, end);
+       t >= start && n < max; t = hes_backfill_floor((hes_backfill_kind_t)cgcode, c->tz, t - 1))
+    out[n++] = t;
+  for (size_t i = 0; i < n / 2; i++) { /* oldest first */
+    int64_t x = out[i];
+    out[i] = out[n - 1 - i];
+    out[n - 1 - i] = x;
   }
   return n;
 }
@@ -1141,11 +1144,8 @@ static void add_missing(ctl_t *c) {
   }
 }
 
-static void format_time(int64_t ts_ms, char *buf, size_t len) {
-  time_t t = (time_t)(ts_ms / 1000);
-  struct tm tm;
-  if (ts_ms < 0 || localtime_r(&t, &tm) == NULL ||
-      strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+static void format_time(const ctl_t *c, int64_t ts_ms, char *buf, size_t len) {
+  if (ts_ms < 0 || !hes_tz_format(c->tz, ts_ms / 1000, buf, len))
     snprintf(buf, len, "?");
 }
 
@@ -1174,8 +1174,8 @@ static void print_readings(ctl_t *c) {
       out_cell(&o, J_NULL, "%s", "");
       out_cell(&o, J_NULL, "%s", "");
     } else {
-      char t[32];
-      format_time(r->ts_ms, t, sizeof(t));
+      char t[HES_TZ_FORMAT_SIZE];
+      format_time(c, r->ts_ms, t, sizeof(t));
       out_cell(&o, J_STR, "%s", t);
       out_cell(&o, J_NUM, "%" PRId64, r->ts_ms);
     }
@@ -1907,10 +1907,19 @@ int main(int argc, char **argv) {
     rc = EXIT_CONFIG;
     goto out;
   }
-  if (c->set.time_zone != NULL) {
-    /* the HES's zone: for --from/--to and the times printed */
-    setenv("TZ", c->set.time_zone, 1);
-    tzset();
+  {
+    /* The HES's zone, for --from/--to and the times printed: the config's TimeZone, else TZ,
+     * else the host's. The tz module reads the zone itself, as the plugin does. */
+    const char *zone = c->set.time_zone;
+    if (zone == NULL && getenv("TZ") != NULL && getenv("TZ")[0] != '\0')
+      zone = getenv("TZ")[0] == ':' ? getenv("TZ") + 1 : getenv("TZ");
+    char why[256] = "";
+    c->tz = hes_tz_load(zone, why, sizeof(why));
+    if (c->tz == NULL) {
+      errx_("TimeZone \"%s\": %s", zone != NULL ? zone : "", why);
+      rc = EXIT_CONFIG;
+      goto out;
+    }
   }
   c->plans = hes_plans_new(NULL);
   c->parser = hes_push_parser_new(0);
@@ -1940,6 +1949,7 @@ out:
   session_end(c);
   hes_api_free(c->api);
   hes_plans_free(c->plans);
+  hes_tz_free(c->tz);
   hes_push_parser_free(c->parser);
   hes_push_parser_free(c->mqtt_parser);
   hes_meters_free(c->meters);
