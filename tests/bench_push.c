@@ -7,7 +7,7 @@
  * Not built by make. From the top of the tree, with a configured build directory BUILD
  * (for config.h; any directory holding an empty config.h does as well):
  *
- *   gcc -O2 -std=c11 -IBUILD -Isrc tests/bench_push.c src/push.c \
+ *   gcc -O2 -std=c11 -IBUILD -Isrc/lib tests/bench_push.c src/lib/push.c \
  *       $(pkg-config --cflags --libs json-c) -o /tmp/bench_push && /tmp/bench_push [seconds]
  *
  * On a loaded machine CPU time still varies; instruction counts do not. With a second
@@ -16,7 +16,7 @@
  *   valgrind --tool=callgrind --toggle-collect=hes_push_parse /tmp/bench_push 1 20
  *
  * counts the instructions of hes_push_parse alone (Ir / (2 x 20 x 1000) per reading).
- * To compare two versions, build one binary per push.c (git show REV:src/push.c) and run
+ * To compare two versions, build one binary per push.c (git show REV:src/lib/push.c) and run
  * them alternately.
  */
 #include "config.h"

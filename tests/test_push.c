@@ -1,4 +1,4 @@
-/* Tests of the push parser (src/push.c): the seed's examples as golden files under
+/* Tests of the push parser (src/lib/push.c): the seed's examples as golden files under
  * tests/data/push/ with their expected outcome in golden[] below, exact field values, every
  * wrong type of every field, every prefix of valid messages, size and depth limits, and one
  * parser reused across many messages. */

@@ -16,8 +16,8 @@
  * thread's own.
  *
  * usage: bench_parse PUSHES_FILE [seconds (default 3)] [max passes over the file]
- * Built by ingest.sh: gcc -O2 -std=c11 -I<build dir> -I<src> bench_parse.c src/push.c
- *   src/items.c $(pkg-config --cflags --libs json-c) -lm */
+ * Built by ingest.sh: gcc -O2 -std=c11 -I<build dir> -I<src>/lib bench_parse.c src/lib/push.c
+ *   src/lib/items.c $(pkg-config --cflags --libs json-c) -lm */
 #include "config.h"
 
 #include <pthread.h>

@@ -71,8 +71,8 @@ for p in count dispatch; do
     "$SRC/tests/bench/bench_$p.c" -o "$PLUGINS/bench_$p.so" || fail "cannot build bench_$p.so"
 done
 # shellcheck disable=SC2046
-gcc -O2 -std=c11 -Wall -Wextra -I"$BUILD" -I"$SRC/src" "$SRC/tests/bench/bench_parse.c" \
-  "$SRC/src/push.c" "$SRC/src/items.c" $(pkg-config --cflags --libs json-c) -lm -lpthread \
+gcc -O2 -std=c11 -Wall -Wextra -I"$BUILD" -I"$SRC/src/lib" "$SRC/tests/bench/bench_parse.c" \
+  "$SRC/src/lib/push.c" "$SRC/src/lib/items.c" $(pkg-config --cflags --libs json-c) -lm -lpthread \
   -o "$B/bench_parse" || fail "cannot build bench_parse"
 # PluginDir rejects symlinks: copy.
 cp "$BUILD/.libs/hes.so" "$PLUGINS/hes.so"

@@ -1,4 +1,4 @@
-/* libFuzzer target for the HES answer parser (hes_api_parse_answer in src/api.c): any byte
+/* libFuzzer target for the HES answer parser (hes_api_parse_answer in src/lib/api.c): any byte
  * sequence, as a body the HES might send, must give either HES_API_OK with a JSON object
  * root whose "data" member is the object handed back, or an error kind with both pointers
  * NULL and a terminated message; HES_API_EHES carries a code other than 200. Built and run

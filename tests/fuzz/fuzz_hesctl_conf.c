@@ -1,5 +1,5 @@
 /* libFuzzer target for hesctl's collectd-config reader (hesctl_conf_parse in
- * src/hesctl_conf.c). Any byte sequence is parsed; an accepted tree is checked against
+ * src/lib/hesctl_conf.c). Any byte sequence is parsed; an accepted tree is checked against
  * hesctl_conf.h's promises (key syntax, typed values, depth, line numbers in file order),
  * printed back as config text and parsed again, and the two trees must be equal. A refused
  * input must come with a "fuzz:<line>: why" message. Built and run by tests/fuzz/run_all.sh. */

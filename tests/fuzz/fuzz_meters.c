@@ -1,4 +1,4 @@
-/* libFuzzer target for the MeterFile parser (hes_meters_add_file in src/meters.c): the input
+/* libFuzzer target for the MeterFile parser (hes_meters_add_file in src/lib/meters.c): the input
  * is written to a file and read back through the parser, and the result is compared with a
  * small independent model of meters.h's rules (one meter a line, '#' comments, blank and
  * white space trimmed, lines over HES_METERS_LINE_MAX bytes or holding NUL refused, the

@@ -1,4 +1,4 @@
-/* libFuzzer target for the push parser (src/push.c): any byte sequence goes through
+/* libFuzzer target for the push parser (src/lib/push.c): any byte sequence goes through
  * hes_push_parse with one parser reused across inputs, as on the MQTT thread, and the JSON
  * ones also through hes_push_parse_list. Every accepted result is checked against the
  * promises of push.h, so a wrong answer aborts just like a crash does.

@@ -1,4 +1,4 @@
-/* Differential libFuzzer target for the push scanner (src/push.c): every input goes through
+/* Differential libFuzzer target for the push scanner (src/lib/push.c): every input goes through
  * hes_push_parse and through json-c 0.16's strict tokener (depth 10) plus the checks the
  * module made around it before (RFC 3629 UTF-8, no bytes after the value). It aborts when
  * one calls the input valid JSON and the other does not, or when both do and the results

@@ -6,12 +6,12 @@
 #                                                 push push_diff api meters hesctl_conf
 #                                                 (default all)
 #
-#   push         hes_push_parse / hes_push_parse_list   (src/push.c)
+#   push         hes_push_parse / hes_push_parse_list   (src/lib/push.c)
 #   push_diff    hes_push_parse against json-c's strict parser: both must accept and reject
 #                the same documents, with the same results (shares push's corpus)
-#   api          hes_api_parse_answer, HES answer bodies (src/api.c)
-#   meters       hes_meters_add_file, MeterFile text    (src/meters.c)
-#   hesctl_conf  hesctl_conf_parse, collectd config     (src/hesctl_conf.c; skipped if absent)
+#   api          hes_api_parse_answer, HES answer bodies (src/lib/api.c)
+#   meters       hes_meters_add_file, MeterFile text    (src/lib/meters.c)
+#   hesctl_conf  hesctl_conf_parse, collectd config     (src/lib/hesctl_conf.c; skipped if absent)
 #
 # Every input of tests/fuzz/corpus_<t>/ (and tests/data/<t>/ for push) runs first, so past crashes are regression cases; new inputs go
 # to a scratch directory (FUZZ_WORK, default a new one under TMPDIR); a crashing input is
@@ -45,10 +45,10 @@ printf '#ifndef _GNU_SOURCE\n#define _GNU_SOURCE 1\n#endif\n#define PACKAGE_VERS
 status=0
 for t in $targets; do
   case $t in
-  push | push_diff) srcs="src/push.c" cflags=$json_cflags libs=$json_libs ;;
-  api) srcs="src/api.c src/push.c" cflags="$json_cflags $curl_cflags" libs="$json_libs $curl_libs -lpthread" ;;
-  meters) srcs="src/meters.c" cflags='' libs='' ;;
-  hesctl_conf) srcs="src/hesctl_conf.c" cflags='' libs=-lm ;;
+  push | push_diff) srcs="src/lib/push.c" cflags=$json_cflags libs=$json_libs ;;
+  api) srcs="src/lib/api.c src/lib/push.c" cflags="$json_cflags $curl_cflags" libs="$json_libs $curl_libs -lpthread" ;;
+  meters) srcs="src/lib/meters.c" cflags='' libs='' ;;
+  hesctl_conf) srcs="src/lib/hesctl_conf.c" cflags='' libs=-lm ;;
   *)
     echo "run_all.sh: unknown target $t" >&2
     exit 2
@@ -71,7 +71,7 @@ for t in $targets; do
   # shellcheck disable=SC2086 # flag and file lists
   if ! $CC -std=c11 -g -O1 -Wall -Wextra -Werror -fno-omit-frame-pointer \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-    -I"$work" -I"$top/src" $cflags "$here/fuzz_$t.c" $paths $libs -o "$bin"; then
+    -I"$work" -I"$top/src/lib" $cflags "$here/fuzz_$t.c" $paths $libs -o "$bin"; then
     echo "run_all.sh: building fuzz_$t failed" >&2
     exit 2
   fi

@@ -1,0 +1,257 @@
+/* breaker.c: the <Relay> block at work: collectd notifications in (threshold, unixsock),
+ * the relay module's decision, breaker commands out from their own thread, and the outcome
+ * of each command as an audit line and a notification. */
+#include "config.h"
+
+#include "plugin.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------------------------------
+ * relay outcomes */
+
+/* The collectd notification of one command's outcome: plugin hes, type relay, plugin
+ * instance the meter. The notification callback recognises and ignores these. */
+static void hes_relay_notify(const hes_relay_cmd_t *cmd, int severity, const char *plan_id,
+                             const char *outcome) {
+  notification_t n = {.severity = severity, .time = cdtime()};
+  sstrncpy(n.host, hostname_g, sizeof(n.host));
+  sstrncpy(n.plugin, HES_PLUGIN, sizeof(n.plugin));
+  sstrncpy(n.plugin_instance, cmd->meter, sizeof(n.plugin_instance));
+  sstrncpy(n.type, "relay", sizeof(n.type));
+  sstrncpy(n.type_instance, hes_relay_action_string(cmd->action), sizeof(n.type_instance));
+  snprintf(n.message, sizeof(n.message), "breaker %s on meter %s: %s (rule %s, plan %s)",
+           hes_relay_action_string(cmd->action), cmd->meter, outcome, cmd->rule,
+           plan_id != NULL && plan_id[0] != '\0' ? plan_id : "-");
+  plugin_dispatch_notification(&n);
+}
+
+/* The audit line of an outcome, and its notification. */
+void hes_relay_outcome(const char *plan_id, const char *meter, bool success, const char *why) {
+  hes_relay_cmd_t cmd;
+  if (hes_relay_conf == NULL || !hes_relay_take(hes_relay_conf->relay, plan_id, meter, &cmd))
+    return;
+  INFO(HES_PLUGIN " plugin: relay audit: rule \"%s\" meter %s action %s planId %s outcome %s%s%s",
+       cmd.rule, cmd.meter, hes_relay_action_string(cmd.action), plan_id,
+       success ? "success" : "FAILURE", why != NULL ? ": " : "", why != NULL ? why : "");
+  hes_relay_notify(&cmd, success ? NOTIF_OKAY : NOTIF_FAILURE, plan_id,
+                   success ? "success" : (why != NULL ? why : "failure"));
+}
+
+/* ---------------------------------------------------------------------------------------
+ * relay: notifications in, breaker commands out */
+
+static double hes_unix_now(void) {
+  return CDTIME_T_TO_DOUBLE(cdtime());
+}
+
+static void hes_relay_decision(void *ctx, hes_relay_decision_t d, const char *rule,
+                               const char *meter, hes_relay_action_t action) {
+  hes_relay_conf_t *rc = ctx;
+  hes_server_t *s = rc->server;
+  if (d == HES_RELAY_QUEUED || d == HES_RELAY_SKIP_NO_RULE)
+    return;
+  atomic_fetch_add(&s->count.relay_skipped, 1);
+  const char *what = action != 0 ? hes_relay_action_string(action) : "act";
+  switch (d) {
+  case HES_RELAY_SKIP_HOLDOFF:
+    INFO(HES_PLUGIN " plugin: relay: rule \"%s\": not sending %s to meter %s: it got a command "
+                    "less than Holdoff (%.0f s) ago.",
+         rule, what, meter, rc->holdoff);
+    break;
+  case HES_RELAY_SKIP_RATE:
+  case HES_RELAY_SKIP_QUEUE_FULL:
+  case HES_RELAY_SKIP_UNKNOWN_METER:
+    HES_LOG_LIMITED(&rc->log_skip, LOG_WARNING,
+                    "relay: rule \"%s\": not sending %s to meter %s: %s", rule != NULL ? rule : "-",
+                    what, meter != NULL ? meter : "-",
+                    d == HES_RELAY_SKIP_RATE         ? "over MaxPerMinute; dropped, not queued"
+                    : d == HES_RELAY_SKIP_QUEUE_FULL ? "the command queue is full; dropped"
+                                                     : "not one of the configured meters");
+    break;
+  default:
+    /* Missing-value, first-OKAY and own notifications: by design, counted only. */
+    break;
+  }
+}
+
+static int hes_notification(const notification_t *n, user_data_t *ud) {
+  (void)ud;
+  hes_relay_conf_t *rc = hes_relay_conf;
+  if (rc == NULL || rc->relay == NULL)
+    return 0;
+  char value[64] = "";
+  char threshold[128] = "";
+  bool has_value = false;
+  size_t used = 0;
+  for (const notification_meta_t *m = n->meta; m != NULL; m = m->next) {
+    if (strcmp(m->name, "CurrentValue") == 0) {
+      /* A double from the threshold plugin, a string from unixsock's PUTNOTIF. */
+      if (m->type == NM_TYPE_DOUBLE) {
+        snprintf(value, sizeof(value), "%f", m->nm_value.nm_double);
+        has_value = !isnan(m->nm_value.nm_double);
+      } else if (m->type == NM_TYPE_STRING && m->nm_value.nm_string != NULL) {
+        sstrncpy(value, m->nm_value.nm_string, sizeof(value));
+        has_value = value[0] != '\0';
+      }
+    } else if (m->type == NM_TYPE_DOUBLE && !isnan(m->nm_value.nm_double) &&
+               (strcmp(m->name, "FailureMax") == 0 || strcmp(m->name, "FailureMin") == 0 ||
+                strcmp(m->name, "WarningMax") == 0 || strcmp(m->name, "WarningMin") == 0) &&
+               used < sizeof(threshold)) {
+      int w = snprintf(threshold + used, sizeof(threshold) - used, "%s%s %g", used > 0 ? ", " : "",
+                       m->name, m->nm_value.nm_double);
+      if (w > 0)
+        used += (size_t)w;
+    }
+  }
+  hes_relay_event_t ev = {
+      .severity = n->severity,
+      .time = CDTIME_T_TO_DOUBLE(n->time),
+      .host = n->host,
+      .plugin = n->plugin,
+      .plugin_instance = n->plugin_instance,
+      .type = n->type,
+      .type_instance = n->type_instance,
+      .message = n->message,
+      .has_value = has_value,
+      .value_text = value,
+      .threshold_text = threshold,
+  };
+  hes_relay_submit(rc->relay, &ev, hes_unix_now(), hes_relay_decision, rc);
+  return 0;
+}
+
+static void hes_relay_send(hes_relay_conf_t *rc, const hes_relay_cmd_t *cmd) {
+  hes_server_t *s = rc->server;
+  const char *action = hes_relay_action_string(cmd->action);
+  if (cmd->dry_run) {
+    INFO(HES_PLUGIN " plugin: relay audit: rule \"%s\" meter %s action %s value %s threshold "
+                    "%s planId - outcome dry run: nothing sent",
+         cmd->rule, cmd->meter, action, cmd->value_text,
+         cmd->threshold_text[0] != '\0' ? cmd->threshold_text : "-");
+    hes_relay_notify(cmd, NOTIF_OKAY, NULL, "dry run, nothing sent");
+    return;
+  }
+  const char *meters[1] = {cmd->meter};
+  uint32_t index = cmd->meter_index;
+  hes_api_plan_t plan;
+  hes_api_error_t err;
+  double now = hes_now();
+  hes_plans_request_begin(s->plans);
+  uint64_t sent = hes_api_requests(rc->api);
+  hes_api_result_t r = hes_api_relay(rc->api, now, meters, 1, (int)cmd->action, &plan, &err);
+  atomic_fetch_add(&s->count.http, hes_api_requests(rc->api) - sent);
+  if (r != HES_API_OK) {
+    hes_plans_request_end(s->plans);
+    atomic_fetch_add(&s->count.http_failed, 1);
+    char why[HES_API_MSG_MAX + 64];
+    if (err.kind == HES_API_EHES)
+      snprintf(why, sizeof(why), "HES code %d: %s", err.code, err.msg);
+    else
+      snprintf(why, sizeof(why), "%s: %s", hes_api_result_string(err.kind), err.msg);
+    INFO(HES_PLUGIN " plugin: relay audit: rule \"%s\" meter %s action %s value %s threshold "
+                    "%s planId - outcome FAILURE: not sent: %s",
+         cmd->rule, cmd->meter, action, cmd->value_text,
+         cmd->threshold_text[0] != '\0' ? cmd->threshold_text : "-", why);
+    hes_relay_notify(cmd, NOTIF_FAILURE, NULL, "the command could not be sent");
+    return;
+  }
+  atomic_fetch_add(&s->count.relay_sent, 1);
+  /* Registered as outstanding before the plan, so a push that arrives at once finds it. */
+  hes_relay_sent(rc->relay, cmd, plan.plan_id);
+  INFO(HES_PLUGIN " plugin: relay audit: rule \"%s\" meter %s action %s value %s threshold %s "
+                  "planId %s outcome sent, waiting for the result",
+       cmd->rule, cmd->meter, action, cmd->value_text,
+       cmd->threshold_text[0] != '\0' ? cmd->threshold_text : "-", plan.plan_id);
+  hes_parked_t *parked = NULL;
+  int ar = hes_plans_add(s->plans, plan.plan_id, HES_TAG_RELAY | (uint32_t)cmd->action, NULL,
+                         &index, 1, now + s->plan_timeout, &parked);
+  hes_plans_request_end(s->plans);
+  if (ar != 0) {
+    hes_relay_outcome(plan.plan_id, cmd->meter, false, "the plan could not be tracked");
+    return;
+  }
+  for (hes_parked_t *p = parked; p != NULL; p = p->next)
+    hes_handle_push(s, rc->parser, p->payload, p->len, true);
+  hes_parked_free(parked);
+}
+
+static void *hes_relay_thread(void *arg) {
+  hes_relay_conf_t *rc = arg;
+  hes_relay_cmd_t cmd;
+  for (;;) {
+    if (hes_relay_next(rc->relay, 1.0, &cmd))
+      hes_relay_send(rc, &cmd);
+    else if (!hes_initialised)
+      break;
+  }
+  return NULL;
+}
+
+int hes_relay_start(hes_relay_conf_t *rc) {
+  hes_server_t *s = rc->server;
+  char path[PATH_MAX];
+  snprintf(path, sizeof(path), "%s/hes-relay-%s.state", hes_state_dir_path(), s->name);
+  char err[512] = "";
+  hes_relay_config_t cfg = {
+      .holdoff = rc->holdoff,
+      .max_per_minute = rc->max_per_minute,
+      .dry_run = rc->dry_run,
+      .queue_max = 64,
+      .state_path = path,
+      .meters = s->meters,
+  };
+  rc->relay = hes_relay_new(&cfg, hes_unix_now(), err, sizeof(err));
+  if (rc->relay == NULL) {
+    ERROR(HES_PLUGIN " plugin: <Relay>: %s", err);
+    return -1;
+  }
+  if (err[0] != '\0')
+    WARNING(HES_PLUGIN " plugin: <Relay>: %s", err);
+  for (size_t i = 0; i < rc->rules_num; i++) {
+    const hes_rule_conf_t *r = &rc->rules[i];
+    hes_relay_rule_t rule = {
+        .name = r->name,
+        .plugin = r->plugin,
+        .type = r->type,
+        .type_instance = r->type_instance,
+        .severity = r->severity,
+        .action = r->action,
+        .meters = (const char *const *)r->meters,
+        .meters_num = r->meters_num,
+    };
+    if (hes_relay_add_rule(rc->relay, &rule, err, sizeof(err)) != 0) {
+      ERROR(HES_PLUGIN " plugin: <Relay> <Rule \"%s\">: %s", r->name, err);
+      return -1;
+    }
+  }
+  hes_api_error_t aerr;
+  rc->api = hes_server_api_new(s, &aerr);
+  rc->parser = hes_push_parser_new(0);
+  if (rc->api == NULL || rc->parser == NULL) {
+    ERROR(HES_PLUGIN " plugin: <Relay>: cannot set up the HTTP client: %s",
+          rc->api == NULL ? aerr.msg : "out of memory");
+    return -1;
+  }
+  int status = plugin_thread_create(&rc->thread, hes_relay_thread, rc, "hes relay");
+  if (status != 0) {
+    ERROR(HES_PLUGIN " plugin: <Relay>: cannot start the relay thread: %s", STRERROR(status));
+    return -1;
+  }
+  rc->thread_started = true;
+  status = plugin_register_notification(HES_PLUGIN, hes_notification, NULL);
+  if (status != 0) {
+    ERROR(HES_PLUGIN " plugin: <Relay>: cannot register the notification callback.");
+    return -1;
+  }
+  INFO(HES_PLUGIN " plugin: <Relay>: %zu rule(s) for Server \"%s\", Holdoff %.0f s, "
+                  "MaxPerMinute %d%s, state in %s.",
+       rc->rules_num, s->name, rc->holdoff, rc->max_per_minute,
+       rc->dry_run ? ", DRY RUN: nothing will be sent" : "", path);
+  return 0;
+}

@@ -1,0 +1,289 @@
+/* hes.c: the collectd plugin's entry points. It wires the collectd-free modules together:
+ * a read callback asks the HES for readings (api), an MQTT thread receives the results (mqtt),
+ * matches them to the plans this instance made (plans), parses them (push), converts them
+ * (items) and dispatches collectd values. Here: module_register, init (the types, then per
+ * <Server> the HTTP client, the MQTT thread and the read callback, and the relay thread),
+ * shutdown, and the helpers every glue file uses. */
+#include "config.h"
+
+#include "plugin.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+
+hes_server_t *hes_servers;
+atomic_bool hes_initialised;
+hes_relay_conf_t *hes_relay_conf;
+char *hes_state_dir;
+
+/* ---------------------------------------------------------------------------------------
+ * logging helpers */
+
+void hes_ratelimit_init(hes_ratelimit_t *rl) {
+  pthread_mutex_init(&rl->lock, NULL);
+  rl->window_start = 0;
+  rl->lines = 0;
+  rl->suppressed = 0;
+}
+
+/* Returns true if a line may be logged now; *suppressed_before receives how many lines were
+ * swallowed since the last one that was let through. */
+bool hes_ratelimit_allow(hes_ratelimit_t *rl, uint64_t *suppressed_before) {
+  cdtime_t now = cdtime();
+  bool allow;
+  pthread_mutex_lock(&rl->lock);
+  if (now - rl->window_start >= TIME_T_TO_CDTIME_T(60)) {
+    rl->window_start = now;
+    rl->lines = 0;
+  }
+  allow = rl->lines < HES_LOG_BURST;
+  if (allow) {
+    rl->lines++;
+    *suppressed_before = rl->suppressed;
+    rl->suppressed = 0;
+  } else {
+    rl->suppressed++;
+  }
+  pthread_mutex_unlock(&rl->lock);
+  return allow;
+}
+
+double hes_now(void) {
+  return CDTIME_T_TO_DOUBLE(cdtime());
+}
+
+/* StateDir, or collectd's BaseDir. */
+const char *hes_state_dir_path(void) {
+  if (hes_state_dir != NULL)
+    return hes_state_dir;
+  const char *base = global_option_get("BaseDir");
+  return base != NULL ? base : ".";
+}
+
+/* ---------------------------------------------------------------------------------------
+ * the MQTT thread: pushes in */
+
+static void hes_mqtt_on_message(void *ctx, const char *topic, const void *payload, size_t len) {
+  (void)topic; /* the planId in the payload is what counts: the seed's topics disagree */
+  hes_server_t *s = ctx;
+  hes_handle_push(s, s->mqtt_parser, payload, len, false);
+}
+
+static void hes_mqtt_on_state(void *ctx, bool ready, const char *why) {
+  hes_server_t *s = ctx;
+  if (ready)
+    INFO(HES_PLUGIN " plugin: Server \"%s\": MQTT %s:%d connected, subscribed to \"%s\".", s->name,
+         s->mqtt_host, s->mqtt_port, s->topic_filter);
+  else if (!atomic_load(&hes_initialised))
+    INFO(HES_PLUGIN " plugin: Server \"%s\": MQTT disconnected (shutdown).", s->name);
+  else /* the reason names the broker */
+    WARNING(HES_PLUGIN " plugin: Server \"%s\": MQTT not connected: %s.", s->name,
+            why != NULL ? why : "unknown reason");
+}
+
+static void *hes_mqtt_thread(void *arg) {
+  hes_server_t *s = arg;
+  hes_mqtt_run(s->mqtt);
+  return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * init and shutdown */
+
+/* An HTTP client for the server: the read thread and the relay thread each have one. */
+hes_api_t *hes_server_api_new(const hes_server_t *s, hes_api_error_t *err) {
+  const hes_api_config_t ac = {
+      .url = s->url,
+      .tenant_code = s->tenant,
+      .username = s->username,
+      .password = s->password,
+      .secret_key = s->secret_key,
+      .verify_peer = s->verify_peer,
+      .verify_host = s->verify_host,
+      .ca_cert = s->ca_cert,
+      .timeout_ms = s->timeout_ms,
+  };
+  return hes_api_new(&ac, err);
+}
+
+static int hes_check_type(const char *type) {
+  if (plugin_get_ds(type) != NULL)
+    return 0;
+  ERROR(HES_PLUGIN " plugin: the type \"%s\" is not defined. Load the plugin's types next to "
+                   "collectd's: TypesDB \"/usr/share/collectd/types.db\" "
+                   "\"/usr/share/collectd-hes/hes-types.db\"",
+        type);
+  return -1;
+}
+
+static int hes_server_start(hes_server_t *s) {
+  hes_api_error_t err;
+  s->api = hes_server_api_new(s, &err);
+  if (s->api == NULL) {
+    ERROR(HES_PLUGIN " plugin: Server \"%s\": cannot set up the HTTP client: %s", s->name, err.msg);
+    return -1;
+  }
+  s->read_parser = hes_push_parser_new(0);
+  s->mqtt_parser = hes_push_parser_new(0);
+  s->plans = hes_plans_new(NULL);
+  s->batch_meters = calloc(s->batch_size, sizeof(*s->batch_meters));
+  s->batch_index = calloc(s->batch_size, sizeof(*s->batch_index));
+  if (s->read_parser == NULL || s->mqtt_parser == NULL || s->plans == NULL ||
+      s->batch_meters == NULL || s->batch_index == NULL) {
+    ERROR(HES_PLUGIN " plugin: Server \"%s\": out of memory.", s->name);
+    return -1;
+  }
+  for (size_t i = 0; i < s->frozen_num; i++) {
+    struct hes_frozen *f = &s->frozen[i];
+    char path[PATH_MAX];
+    char why[512] = "";
+    snprintf(path, sizeof(path), "%s/hes-backfill-%s-%s.state", hes_state_dir_path(), s->name,
+             f->item->period);
+    hes_backfill_config_t bc = {
+        .server = s->name,
+        .kind = (hes_backfill_kind_t)f->item->cgcode,
+        .meters = s->meters,
+        .tz = s->tz,
+        .periods = (unsigned)s->backfill_periods,
+        .give_up = (int64_t)s->give_up_after,
+        .hold_gaps = true,
+        .state_path = path,
+    };
+    f->backfill = hes_backfill_new(&bc, why, sizeof(why));
+    if (f->backfill == NULL) {
+      ERROR(HES_PLUGIN " plugin: Server \"%s\": %s: %s", s->name, f->item->name, why);
+      return -1;
+    }
+    if (why[0] != '\0')
+      WARNING(HES_PLUGIN " plugin: Server \"%s\": %s: %s", s->name, f->item->name, why);
+  }
+
+  if (s->mqtt_client_id == NULL) {
+    char id[256];
+    snprintf(id, sizeof(id), "collectd-hes-%s-%s", hostname_g, s->name);
+    s->mqtt_client_id = strdup(id);
+    if (s->mqtt_client_id == NULL)
+      return -1;
+  }
+  snprintf(s->topic_filter, sizeof(s->topic_filter), "/%s/#", s->tenant);
+  char merr[256] = "";
+  hes_mqtt_config_t mc = {
+      .host = s->mqtt_host,
+      .port = s->mqtt_port,
+      .user = s->mqtt_user,
+      .password = s->mqtt_password,
+      .client_id = s->mqtt_client_id,
+      .qos = s->mqtt_qos,
+      .clean_session = s->mqtt_clean_session,
+      .keepalive = s->mqtt_keepalive,
+      .tls = s->mqtt_tls,
+      .ca_cert = s->mqtt_ca_cert,
+      .cert_file = s->mqtt_cert_file,
+      .key_file = s->mqtt_key_file,
+      .tls_protocol = s->mqtt_tls_protocol,
+      .topic = s->topic_filter,
+      .on_message = hes_mqtt_on_message,
+      .on_state = hes_mqtt_on_state,
+      .ctx = s,
+  };
+  s->mqtt = hes_mqtt_new(&mc, merr, sizeof(merr));
+  if (s->mqtt == NULL) {
+    ERROR(HES_PLUGIN " plugin: Server \"%s\": <MQTT>: %s", s->name, merr);
+    return -1;
+  }
+  if (s->mqtt_port == 0)
+    s->mqtt_port = (s->mqtt_tls || s->mqtt_ca_cert || s->mqtt_cert_file) ? 8883 : 1883;
+  int status = plugin_thread_create(&s->mqtt_thread, hes_mqtt_thread, s, "hes mqtt");
+  if (status != 0) {
+    ERROR(HES_PLUGIN " plugin: Server \"%s\": cannot start the MQTT thread: %s", s->name,
+          STRERROR(status));
+    return -1;
+  }
+  s->mqtt_thread_started = true;
+
+  char cb_name[DATA_MAX_NAME_LEN];
+  snprintf(cb_name, sizeof(cb_name), HES_PLUGIN "-%s", s->name);
+  /* No free_func: collectd frees read user data before the shutdown callback runs, while
+   * the MQTT thread still uses the server. hes_shutdown frees it. */
+  status = plugin_register_complex_read(HES_PLUGIN, cb_name, hes_read, s->interval,
+                                        &(user_data_t){.data = s});
+  if (status != 0) {
+    ERROR(HES_PLUGIN " plugin: Server \"%s\": cannot register the read callback.", s->name);
+    return -1;
+  }
+  INFO(HES_PLUGIN " plugin: Server \"%s\": %zu meter(s) x %zu item(s) every %.3f s, batches of "
+                  "%zu, HES %s, broker %s:%d.",
+       s->name, hes_meters_count(s->meters), s->items_num, CDTIME_T_TO_DOUBLE(s->interval),
+       s->batch_size, s->url, s->mqtt_host, s->mqtt_port);
+  return 0;
+}
+
+static int hes_init(void) {
+  if (hes_initialised)
+    return 0;
+  /* Types are complete only now (a TypesDB line may follow the <Plugin> block). */
+  int status = 0;
+  static const char *self_types[] = {"total_requests", "gauge", "total_values", "total_operations"};
+  for (size_t i = 0; i < STATIC_ARRAY_SIZE(self_types); i++)
+    status |= hes_check_type(self_types[i]);
+  for (hes_server_t *s = hes_servers; s != NULL; s = s->next) {
+    for (size_t i = 0; i < s->items_num; i++)
+      status |= hes_check_type(s->items[i]->type);
+    if (s->frozen_num > 0) {
+      static const int channels[] = {5069, 5074, 5084, 5089, 5099};
+      for (size_t i = 0; i < STATIC_ARRAY_SIZE(channels); i++)
+        status |= hes_check_type(hes_item_by_cgcode(channels[i])->type);
+    }
+  }
+  if (status != 0)
+    return -1;
+  hes_initialised = true;
+  for (hes_server_t *s = hes_servers; s != NULL; s = s->next) {
+    if (hes_server_start(s) != 0) {
+      plugin_unregister_read_group(HES_PLUGIN);
+      return -1;
+    }
+  }
+  if (hes_relay_conf != NULL && hes_relay_start(hes_relay_conf) != 0) {
+    plugin_unregister_read_group(HES_PLUGIN);
+    return -1;
+  }
+  return 0;
+}
+
+static int hes_shutdown(void) {
+  hes_initialised = false;
+  if (hes_relay_conf != NULL) {
+    plugin_unregister_notification(HES_PLUGIN);
+    if (hes_relay_conf->thread_started) {
+      hes_relay_stop(hes_relay_conf->relay);
+      pthread_join(hes_relay_conf->thread, NULL);
+    }
+  }
+  for (hes_server_t *s = hes_servers; s != NULL; s = s->next)
+    if (s->mqtt_thread_started)
+      hes_mqtt_stop(s->mqtt);
+  while (hes_servers != NULL) {
+    hes_server_t *s = hes_servers;
+    hes_servers = s->next;
+    if (s->mqtt_thread_started)
+      pthread_join(s->mqtt_thread, NULL);
+    hes_server_free(s);
+  }
+  hes_relay_conf_free(hes_relay_conf);
+  hes_relay_conf = NULL;
+  free(hes_state_dir);
+  hes_state_dir = NULL;
+  return 0;
+}
+
+void module_register(void);
+void module_register(void) {
+  plugin_register_complex_config(HES_PLUGIN, hes_config);
+  plugin_register_init(HES_PLUGIN, hes_init);
+  plugin_register_shutdown(HES_PLUGIN, hes_shutdown);
+}

@@ -1,0 +1,217 @@
+/* plugin.h: what the collectd glue of the hes plugin shares across its files (src/plugin/):
+ * the state of a <Server> and of the <Relay> block, the counters, the rate-limited log macro,
+ * and the functions one glue file calls in another. They are not static, but hes.so exports
+ * module_register only (-export-symbols-regex in Makefile.am).
+ *
+ * The glue, by duty: hes.c (module_register, init, shutdown, the threads), config.c (the
+ * <Plugin hes> block), read.c (the read round, readings pushes, self-metrics), billing.c
+ * (frozen items, the 4.1 loop), breaker.c (notifications in, breaker commands out). These are
+ * the only files that include collectd's headers.
+ *
+ * Threads: collectd's read threads call hes_read (never twice at once for one server); one
+ * MQTT thread per server, made with plugin_thread_create so dispatches carry the plugin's
+ * context. They share the plans table (its own lock) and atomic counters; each thread has
+ * its own push parser and api handle. */
+#ifndef HES_PLUGIN_H
+#define HES_PLUGIN_H
+
+#include "collectd/core/daemon/collectd.h"
+#include "collectd/core/daemon/plugin.h"
+#include "collectd/core/utils/common/common.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "api.h"
+#include "backfill.h"
+#include "items.h"
+#include "meters.h"
+#include "mqtt.h"
+#include "plans.h"
+#include "push.h"
+#include "relay.h"
+#include "tz.h"
+
+#define HES_PLUGIN    "hes"
+#define HES_BATCH_MAX 10000
+#define HES_ITEMS_MAX 64
+/* How long the first read waits for the MQTT subscription before it gives up on the round:
+ * without the subscription the round's results would be lost. */
+#define HES_READY_WAIT 2.0
+/* Log lines of one kind per minute per server, before they are summarised. */
+#define HES_LOG_BURST 5
+/* Plans of relay commands carry this bit in their tag; reading plans carry the cgcode. */
+#define HES_TAG_RELAY 0x80000000u
+#define HES_RULES_MAX 64
+
+/* A small log rate limiter: HES_LOG_BURST lines per minute, then one line saying how many
+ * were suppressed. c_complain does not fit: it backs off to a day and is not thread-safe. */
+typedef struct {
+  pthread_mutex_t lock;
+  cdtime_t window_start;
+  int lines;
+  uint64_t suppressed;
+} hes_ratelimit_t;
+
+typedef struct {
+  atomic_uint_fast64_t http;
+  atomic_uint_fast64_t http_failed;
+  atomic_uint_fast64_t dispatched;
+  atomic_uint_fast64_t missing;
+  atomic_uint_fast64_t rejected;
+  atomic_uint_fast64_t relay_sent;
+  atomic_uint_fast64_t relay_skipped;
+} hes_counters_t;
+
+typedef struct hes_server {
+  struct hes_server *next;
+  char *name;
+
+  /* HES */
+  char *url;
+  char *tenant;
+  char *username;
+  char *password;
+  char *secret_key;
+  char *ca_cert;
+  bool verify_peer;
+  bool verify_host;
+  long timeout_ms;
+
+  /* MQTT */
+  char *mqtt_host;
+  int mqtt_port;
+  char *mqtt_user;
+  char *mqtt_password;
+  char *mqtt_client_id;
+  int mqtt_qos;
+  bool mqtt_clean_session;
+  int mqtt_keepalive;
+  bool mqtt_tls;
+  char *mqtt_ca_cert;
+  char *mqtt_cert_file;
+  char *mqtt_key_file;
+  char *mqtt_tls_protocol;
+
+  /* what to read */
+  hes_meters_t *meters;
+  const hes_item_t *items[HES_ITEMS_MAX];
+  size_t items_num;
+  size_t batch_size;
+  cdtime_t interval;
+  double plan_timeout;
+
+  /* frozen items: the seed's 4.1 loop (history, then re-read what is missing, repeat) */
+  struct hes_frozen {
+    const hes_item_t *item;
+    hes_backfill_t *backfill;
+  } frozen[3];
+  size_t frozen_num;
+  int backfill_periods;
+  double retry_interval;
+  double give_up_after; /* 0: the backfill module's default */
+  char *time_zone;      /* NULL: the host's */
+  hes_tz_t *tz;
+  double frozen_last; /* when the last 4.1 round ran */
+
+  /* runtime */
+  char topic_filter[128];
+  hes_api_t *api;                 /* read thread only */
+  hes_push_parser_t *read_parser; /* read thread only: parked pushes */
+  hes_push_parser_t *mqtt_parser; /* MQTT thread only */
+  hes_plans_t *plans;
+  hes_mqtt_t *mqtt;
+  pthread_t mqtt_thread;
+  bool mqtt_thread_started;
+  const char **batch_meters; /* read thread scratch: batch_size entries */
+  uint32_t *batch_index;
+  bool ready_once;
+  hes_counters_t count;
+  hes_ratelimit_t log_http;
+  hes_ratelimit_t log_push;
+  hes_ratelimit_t log_value;
+  hes_ratelimit_t log_missing;
+} hes_server_t;
+
+typedef struct {
+  char *name;
+  char *plugin;
+  char *type;
+  char *type_instance;
+  int severity;
+  hes_relay_action_t action;
+  char **meters;
+  size_t meters_num;
+} hes_rule_conf_t;
+
+/* The <Relay> block and its runtime: the commands go out from their own thread with their
+ * own api handle, so a long read round never delays a breaker command. */
+typedef struct {
+  char *server_name;
+  hes_server_t *server;
+  double holdoff;
+  int max_per_minute;
+  bool dry_run;
+  hes_rule_conf_t rules[HES_RULES_MAX];
+  size_t rules_num;
+
+  hes_relay_t *relay;
+  hes_api_t *api;            /* relay thread only */
+  hes_push_parser_t *parser; /* relay thread only: parked pushes */
+  pthread_t thread;
+  bool thread_started;
+  hes_ratelimit_t log_skip;
+} hes_relay_conf_t;
+
+#define HES_LOG_LIMITED(rl, level, fmt, ...)                                                       \
+  do {                                                                                             \
+    uint64_t hes_suppressed_;                                                                      \
+    if (hes_ratelimit_allow((rl), &hes_suppressed_)) {                                             \
+      if (hes_suppressed_ > 0)                                                                     \
+        plugin_log((level), HES_PLUGIN " plugin: " fmt " (%" PRIu64 " similar lines suppressed)",  \
+                   __VA_ARGS__, hes_suppressed_);                                                  \
+      else                                                                                         \
+        plugin_log((level), HES_PLUGIN " plugin: " fmt, __VA_ARGS__);                              \
+    }                                                                                              \
+  } while (0)
+
+/* Defined in hes.c; filled by config.c, before init, in collectd's main thread. */
+extern hes_server_t *hes_servers;
+extern atomic_bool hes_initialised;
+extern hes_relay_conf_t *hes_relay_conf; /* NULL: no <Relay> block */
+extern char *hes_state_dir;              /* NULL: collectd's BaseDir */
+
+/* hes.c: logging, clock, state directory, HTTP client */
+void hes_ratelimit_init(hes_ratelimit_t *rl);
+bool hes_ratelimit_allow(hes_ratelimit_t *rl, uint64_t *suppressed_before);
+double hes_now(void);
+const char *hes_state_dir_path(void);
+hes_api_t *hes_server_api_new(const hes_server_t *s, hes_api_error_t *err);
+
+/* config.c */
+void hes_server_free(hes_server_t *s);
+void hes_relay_conf_free(hes_relay_conf_t *rc);
+int hes_config(oconfig_item_t *ci);
+
+/* read.c */
+void hes_dispatch_gauge(const char *plugin_instance, const char *type, const char *type_instance,
+                        cdtime_t time, cdtime_t interval, gauge_t g);
+void hes_handle_push(hes_server_t *s, hes_push_parser_t *parser, const void *payload, size_t len,
+                     bool parked);
+void hes_log_api_error(hes_server_t *s, const hes_api_error_t *err, const char *what);
+int hes_read(user_data_t *ud);
+
+/* billing.c */
+struct hes_frozen *hes_frozen_of(hes_server_t *s, uint32_t cgcode);
+void hes_frozen_record(hes_server_t *s, struct hes_frozen *f, const hes_push_t *push,
+                       const char *source);
+void hes_frozen_dispatch(hes_server_t *s, struct hes_frozen *f);
+void hes_frozen_round(hes_server_t *s, struct hes_frozen *f, int64_t now);
+
+/* breaker.c */
+void hes_relay_outcome(const char *plan_id, const char *meter, bool success, const char *why);
+int hes_relay_start(hes_relay_conf_t *rc);
+
+#endif
