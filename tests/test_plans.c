@@ -702,6 +702,56 @@ static void test_tombstone_max(void **state) {
   hes_plans_free(p);
 }
 
+/* The missing callback runs after the plans lock is released: a callback that uses the
+ * table again (registers a follow-up plan, reads the stats, finishes another plan) must
+ * not deadlock. With the callback under the lock, this test hangs. */
+typedef struct {
+  hes_plans_t *p;
+  size_t calls;
+  size_t pending_seen;
+} reenter_t;
+
+static void reenter_cb(void *ctx, const char *plan_id, uint32_t tag, void *user,
+                       const uint32_t *meters, size_t n) {
+  (void)tag;
+  (void)user;
+  (void)meters;
+  (void)n;
+  reenter_t *r = ctx;
+  r->calls++;
+  hes_plans_stats_t st;
+  hes_plans_stats(r->p, &st);
+  r->pending_seen = st.plans_pending;
+  char again[64];
+  snprintf(again, sizeof(again), "%s-retry", plan_id);
+  const uint32_t m[] = {1};
+  assert_int_equal(hes_plans_add(r->p, again, 0, NULL, m, 1, 1000, NULL), 0);
+  hes_plans_finish(r->p, "other", NULL, NULL);
+  assert_int_equal(hes_plans_answer(r->p, again, 1), 1);
+}
+
+static void test_missing_reenters(void **state) {
+  (void)state;
+  hes_plans_t *p = hes_plans_new(NULL);
+  reenter_t r = {.p = p};
+  const uint32_t m[] = {1, 2};
+  assert_int_equal(add(p, "A", m, 2, 10), 0);
+  assert_int_equal(add(p, "B", m, 2, 20), 0);
+  assert_int_equal(add(p, "other", m, 2, 500), 0);
+  assert_int_equal(hes_plans_expire(p, 30, reenter_cb, &r), 2);
+  assert_int_equal(r.calls, 2);
+  assert_int_equal(hes_plans_lookup(p, "A-retry", 31, NULL, 0, NULL), HES_PLAN_DUPLICATE);
+  assert_int_equal(hes_plans_lookup(p, "B-retry", 31, NULL, 0, NULL), HES_PLAN_DUPLICATE);
+  assert_int_equal(hes_plans_lookup(p, "other", 31, NULL, 0, NULL), HES_PLAN_DUPLICATE);
+  assert_int_equal(r.pending_seen, 0);
+
+  assert_int_equal(add(p, "C", m, 2, 100), 0);
+  hes_plans_finish(p, "C", reenter_cb, &r);
+  assert_int_equal(r.calls, 3);
+  assert_int_equal(hes_plans_lookup(p, "C-retry", 31, NULL, 0, NULL), HES_PLAN_DUPLICATE);
+  hes_plans_free(p);
+}
+
 static void test_missing_exact(void **state) {
   (void)state;
   hes_plans_t *p = hes_plans_new(NULL);
@@ -931,6 +981,7 @@ int main(void) {
       cmocka_unit_test(test_tombstone_ttl),
       cmocka_unit_test(test_tombstone_max),
       cmocka_unit_test(test_missing_exact),
+      cmocka_unit_test(test_missing_reenters),
       cmocka_unit_test(test_100k_meters),
       cmocka_unit_test(test_threads),
   };

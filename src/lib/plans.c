@@ -21,8 +21,6 @@
  * push from making us hash megabytes. */
 #define PLAN_ID_MAX       64
 #define TABLE_MIN_BUCKETS 16
-/* Meters reported per callback when the scratch array cannot grow. */
-#define MISSING_CHUNK 256
 
 typedef struct hnode {
   struct hnode *next;
@@ -76,8 +74,6 @@ struct hes_plans {
   size_t heap_len, heap_cap;
   tomb_t *tomb_oldest, *tomb_newest;
   pgroup_t *group_first, *group_last;
-  uint32_t *scratch;
-  size_t scratch_cap;
   size_t in_flight;
   /* The largest `now` seen: answer and finish take no time, yet their tombstones need one. */
   double clock;
@@ -417,55 +413,49 @@ static long plan_index(const plan_t *pl, uint32_t meter) {
   return (lo < pl->n && pl->meters[lo] == meter) ? (long)lo : -1;
 }
 
-static void report_missing(hes_plans_t *p, const plan_t *pl, hes_plans_missing_cb cb, void *ctx) {
-  size_t k = pl->n - pl->answered;
-  if (k == 0 || cb == NULL)
-    return;
-  if (p->scratch_cap < k) {
-    uint32_t *ns = realloc(p->scratch, k * sizeof(*ns));
-    if (ns != NULL) {
-      p->st.memory += (k - p->scratch_cap) * sizeof(*ns);
-      p->scratch = ns;
-      p->scratch_cap = k;
-    }
-  }
-  if (p->scratch_cap >= k) {
-    size_t j = 0;
-    for (size_t i = 0; i < pl->n; i++) {
-      if (!plan_bit(pl, i))
-        p->scratch[j++] = pl->meters[i];
-    }
-    cb(ctx, pl->id, pl->tag, pl->user, p->scratch, j);
-    return;
-  }
-  /* Out of memory: several calls for one plan are better than none. */
-  uint32_t chunk[MISSING_CHUNK];
-  size_t j = 0;
-  for (size_t i = 0; i < pl->n; i++) {
-    if (plan_bit(pl, i))
-      continue;
-    chunk[j++] = pl->meters[i];
-    if (j == MISSING_CHUNK) {
-      cb(ctx, pl->id, pl->tag, pl->user, chunk, j);
-      j = 0;
-    }
-  }
-  if (j > 0)
-    cb(ctx, pl->id, pl->tag, pl->user, chunk, j);
-}
-
-/* Ends an open plan: reports what never answered, leaves a tombstone of `kind`. */
-static void plan_close(hes_plans_t *p, plan_t *pl, hes_plan_lookup_t kind, hes_plans_missing_cb cb,
-                       void *ctx) {
+/* Ends an open plan: leaves a tombstone of `kind`. A plan with meters that never answered
+ * goes onto *closed (detached, no longer counted in st.memory) when closed is not NULL, to be
+ * reported by report_closed once the lock is released; otherwise it is freed. */
+static void plan_close(hes_plans_t *p, plan_t *pl, hes_plan_lookup_t kind, plan_t **closed) {
   size_t unanswered = pl->n - pl->answered;
-  report_missing(p, pl, cb, ctx);
   p->st.missing += unanswered;
   p->st.meters_pending -= unanswered;
   p->st.plans_pending--;
   heap_remove(p, pl);
   table_remove(&p->plans, &pl->h);
   tomb_add(p, pl->id, pl->h.hash, kind);
+  if (closed != NULL && unanswered > 0) {
+    p->st.memory -= pl->alloc_size;
+    pl->h.next = (hnode_t *)*closed;
+    *closed = pl;
+    return;
+  }
   plans__release(p, pl, pl->alloc_size);
+}
+
+/* Reports the meters that never answered of the plans plan_close set aside, and frees them.
+ * Called without the lock: the callback may log, notify, or call hes_plans_* again. The
+ * plans are detached, so their meters[] can hold the unanswered meters in place. */
+static void report_closed(plan_t *closed, hes_plans_missing_cb cb, void *ctx) {
+  plan_t *in_order = NULL; /* plan_close pushed them newest first */
+  while (closed != NULL) {
+    plan_t *pl = closed;
+    closed = (plan_t *)pl->h.next;
+    pl->h.next = (hnode_t *)in_order;
+    in_order = pl;
+  }
+  closed = in_order;
+  while (closed != NULL) {
+    plan_t *pl = closed;
+    closed = (plan_t *)pl->h.next;
+    size_t j = 0;
+    for (size_t i = 0; i < pl->n; i++)
+      if (!plan_bit(pl, i))
+        pl->meters[j++] = pl->meters[i];
+    if (cb != NULL && j > 0)
+      cb(ctx, pl->id, pl->tag, pl->user, pl->meters, j);
+    free(pl);
+  }
 }
 
 static void plans_clock(hes_plans_t *p, double now) {
@@ -534,7 +524,6 @@ void hes_plans_free(hes_plans_t *p) {
     hes_parked_free(g->head);
     free(g);
   }
-  free(p->scratch);
   free(p->plans.buckets);
   free(p->tombs.buckets);
   free(p->groups.buckets);
@@ -711,7 +700,7 @@ int hes_plans_answer(hes_plans_t *p, const char *plan_id, uint32_t meter) {
       pl->answered++;
       p->st.meters_pending--;
       if (pl->answered == pl->n)
-        plan_close(p, pl, HES_PLAN_DUPLICATE, NULL, NULL);
+        plan_close(p, pl, HES_PLAN_DUPLICATE, NULL);
       r = 1;
     }
   } else {
@@ -733,21 +722,24 @@ void hes_plans_finish(hes_plans_t *p, const char *plan_id, hes_plans_missing_cb 
   if (p == NULL || id_len == 0)
     return;
   uint32_t hash = plans__hash(plan_id, id_len);
+  plan_t *closed = NULL;
   pthread_mutex_lock(&p->lock);
   plan_t *pl = (plan_t *)table_find(&p->plans, plan_id, hash);
   if (pl != NULL)
-    plan_close(p, pl, HES_PLAN_DUPLICATE, cb, ctx);
+    plan_close(p, pl, HES_PLAN_DUPLICATE, cb != NULL ? &closed : NULL);
   pthread_mutex_unlock(&p->lock);
+  report_closed(closed, cb, ctx);
 }
 
 size_t hes_plans_expire(hes_plans_t *p, double now, hes_plans_missing_cb cb, void *ctx) {
   if (p == NULL || isnan(now))
     return 0;
   size_t expired = 0;
+  plan_t *closed = NULL;
   pthread_mutex_lock(&p->lock);
   plans_clock(p, now);
   while (p->heap_len > 0 && p->heap[0]->deadline <= now) {
-    plan_close(p, p->heap[0], HES_PLAN_LATE, cb, ctx);
+    plan_close(p, p->heap[0], HES_PLAN_LATE, cb != NULL ? &closed : NULL);
     expired++;
   }
   if (p->st.parked > 0)
@@ -755,6 +747,7 @@ size_t hes_plans_expire(hes_plans_t *p, double now, hes_plans_missing_cb cb, voi
   while (p->tomb_oldest != NULL && p->tomb_oldest->at + p->cfg.tombstone_ttl <= now)
     tomb_forget_oldest(p);
   pthread_mutex_unlock(&p->lock);
+  report_closed(closed, cb, ctx);
   return expired;
 }
 
