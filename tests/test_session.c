@@ -336,6 +336,12 @@ static void test_one_push(void **state) {
   fx_t *f = *state;
   const uint32_t m[] = {0, 1};
   assert_int_equal(add(f, &f->frozen_route, 1, "FROZEN", m, 2, 10), 0);
+  /* a push of the wrong kind is rejected and is not the plan's one push */
+  push_relay(f, "FROZEN", "1");
+  assert_int_equal(f->b.rejected_calls, 1);
+  assert_int_equal(f->b.reject_kinds[0], HES_SESSION_REJECT_KIND);
+  assert_int_equal(f->b.done, 0);
+  assert_int_equal(f->b.relays, 0);
   const char *p = "{\"planId\":\"FROZEN\",\"data\":{\"status\":\"00\",\"list\":["
                   "{\"devAddr\":\"202407100002\",\"timestamp\":1720540800000,\"channelData\":["
                   "{\"unit\":\"kWh\",\"value\":\"1\",\"cgcode\":\"5069\"},"

@@ -193,10 +193,13 @@ static void route_push(hes_session_t *s, worker_t *w, const void *payload, size_
     reject(sink, route->user, &rj);
   }
   if (push.kind != HES_PUSH_EMPTY && push.kind != route->kind) {
+    /* Not this plan's result: the plan goes on waiting for one (or expires). */
     hes_session_reject_t rj = {
         .kind = HES_SESSION_REJECT_KIND, .plan_id = push.plan_id, .len = len, .count = 1};
     reject(sink, route->user, &rj);
-  } else if (push.kind == HES_PUSH_ARCHIVE) {
+    return;
+  }
+  if (push.kind == HES_PUSH_ARCHIVE) {
     if (sink->archive != NULL)
       sink->archive(route->user, &plan, &push);
   } else if (push.kind != HES_PUSH_EMPTY) {

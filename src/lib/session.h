@@ -58,7 +58,7 @@ typedef enum {
   HES_SESSION_REJECT_SKIPPED, /* `count` malformed entries of a push: detail says why */
   HES_SESSION_REJECT_METER,   /* a reading for a meter not configured: dev[0..dev_len) */
   HES_SESSION_REJECT_CGCODE,  /* a reading of another cgcode than its plan's: meter, cgcode */
-  HES_SESSION_REJECT_KIND,    /* a push of another kind than its plan's route */
+  HES_SESSION_REJECT_KIND,    /* a push of another kind than its plan's: the plan waits on */
 } hes_session_reject_kind_t;
 
 typedef struct {
