@@ -11,7 +11,11 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -423,6 +427,119 @@ static void test_request_counted(void **state) {
   assert_int_equal(st.plans.foreign, 1);
 }
 
+/* ---- counted requests, against a scripted HTTP server on 127.0.0.1 --------------------- */
+
+static struct {
+  pthread_mutex_t lock;
+  const char *const *script; /* "STATUS BODY" */
+  size_t pos, n;
+  unsigned requests;
+} http = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static enum MHD_Result http_handler(void *cls, struct MHD_Connection *c, const char *url,
+                                    const char *method, const char *version,
+                                    const char *upload_data, size_t *upload_size, void **con_cls) {
+  (void)cls;
+  (void)url;
+  (void)method;
+  (void)version;
+  (void)upload_data;
+  static int started;
+  if (*con_cls == NULL) {
+    *con_cls = &started;
+    return MHD_YES;
+  }
+  if (*upload_size != 0) {
+    *upload_size = 0; /* the body is not looked at */
+    return MHD_YES;
+  }
+  pthread_mutex_lock(&http.lock);
+  const char *line = http.pos < http.n ? http.script[http.pos++] : "599 {}";
+  http.requests++;
+  pthread_mutex_unlock(&http.lock);
+  unsigned status = (unsigned)strtoul(line, NULL, 10);
+  const char *body = strchr(line, ' ') + 1;
+  struct MHD_Response *r =
+      MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
+  if (r == NULL)
+    return MHD_NO;
+  MHD_add_response_header(r, "Content-Type", "application/json;charset=UTF-8");
+  enum MHD_Result ret = MHD_queue_response(c, status, r);
+  MHD_destroy_response(r);
+  return ret;
+}
+
+static void sent_cb(void *ctx, const hes_api_plan_t *plan) {
+  snprintf(ctx, 64, "%s", plan->plan_id);
+}
+
+/* A call whose token turns out stale sends four requests (getToken, the call, getToken, the
+ * retry): all four are counted, not one per call. */
+static void test_every_request_counted(void **state) {
+  fx_t *f = *state;
+  static const char *const script[] = {
+      "200 {\"code\":200,\"msg\":\"success\",\"data\":{\"token\":\"tokA\",\"expireIn\":7200}}",
+      "401 {}",
+      "200 {\"code\":200,\"msg\":\"success\",\"data\":{\"token\":\"tokB\",\"expireIn\":7200}}",
+      "200 "
+      "{\"code\":200,\"msg\":\"success\",\"data\":{\"planId\":\"PLAN-1\",\"topicId\":\"/t/x\"}}",
+      "500 <html>busy</html>",
+  };
+  http.script = script;
+  http.n = 5;
+  http.pos = 0;
+  http.requests = 0;
+  struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  struct MHD_Daemon *d =
+      MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, http_handler, NULL,
+                       MHD_OPTION_SOCK_ADDR, &sin, MHD_OPTION_END);
+  assert_non_null(d);
+  const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+  char url[64];
+  snprintf(url, sizeof(url), "http://127.0.0.1:%u", (unsigned)info->port);
+  hes_api_config_t api = f->api;
+  api.url = url;
+  hes_session_config_t cfg = {.api = &api, .meters = f->meters, .now = clock_now};
+  char why[256];
+  hes_session_t *s = hes_session_new(&cfg, why, sizeof(why));
+  assert_non_null(s);
+  hes_api_error_t err;
+  hes_session_client_t *c = hes_session_client_new(s, &err);
+  assert_non_null(c);
+
+  const uint32_t m[] = {0, 1};
+  char named[64] = "";
+  hes_session_request_t rq = {.route = &f->read_route,
+                              .tag = 1,
+                              .meters = m,
+                              .n = 2,
+                              .timeout = 5,
+                              .sent = sent_cb,
+                              .ctx = named};
+  hes_api_plan_t plan;
+  assert_int_equal(hes_session_read_single(c, &rq, 5069, &plan, &err), HES_API_OK);
+  assert_string_equal(plan.plan_id, "PLAN-1");
+  assert_string_equal(named, "PLAN-1");
+  hes_session_stats_t st;
+  hes_session_stats(s, &st);
+  assert_int_equal(http.requests, 4);
+  assert_int_equal(st.http, 4);
+  assert_int_equal(st.http_failed, 0);
+  assert_int_equal(st.plans.plans_pending, 1);
+
+  /* a failed call: its one request counted, and the failure */
+  assert_int_not_equal(hes_session_read_single(c, &rq, 5069, &plan, &err), HES_API_OK);
+  hes_session_stats(s, &st);
+  assert_int_equal(http.requests, 5);
+  assert_int_equal(st.http, 5);
+  assert_int_equal(st.http_failed, 1);
+  assert_int_equal(st.plans.plans_pending, 1);
+
+  hes_session_client_free(c);
+  hes_session_free(s);
+  MHD_stop_daemon(d);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_begin_add_end, setup, teardown),
@@ -431,6 +548,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_one_push, setup, teardown),
       cmocka_unit_test_setup_teardown(test_expiry_reenters, setup, teardown),
       cmocka_unit_test_setup_teardown(test_request_counted, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_every_request_counted, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
