@@ -123,14 +123,9 @@ void hes_count_rejected(hes_server_t *s, const hes_session_reject_t *why) {
                     "not configured",
                     s->name, why->plan_id, (int)(why->dev_len > 32 ? 32 : why->dev_len), why->dev);
     break;
-  case HES_SESSION_REJECT_CGCODE: {
+  case HES_SESSION_REJECT_CGCODE: /* only readSingle routes check the cgcode */
     atomic_fetch_add(&s->count.rejected, 1);
-    HES_LOG_LIMITED(&s->log_value, LOG_WARNING,
-                    "Server \"%s\": plan %s: meter %s: dropped a reading of cgcode %d, which "
-                    "the plan did not ask for",
-                    s->name, why->plan_id, hes_meters_at(s->meters, why->meter), why->cgcode);
     break;
-  }
   case HES_SESSION_REJECT_KIND:
     atomic_fetch_add(&s->count.rejected, 1);
     HES_LOG_LIMITED(&s->log_push, LOG_WARNING,
@@ -141,7 +136,18 @@ void hes_count_rejected(hes_server_t *s, const hes_session_reject_t *why) {
 }
 
 static void hes_read_rejected(void *user, const hes_session_reject_t *why) {
-  hes_count_rejected(((const hes_read_route_t *)user)->server, why);
+  const hes_read_route_t *rr = user;
+  hes_server_t *s = rr->server;
+  if (why->kind != HES_SESSION_REJECT_CGCODE) {
+    hes_count_rejected(s, why);
+    return;
+  }
+  atomic_fetch_add(&s->count.rejected, 1);
+  HES_LOG_LIMITED(&s->log_value, LOG_WARNING,
+                  "Server \"%s\": plan %s: meter %s: dropped a reading of cgcode %d, the plan "
+                  "asked for %s",
+                  s->name, why->plan_id, hes_meters_at(s->meters, why->meter), why->cgcode,
+                  rr->item->name);
 }
 
 /* Count and log. Runs without any lock held (the session's contract). */
