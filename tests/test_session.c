@@ -13,9 +13,11 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -540,6 +542,75 @@ static void test_every_request_counted(void **state) {
   MHD_stop_daemon(d);
 }
 
+/* ---- the MQTT thread and a requesting thread at once ---------------------------------- */
+
+enum { RACE_PLANS = 300 };
+
+typedef struct {
+  fx_t *f;
+  atomic_int begun; /* plans whose request is in flight or done */
+  atomic_int answers[RACE_PLANS];
+  atomic_int calls;
+} race_t;
+
+static void race_readings(void *user, const hes_session_plan_t *plan, const hes_push_t *push,
+                          const uint32_t *meter) {
+  race_t *r = user;
+  atomic_fetch_add(&r->calls, 1);
+  for (size_t i = 0; i < push->count; i++)
+    if (meter[i] != HES_METER_NONE)
+      atomic_fetch_add(&r->answers[plan->tag], 1);
+}
+
+static void *race_pusher(void *arg) {
+  race_t *r = arg;
+  for (int i = 0; i < RACE_PLANS; i++) {
+    while (atomic_load(&r->begun) <= i)
+      ; /* the push is sent once the request is in flight, as the HES does */
+    char id[32];
+    snprintf(id, sizeof(id), "RACE-%d", i);
+    push_readings(r->f, id, "00", "12", 5069);
+    if (i % 3 == 0) /* a QoS 1 redelivery */
+      push_readings(r->f, id, "00", "12", 5069);
+  }
+  return NULL;
+}
+
+/* Pushes race their plan's registration: each lands before the planId is known (parked, then
+ * replayed by the requesting thread) or after (routed by the pushing thread). Either way
+ * each meter of each plan reaches the sink exactly once. */
+static void test_push_races_request(void **state) {
+  fx_t *f = *state;
+  static race_t r;
+  memset(&r, 0, sizeof(r));
+  r.f = f;
+  static const hes_session_sink_t sink = {.readings = race_readings};
+  hes_session_route_t route = {
+      .sink = &sink, .user = &r, .kind = HES_PUSH_READINGS, .cgcode = 5069};
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, race_pusher, &r), 0);
+  const uint32_t m[] = {0, 1};
+  for (int i = 0; i < RACE_PLANS; i++) {
+    char id[32];
+    snprintf(id, sizeof(id), "RACE-%d", i);
+    hes_session_begin(f->c);
+    atomic_store(&r.begun, i + 1);
+    if (i % 2 == 0)
+      sched_yield(); /* give the push a chance to come first */
+    assert_int_equal(hes_session_add(f->c, &route, (uint32_t)i, id, m, 2, 100), 0);
+    hes_session_end(f->c);
+  }
+  pthread_join(t, NULL);
+  for (int i = 0; i < RACE_PLANS; i++)
+    assert_int_equal(atomic_load(&r.answers[i]), 2);
+  hes_session_stats_t st;
+  hes_session_stats(f->s, &st);
+  assert_int_equal(st.plans.plans_pending, 0);
+  assert_int_equal(st.plans.parked, 0);
+  assert_int_equal(st.plans.foreign, 0);
+  assert_int_equal(st.plans.dropped, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_begin_add_end, setup, teardown),
@@ -549,6 +620,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_expiry_reenters, setup, teardown),
       cmocka_unit_test_setup_teardown(test_request_counted, setup, teardown),
       cmocka_unit_test_setup_teardown(test_every_request_counted, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_push_races_request, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
