@@ -208,22 +208,32 @@ static bool hes_frozen_read(hes_server_t *s, struct hes_frozen *f, int64_t t, co
 }
 
 /* One round of the seed's 4.1 loop for one frozen item: for every freeze time still
- * incomplete, history first, then a real-time read of the meters history lacked. Returns
- * false when the deadline passed. */
+ * incomplete, history first, then a real-time read of the meters history lacked. A round cut
+ * short by its deadline leaves f->resume at the freeze time it was on, and the next round
+ * starts there (then wraps to the older ones), so a slow HES cannot keep the newer freeze
+ * times waiting behind the oldest. Returns false when the deadline passed. */
 static bool hes_frozen_round(hes_server_t *s, struct hes_frozen *f, int64_t now, double deadline) {
   int64_t times[64];
   hes_backfill_advance(f->backfill, now);
   size_t nt = hes_backfill_due(f->backfill, times, STATIC_ARRAY_SIZE(times));
-  for (size_t i = 0; i < nt; i++) {
+  size_t start = 0;
+  while (f->resume != 0 && start < nt && times[start] < f->resume)
+    start++;
+  if (start == nt)
+    start = 0;
+  for (size_t k = 0; k < nt; k++) {
+    int64_t t = times[(start + k) % nt];
     char when[HES_TZ_FORMAT_SIZE];
-    if (!hes_tz_format(s->tz, times[i], when, sizeof(when)))
+    if (!hes_tz_format(s->tz, t, when, sizeof(when)))
       continue;
-    if (!hes_frozen_history(s, f, times[i], when, deadline) ||
-        !hes_frozen_read(s, f, times[i], when, deadline))
+    if (!hes_frozen_history(s, f, t, when, deadline) || !hes_frozen_read(s, f, t, when, deadline)) {
+      f->resume = t;
       return false;
+    }
     /* Periods complete now go out without waiting for the round to end. */
     hes_frozen_dispatch(s, f);
   }
+  f->resume = 0;
   return true;
 }
 
@@ -256,12 +266,16 @@ static void *hes_billing_thread(void *arg) {
       continue;
     s->frozen_last = now;
     double deadline = now + s->retry_interval;
-    for (size_t i = 0; i < s->frozen_num; i++) {
+    /* The item a round cut short was on goes first next time: none starves the others. */
+    size_t first = s->frozen_next;
+    for (size_t k = 0; k < s->frozen_num; k++) {
+      size_t i = (first + k) % s->frozen_num;
       if (!hes_frozen_round(s, &s->frozen[i], (int64_t)hes_now(), deadline)) {
+        s->frozen_next = i;
         HES_LOG_LIMITED(&s->log_http, LOG_WARNING,
                         "Server \"%s\": the billing round took longer than RetryInterval "
-                        "(%.0f s); the rest waits for the next round",
-                        s->name, s->retry_interval);
+                        "(%.0f s); the next one resumes with %s",
+                        s->name, s->retry_interval, s->frozen[i].item->name);
         break;
       }
     }

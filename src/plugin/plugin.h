@@ -124,6 +124,7 @@ typedef struct hes_server {
     hes_backfill_t *backfill;
     hes_session_route_t route; /* its readFrozen plans' pushes */
     struct hes_server *server;
+    int64_t resume; /* billing thread: the freeze time a round cut short was on; 0: none */
   } frozen[3];
   size_t frozen_num;
   int backfill_periods;
@@ -132,6 +133,7 @@ typedef struct hes_server {
   char *time_zone;      /* NULL: the host's */
   hes_tz_t *tz;
   double frozen_last; /* billing thread: when the last 4.1 round ran */
+  size_t frozen_next; /* billing thread: the item the next round starts with */
 
   /* runtime */
   char topic_filter[128];
