@@ -717,6 +717,53 @@ int hes_plans_answer(hes_plans_t *p, const char *plan_id, uint32_t meter) {
   return r;
 }
 
+size_t hes_plans_answer_batch(hes_plans_t *p, const char *plan_id, uint32_t *meters, size_t n) {
+  size_t id_len = valid_id_len(plan_id);
+  if (p == NULL || id_len == 0) {
+    for (size_t i = 0; i < n; i++)
+      meters[i] = UINT32_MAX;
+    return 0;
+  }
+  uint32_t hash = plans__hash(plan_id, id_len);
+  size_t kept = 0, i = 0;
+  pthread_mutex_lock(&p->lock);
+  plan_t *pl = (plan_t *)table_find(&p->plans, plan_id, hash);
+  for (; pl != NULL && i < n; i++) {
+    if (meters[i] == UINT32_MAX)
+      continue;
+    long k = plan_index(pl, meters[i]);
+    if (k < 0) {
+      meters[i] = UINT32_MAX;
+    } else if (plan_bit(pl, (size_t)k)) {
+      p->st.duplicate++;
+      meters[i] = UINT32_MAX;
+    } else {
+      pl->bits[k / 64] |= UINT64_C(1) << (k % 64);
+      pl->answered++;
+      p->st.meters_pending--;
+      kept++;
+      if (pl->answered == pl->n) {
+        plan_close(p, pl, HES_PLAN_DUPLICATE, NULL);
+        pl = NULL; /* the rest are repeats of a finished plan, as for hes_plans_answer */
+      }
+    }
+  }
+  if (i < n) {
+    const tomb_t *t = (const tomb_t *)table_find(&p->tombs, plan_id, hash);
+    for (; i < n; i++) {
+      if (meters[i] == UINT32_MAX)
+        continue;
+      if (t != NULL && t->kind == HES_PLAN_DUPLICATE)
+        p->st.duplicate++;
+      else if (t != NULL)
+        p->st.late++;
+      meters[i] = UINT32_MAX;
+    }
+  }
+  pthread_mutex_unlock(&p->lock);
+  return kept;
+}
+
 void hes_plans_finish(hes_plans_t *p, const char *plan_id, hes_plans_missing_cb cb, void *ctx) {
   size_t id_len = valid_id_len(plan_id);
   if (p == NULL || id_len == 0)

@@ -109,6 +109,11 @@ hes_plan_lookup_t hes_plans_lookup(hes_plans_t *p, const char *plan_id, double n
  * as late. */
 int hes_plans_answer(hes_plans_t *p, const char *plan_id, uint32_t meter);
 
+/* hes_plans_answer for meters[0..n-1] under one lock and one lookup (a push's readings):
+ * each entry that hes_plans_answer would not answer 1 for is set to UINT32_MAX (entries that
+ * are UINT32_MAX already are skipped), with the same counting. Returns the entries kept. */
+size_t hes_plans_answer_batch(hes_plans_t *p, const char *plan_id, uint32_t *meters, size_t n);
+
 /* Finishes a plan whose final push has been handled (status partial or failure, or a
  * push kind that answers as a whole): meters that never answered are reported missing. */
 void hes_plans_finish(hes_plans_t *p, const char *plan_id, hes_plans_missing_cb cb, void *ctx);

@@ -3,6 +3,9 @@
 
 #include "session.h"
 
+_Static_assert(HES_METER_NONE == UINT32_MAX,
+               "hes_plans_answer_batch's skip mark is HES_METER_NONE");
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -128,9 +131,11 @@ static void route_readings(hes_session_t *s, worker_t *w, const hes_session_plan
       reject(route->sink, route->user, &rj);
       continue;
     }
-    if (hes_plans_answer(s->plans, plan->plan_id, idx) == 1)
-      w->meter[i] = idx; /* otherwise a repeat (counted by plans) or not in the plan */
+    w->meter[i] = idx;
   }
+  /* One lock and one lookup for the push: repeats (counted by plans) and meters not in the
+   * plan become HES_METER_NONE. */
+  hes_plans_answer_batch(s->plans, plan->plan_id, w->meter, push->count);
 }
 
 /* Frozen entries: several per meter, each of the plan's meters given. */

@@ -132,6 +132,12 @@ void hes_billing_routes(hes_server_t *s) {
 /* ---------------------------------------------------------------------------------------
  * the 4.1 loop */
 
+/* Whether the round must stop sending: its deadline passed, or shutdown is under way (a round
+ * may otherwise outlast collectd's shutdown by up to RetryInterval). */
+static bool hes_billing_over(hes_server_t *s, double deadline) {
+  return atomic_load(&s->billing_stop) || hes_now() >= deadline;
+}
+
 /* Gathers up to batch_size meters still missing at freeze time t, from index *from on. */
 static size_t hes_frozen_batch(hes_server_t *s, struct hes_frozen *f, int64_t t, uint32_t *from) {
   size_t n = 0;
@@ -159,7 +165,7 @@ static bool hes_frozen_history(hes_server_t *s, struct hes_frozen *f, int64_t t,
   uint32_t from = 0;
   size_t n;
   while ((n = hes_frozen_batch(s, f, t, &from)) > 0 && hes_backfill_room(f->backfill) > 0) {
-    if (hes_now() >= deadline)
+    if (hes_billing_over(s, deadline))
       return false;
     hes_api_error_t err;
     hes_api_history_t *h = hes_session_history_new(s->billing_client, true, s->billing_index, n,
@@ -172,7 +178,7 @@ static bool hes_frozen_history(hes_server_t *s, struct hes_frozen *f, int64_t t,
         break;
       if (page.kind == HES_PUSH_CHANNELS)
         hes_frozen_record(s, f, &page, "historyFrozen");
-      if (hes_now() >= deadline)
+      if (hes_billing_over(s, deadline))
         break; /* what this page brought is kept; the rest waits for the next round */
     }
     hes_api_history_free(h);
@@ -189,7 +195,7 @@ static bool hes_frozen_read(hes_server_t *s, struct hes_frozen *f, int64_t t, co
   uint32_t from = 0;
   size_t n;
   while ((n = hes_frozen_batch(s, f, t, &from)) > 0) {
-    if (hes_now() >= deadline)
+    if (hes_billing_over(s, deadline))
       return false;
     hes_session_request_t rq = {
         .route = &f->route,
@@ -245,9 +251,9 @@ static bool hes_billing_wait(hes_server_t *s, double seconds) {
   ts.tv_sec = (time_t)t;
   ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
   pthread_mutex_lock(&s->billing_lock);
-  if (!s->billing_stop)
+  if (!atomic_load(&s->billing_stop))
     pthread_cond_timedwait(&s->billing_cond, &s->billing_lock, &ts);
-  bool go_on = !s->billing_stop;
+  bool go_on = !atomic_load(&s->billing_stop);
   pthread_mutex_unlock(&s->billing_lock);
   return go_on;
 }
@@ -272,10 +278,11 @@ static void *hes_billing_thread(void *arg) {
       size_t i = (first + k) % s->frozen_num;
       if (!hes_frozen_round(s, &s->frozen[i], (int64_t)hes_now(), deadline)) {
         s->frozen_next = i;
-        HES_LOG_LIMITED(&s->log_http, LOG_WARNING,
-                        "Server \"%s\": the billing round took longer than RetryInterval "
-                        "(%.0f s); the next one resumes with %s",
-                        s->name, s->retry_interval, s->frozen[i].item->name);
+        if (!atomic_load(&s->billing_stop))
+          HES_LOG_LIMITED(&s->log_http, LOG_WARNING,
+                          "Server \"%s\": the billing round took longer than RetryInterval "
+                          "(%.0f s); the next one resumes with %s",
+                          s->name, s->retry_interval, s->frozen[i].item->name);
         break;
       }
     }
@@ -310,7 +317,7 @@ void hes_billing_stop(hes_server_t *s) {
   if (!s->billing_started)
     return;
   pthread_mutex_lock(&s->billing_lock);
-  s->billing_stop = true;
+  atomic_store(&s->billing_stop, true);
   pthread_cond_signal(&s->billing_cond);
   pthread_mutex_unlock(&s->billing_lock);
   pthread_join(s->billing_thread, NULL);

@@ -155,8 +155,8 @@ typedef struct hes_server {
   bool billing_started;
   pthread_mutex_t billing_lock;
   pthread_cond_t billing_cond;
-  bool billing_sync; /* billing_lock and _cond initialised */
-  bool billing_stop;
+  bool billing_sync;        /* billing_lock and _cond initialised */
+  atomic_bool billing_stop; /* read without the lock by the billing round */
   hes_counters_t count;
   hes_ratelimit_t log_http;
   hes_ratelimit_t log_push;
