@@ -1,7 +1,8 @@
-/* plans: the table shared by the read thread (which adds plans and expires them) and the
- * MQTT thread (which classifies pushes and answers meters). Everything sits behind one
- * mutex; every operation is O(1) or O(log n) in the number of open plans, so the MQTT thread
- * never waits behind a scan.
+/* plans: the table shared by the threads that send requests (which add plans; the read
+ * thread also expires them) and the MQTT thread (which classifies pushes and answers
+ * meters). Everything sits behind one mutex; every operation is O(1) or O(log n) in the
+ * number of open plans, so the MQTT thread never waits behind a scan, and no callback runs
+ * under it.
  *
  * Three hash tables keyed by planId (open plans, tombstones, parked pushes) share one small
  * intrusive chained table. Open plans also sit in a binary min-heap by deadline, so expiry
