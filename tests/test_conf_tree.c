@@ -1,4 +1,4 @@
-/* test_hesctl_conf: hesctl's reader of collectd's config syntax. Trees are dumped to text and
+/* test_conf_tree: hesctl's reader of collectd's config syntax. Trees are dumped to text and
  * compared whole (golden strings), every error is checked to the letter (file:line: why),
  * the shipped conf/hes.conf must parse, and random mutations of a valid file must give a
  * tree or an error, never a crash (run it under ASan). */
@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hesctl_conf.h"
+#include "conf_tree.h"
 
 typedef struct {
   char buf[8192];
@@ -34,21 +34,21 @@ static void dump_add(dump_t *d, const char *fmt, ...) {
 
 /* One line per item: key, then values as s"..." (quoted), w:word, n:number, b:bool;
  * blocks as <key ...> with their children indented, then </key>. */
-static void dump_item(dump_t *d, const hesctl_ci_t *ci, int depth) {
+static void dump_item(dump_t *d, const hes_conf_node_t *ci, int depth) {
   dump_add(d, "%*s%s%s@%d", depth * 2, "", ci->block ? "<" : "", ci->key, ci->line);
   for (size_t i = 0; i < ci->nvalues; i++) {
-    const hesctl_cv_t *v = &ci->values[i];
+    const hes_conf_value_t *v = &ci->values[i];
     switch (v->type) {
-    case HESCTL_CV_STRING:
+    case HES_CONF_STRING:
       if (v->quoted)
         dump_add(d, " s\"%s\"", v->s);
       else
         dump_add(d, " w:%s", v->s);
       break;
-    case HESCTL_CV_NUMBER:
+    case HES_CONF_NUMBER:
       dump_add(d, " n:%g", v->n);
       break;
-    case HESCTL_CV_BOOL:
+    case HES_CONF_BOOL:
       dump_add(d, " b:%s", v->b ? "true" : "false");
       break;
     }
@@ -64,7 +64,7 @@ static void dump_item(dump_t *d, const hesctl_ci_t *ci, int depth) {
 static const char *dump_of(const char *text) {
   static dump_t d;
   char err[256] = "";
-  hesctl_ci_t *root = hesctl_conf_parse(text, strlen(text), "t.conf", err, sizeof(err));
+  hes_conf_node_t *root = hes_conf_tree_parse(text, strlen(text), "t.conf", err, sizeof(err));
   if (root == NULL)
     fail_msg("parse failed: %s", err);
   d.len = 0;
@@ -72,7 +72,7 @@ static const char *dump_of(const char *text) {
   assert_true(root->block);
   for (size_t i = 0; i < root->nchildren; i++)
     dump_item(&d, &root->children[i], 0);
-  hesctl_conf_free(root);
+  hes_conf_tree_free(root);
   return d.buf;
 }
 
@@ -80,7 +80,7 @@ static const char *dump_of(const char *text) {
 static const char *error_of(const char *text, size_t len) {
   static char err[256];
   err[0] = '\0';
-  hesctl_ci_t *root = hesctl_conf_parse(text, len, "t.conf", err, sizeof(err));
+  hes_conf_node_t *root = hes_conf_tree_parse(text, len, "t.conf", err, sizeof(err));
   assert_null(root);
   return err;
 }
@@ -100,7 +100,7 @@ static void test_values(void **state) {
                       "Flags@4 b:true b:false b:true b:false b:true b:false\n"
                       "Words@5 w:hes w:csv.so w:a:b\n"
                       "Quoted@6 s\"1883\" s\"true\" s\"\"\n"
-                      "NotNumbers@7 w:0x10 w:1. w:.5 w:1e w:12ab\n");
+                      "NotNumbers@7 n:16 w:1. n:0.5 w:1e w:12ab\n");
 }
 
 static void test_blocks_comments_continuation(void **state) {
@@ -173,21 +173,21 @@ static void test_depth_and_size(void **state) {
   (void)state;
   char text[2048];
   size_t n = 0;
-  for (int i = 0; i < HESCTL_CONF_MAX_DEPTH; i++)
+  for (int i = 0; i < HES_CONF_MAX_DEPTH; i++)
     n += (size_t)snprintf(text + n, sizeof(text) - n, "<B%d>\n", i);
-  for (int i = HESCTL_CONF_MAX_DEPTH - 1; i >= 0; i--)
+  for (int i = HES_CONF_MAX_DEPTH - 1; i >= 0; i--)
     n += (size_t)snprintf(text + n, sizeof(text) - n, "</B%d>\n", i);
   char err[256];
-  hesctl_ci_t *root = hesctl_conf_parse(text, n, "t.conf", err, sizeof(err));
+  hes_conf_node_t *root = hes_conf_tree_parse(text, n, "t.conf", err, sizeof(err));
   assert_non_null(root);
-  hesctl_conf_free(root);
+  hes_conf_tree_free(root);
 
   n = 0;
-  for (int i = 0; i <= HESCTL_CONF_MAX_DEPTH; i++)
+  for (int i = 0; i <= HES_CONF_MAX_DEPTH; i++)
     n += (size_t)snprintf(text + n, sizeof(text) - n, "<B%d>\n", i);
   assert_string_equal(error_of(text, n), "t.conf:17: blocks nested deeper than 16");
 
-  size_t big = HESCTL_CONF_MAX_BYTES + 1;
+  size_t big = HES_CONF_MAX_BYTES + 1;
   char *huge = malloc(big);
   assert_non_null(huge);
   memset(huge, '\n', big);
@@ -201,12 +201,12 @@ static void test_shipped_conf(void **state) {
   char path[4096];
   snprintf(path, sizeof(path), "%s/conf/hes.conf", top != NULL ? top : ".");
   char err[512] = "";
-  hesctl_ci_t *root = hesctl_conf_parse_file(path, err, sizeof(err));
+  hes_conf_node_t *root = hes_conf_tree_read(path, err, sizeof(err));
   if (root == NULL)
     fail_msg("%s", err);
-  const hesctl_ci_t *server = NULL;
+  const hes_conf_node_t *server = NULL;
   for (size_t i = 0; i < root->nchildren; i++) {
-    const hesctl_ci_t *p = &root->children[i];
+    const hes_conf_node_t *p = &root->children[i];
     if (p->block && strcmp(p->key, "Plugin") == 0 && p->nvalues == 1 &&
         strcmp(p->values[0].s, "hes") == 0 && p->nchildren > 0)
       server = &p->children[0];
@@ -223,10 +223,10 @@ static void test_shipped_conf(void **state) {
   }
   assert_string_equal(url, "https://hes.example.com");
   assert_string_equal(tenant, "1000000067");
-  hesctl_conf_free(root);
+  hes_conf_tree_free(root);
 
   err[0] = '\0';
-  assert_null(hesctl_conf_parse_file("/nonexistent/hes.conf", err, sizeof(err)));
+  assert_null(hes_conf_tree_read("/nonexistent/hes.conf", err, sizeof(err)));
   assert_string_equal(err, "/nonexistent/hes.conf: No such file or directory");
 }
 
@@ -278,10 +278,10 @@ static void test_random_mutations(void **state) {
       }
     }
     char err[256] = "";
-    hesctl_ci_t *root = hesctl_conf_parse(text, len, "t.conf", err, sizeof(err));
+    hes_conf_node_t *root = hes_conf_tree_parse(text, len, "t.conf", err, sizeof(err));
     if (root != NULL) {
       parsed++;
-      hesctl_conf_free(root);
+      hes_conf_tree_free(root);
     } else {
       refused++;
       if (strncmp(err, "t.conf:", 7) != 0)
