@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "conf_tree.h"
 
@@ -116,7 +117,7 @@ static void test_blocks_comments_continuation(void **state) {
                               "      Host \"h\"\r\n"
                               "    </mqtt>\n"
                               "  </Server>   # done\n"
-                              "  <Relay>\n"
+                              "  <Relay>\n" /* no argument, no item: dropped, as collectd does */
                               "  </Relay>\n"
                               "</Plugin>"),
                       "LoadPlugin@3 w:hes\n"
@@ -127,8 +128,6 @@ static void test_blocks_comments_continuation(void **state) {
                       "      Host@9 s\"h\"\n"
                       "    </MQTT>\n"
                       "  </Server>\n"
-                      "  <Relay@12>\n"
-                      "  </Relay>\n"
                       "</Plugin>\n");
   assert_string_equal(dump_of(""), "");
   assert_string_equal(dump_of("\n\n# only comments\n   \n"), "");
@@ -230,6 +229,84 @@ static void test_shipped_conf(void **state) {
   assert_string_equal(err, "/nonexistent/hes.conf: No such file or directory");
 }
 
+static void write_file(const char *dir, const char *name, const char *text) {
+  char path[4096];
+  snprintf(path, sizeof(path), "%s/%s", dir, name);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  assert_int_equal(fclose(f), 0);
+}
+
+/* Include as collectd does it: a directory's files in name order (dot files skipped,
+ * recursively), a glob, a Filter, at a file's top level only (an Include in a block stays an
+ * item); a path that matches nothing is skipped; each item keeps the file and line it came from; a
+ * loop stops at 8 levels. */
+static void test_include(void **state) {
+  (void)state;
+  char dir[] = "/tmp/test_conf_tree.XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char sub[4200], path[4200], text[4096];
+  snprintf(sub, sizeof(sub), "%s/d", dir);
+  assert_int_equal(mkdir(sub, 0700), 0);
+  write_file(sub, "b.conf", "B 2\n");
+  write_file(sub, "a.conf", "A 1\n");
+  write_file(sub, ".hidden.conf", "Hidden 1\n");
+  write_file(sub, "c.txt", "C 3\n");
+  write_file(dir, "g1.conf", "G1 \"x\"\n");
+  write_file(dir, "g2.conf", "G2 \"y\"\n");
+  snprintf(text, sizeof(text),
+           "First 0\n"
+           "<Include \"%s/d\">\n  Filter \"*.conf\"\n</Include>\n"
+           "Include \"%s/g*.conf\"\nInclude \"%s/none*.conf\"\n"
+           "<Plugin hes>\n  Include \"%s/g*.conf\"\n</Plugin>\n"
+           "Last 9\n",
+           dir, dir, dir, dir);
+  write_file(dir, "main.conf", text);
+  snprintf(path, sizeof(path), "%s/main.conf", dir);
+  char err[512] = "";
+  hes_conf_node_t *root = hes_conf_tree_read(path, err, sizeof(err));
+  if (root == NULL)
+    fail_msg("%s", err);
+  dump_t d = {.len = 0};
+  for (size_t i = 0; i < root->nchildren; i++)
+    dump_item(&d, &root->children[i], 0);
+  char want[4096];
+  snprintf(want, sizeof(want),
+           "First@1 n:0\n"
+           "A@1 n:1\n"
+           "B@1 n:2\n"
+           "G1@1 s\"x\"\n"
+           "G2@1 s\"y\"\n"
+           "<Plugin@7 w:hes>\n"
+           "  Include@8 s\"%s/g*.conf\"\n"
+           "</Plugin>\n"
+           "Last@10 n:9\n",
+           dir);
+  assert_string_equal(d.buf, want);
+  snprintf(path, sizeof(path), "%s/d/a.conf", dir);
+  assert_string_equal(root->children[1].file, path);
+  hes_conf_tree_free(root);
+
+  /* a file that includes itself */
+  snprintf(text, sizeof(text), "Include \"%s/loop.conf\"\n", dir);
+  write_file(dir, "loop.conf", text);
+  snprintf(path, sizeof(path), "%s/loop.conf", dir);
+  assert_null(hes_conf_tree_read(path, err, sizeof(err)));
+  assert_non_null(strstr(err, "Include nested deeper than 8"));
+  /* a syntax error in an included file names that file */
+  write_file(dir, "bad.inc", "<Oops>\n");
+  snprintf(text, sizeof(text), "Include \"%s/bad.inc\"\n", dir);
+  write_file(dir, "top.conf", text);
+  snprintf(path, sizeof(path), "%s/top.conf", dir);
+  assert_null(hes_conf_tree_read(path, err, sizeof(err)));
+  snprintf(text, sizeof(text), "%s/bad.inc:2: <Oops> of line 1 is not closed", dir);
+  assert_string_equal(err, text);
+
+  snprintf(text, sizeof(text), "rm -rf '%s'", dir);
+  assert_int_equal(system(text), 0);
+}
+
 /* Random single-byte edits, insertions and cuts of a valid file: a tree or an error naming
  * t.conf, never a crash or a leak. */
 static void test_random_mutations(void **state) {
@@ -295,9 +372,10 @@ static void test_random_mutations(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_values),       cmocka_unit_test(test_blocks_comments_continuation),
-      cmocka_unit_test(test_errors),       cmocka_unit_test(test_depth_and_size),
-      cmocka_unit_test(test_shipped_conf), cmocka_unit_test(test_random_mutations),
+      cmocka_unit_test(test_values),           cmocka_unit_test(test_blocks_comments_continuation),
+      cmocka_unit_test(test_errors),           cmocka_unit_test(test_depth_and_size),
+      cmocka_unit_test(test_shipped_conf),     cmocka_unit_test(test_include),
+      cmocka_unit_test(test_random_mutations),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,6 +9,8 @@
 
 #include "conf.h"
 
+#include "backfill.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -508,6 +510,16 @@ static int conf__server_finish(conf_ctx_t *c, hes_conf_server_t *s, const char *
     s->mqtt_port = hes_conf_mqtt_port(0, s->mqtt_tls, s->mqtt_ca_cert, s->mqtt_cert_file);
 
   /* Only both written can disagree: each default above stays inside the others. */
+  for (size_t i = 0; i < s->frozen_num && give_up_set; i++) {
+    int64_t max = hes_backfill_give_up_max((hes_backfill_kind_t)s->frozen[i]->cgcode,
+                                           (unsigned)s->backfill_periods);
+    if (s->give_up_after > (double)max)
+      return conf__fail(c, NULL,
+                        "%s: option \"GiveUpAfter\" (%.15g s) is too long for \"%s\" with "
+                        "BackfillPeriods %d: set GiveUpAfter to at most %lld.",
+                        block, s->give_up_after, s->frozen[i]->name, s->backfill_periods,
+                        (long long)max);
+  }
   if (s->timeout_ms >= s->interval * 1000)
     return conf__fail(c, NULL,
                       "%s: option \"Timeout\" (%.15g ms) must be below the Interval (%.15g s): a "
@@ -564,8 +576,7 @@ static int conf__server_check(conf_ctx_t *c, hes_conf_server_t *s, const char *b
   char why[256] = "";
   s->tz = hes_tz_load(s->time_zone, why, sizeof(why));
   if (s->tz == NULL)
-    return conf__fail(c, NULL, "%s: option \"TimeZone\": \"%s\": %s", block,
-                      s->time_zone != NULL ? s->time_zone : "(the host's)", why);
+    return conf__fail(c, NULL, "%s: option \"TimeZone\": %s.", block, why);
   if (hes_meters_seal(s->meters) != HES_METERS_OK)
     return conf__fail(c, NULL, "%s: out of memory indexing the meters.", block);
   return 0;

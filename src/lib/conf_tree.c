@@ -292,6 +292,13 @@ static bool conf__statement(conf_ctx_t *c, conf_state_t *st, const char *p) {
       return false;
     }
     st->depth--;
+    /* collectd's parser keeps a statement only if it has values or children: an empty
+     * <Relay></Relay> is not there at all. The closed block is its parent's last child. */
+    if (block->nvalues == 0 && block->nchildren == 0) {
+      hes_conf_node_t *parent = conf__current(st);
+      conf__free_item(block);
+      parent->nchildren--;
+    }
     return conf__line_end(c, p + 1);
   }
   bool tag = *p == '<';
@@ -552,15 +559,14 @@ static hes_conf_node_t *conf__read_generic(const char *path, const char *filter,
   return root;
 }
 
-/* Replaces each Include in node (at any depth) by the items it names. */
+/* Replaces each Include among a file's top-level items by the items it names. collectd
+ * includes nothing from within a block: an Include there stays an item, and the config
+ * module refuses it as an unknown key, as the plugin does. */
 static int conf__includes(hes_conf_node_t *node, int depth, char *err, size_t errlen) {
   for (size_t i = 0; i < node->nchildren; i++) {
     hes_conf_node_t *inc = &node->children[i];
-    if (strcasecmp(inc->key, "Include") != 0) {
-      if (conf__includes(inc, depth, err, errlen) != 0)
-        return -1;
+    if (strcasecmp(inc->key, "Include") != 0)
       continue;
-    }
     if (inc->nvalues != 1 || inc->values[0].type != HES_CONF_STRING) {
       snprintf(err, errlen, "%s:%d: Include needs exactly one string argument", inc->file,
                inc->line);

@@ -10,8 +10,9 @@
  *
  *   Include "path" / <Include "path"> Filter "*.conf" </Include>   as collectd does it: a
  *                                  file, a directory (its files in name order, recursively,
- *                                  dot files skipped) or a shell glob; anywhere in the tree;
- *                                  a path that matches nothing is skipped; 8 levels at most
+ *                                  dot files skipped) or a shell glob; at a file's top level
+ *                                  only (collectd includes nothing from within a block); a
+ *                                  path that matches nothing is skipped; 8 levels at most
  *
  * The result is a tree of items, each with its file and line number, so the caller's errors can
  * name file:line as well. Errors name file:line and what was wrong. Bounded: files larger
