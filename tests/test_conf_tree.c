@@ -94,14 +94,14 @@ static void test_values(void **state) {
                               "Flags true False YES no On off\n"
                               "Words hes csv.so a:b\n"
                               "Quoted \"1883\" \"true\" \"\"\n"
-                              "NotNumbers 0x10 1. .5 1e 12ab\n"),
+                              "Edges 0x10 1. .5 1e 12ab 1e4 1.5e3 017\n"),
                       "URL@1 s\"http://h/\"q\"\\x\"\n"
                       "Port@2 n:1883\n"
                       "Neg@3 n:-1250 n:3 n:0.25\n"
                       "Flags@4 b:true b:false b:true b:false b:true b:false\n"
                       "Words@5 w:hes w:csv.so w:a:b\n"
                       "Quoted@6 s\"1883\" s\"true\" s\"\"\n"
-                      "NotNumbers@7 n:16 w:1. n:0.5 w:1e w:12ab\n");
+                      "Edges@7 n:16 w:1. n:0.5 w:1e w:12ab w:1e4 w:1.5e3 n:17\n");
 }
 
 static void test_blocks_comments_continuation(void **state) {

@@ -68,8 +68,8 @@ static bool conf__word_char(int ch) {
   return ch > ' ' && ch < 0x7f && ch != '"' && ch != '<' && ch != '>' && ch != '#' && ch != '\\';
 }
 
-/* collectd's NUMBER: [+-]?digits, [+-]?[digits].digits[e[+-]digits], 0x hex; converted by
- * strtod as collectd does (so an "octal" 017 is 17). */
+/* collectd's NUMBER: [+-]?digits, [+-]?[digits].digits[e{+|-}digits], 0x hex; converted by
+ * strtod as collectd does (so an "octal" 017 is 17). Anything else is a word (1e4 too). */
 static bool conf__is_number(const char *s, double *out) {
   const char *p = s;
   if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X') && isxdigit((unsigned char)p[2])) {
@@ -86,17 +86,20 @@ static bool conf__is_number(const char *s, double *out) {
     return false;
   while (isdigit((unsigned char)*p))
     p++;
-  if (*p == '.') {
+  bool fraction = *p == '.';
+  if (fraction) {
     p++;
     if (!isdigit((unsigned char)*p))
       return false;
     while (isdigit((unsigned char)*p))
       p++;
   }
-  if (*p == 'e' || *p == 'E') {
+  /* collectd's scanner: an exponent only after a fraction, and with its sign (1.5e+3) */
+  if (fraction && (*p == 'e' || *p == 'E')) {
     p++;
-    if (*p == '+' || *p == '-')
-      p++;
+    if (*p != '+' && *p != '-')
+      return false;
+    p++;
     if (!isdigit((unsigned char)*p))
       return false;
     while (isdigit((unsigned char)*p))

@@ -1,7 +1,7 @@
-/* libFuzzer target for hesctl's collectd-config reader (hes_conf_tree_parse in
- * src/lib/conf_tree.c). Any byte sequence is parsed; an accepted tree is checked against
- * conf_tree.h's promises (key syntax, typed values, depth, line numbers in file order),
- * printed back as config text and parsed again, and the two trees must be equal. A refused
+/* libFuzzer target for the config tree's reader of collectd's syntax (hes_conf_tree_parse
+ * in src/lib/conf_tree.c), which hesctl uses. Any byte sequence is parsed; an accepted tree is
+ * checked against conf_tree.h's promises (key syntax, typed values, depth, line numbers in file
+ * order), printed back as config text and parsed again, and the two trees must be equal. A refused
  * input must come with a "fuzz:<line>: why" message. Built and run by tests/fuzz/run_all.sh. */
 #include "config.h"
 
@@ -22,7 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define CHECK(cond)                                                                                \
   do {                                                                                             \
     if (!(cond)) {                                                                                 \
-      fprintf(stderr, "fuzz_conf_tree: broken promise: %s (line %d)\n", #cond, __LINE__);        \
+      fprintf(stderr, "fuzz_conf_tree: broken promise: %s (line %d)\n", #cond, __LINE__);          \
       abort();                                                                                     \
     }                                                                                              \
   } while (0)
@@ -40,6 +40,8 @@ static void check_item(const hes_conf_node_t *ci, size_t depth, int *last_line) 
   CHECK(isalpha((unsigned char)ci->key[0]) || ci->key[0] == '_');
   for (const char *k = ci->key; *k; k++)
     CHECK(isalnum((unsigned char)*k) || *k == '_' || *k == '.' || *k == '-');
+  CHECK(ci->file != NULL && strcmp(ci->file, "fuzz") == 0);
+  CHECK(!ci->block || ci->nvalues > 0 || ci->nchildren > 0); /* empty blocks are dropped */
   CHECK(ci->line >= *last_line);
   *last_line = ci->line;
   CHECK(ci->nvalues == 0 || ci->values != NULL);
