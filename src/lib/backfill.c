@@ -14,11 +14,12 @@
 #include "config.h"
 
 #include "backfill.h"
-#include "fileio.h"
+#include "statefile.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -297,35 +298,22 @@ static bool bf__int64(const char *s, const char *end, int64_t *out) {
   return true;
 }
 
-typedef struct {
-  char *p;   /* next unread */
-  char *end; /* end of buffer */
-} bf_reader_t;
+/* The next line (without '\n'), NUL-terminated in place; NULL at the end, for a last line
+ * without '\n' or for a line holding a NUL byte. */
+static char *bf__line(hes_statefile_lines_t *r) {
+  char *line;
 
-/* The next line (without '\n'), NUL-terminated in place; NULL at the end or for a last line
- * without '\n'. */
-static char *bf__line(bf_reader_t *r) {
-  char *line = r->p;
-  char *nl;
-
-  if (r->p >= r->end)
-    return NULL;
-  nl = memchr(r->p, '\n', (size_t)(r->end - r->p));
-  if (nl == NULL)
-    return NULL;
-  *nl = '\0';
-  r->p = nl + 1;
-  return line;
+  return hes_statefile_line(r, &line) == 1 ? line : NULL;
 }
 
 typedef enum { LOAD_OK, LOAD_CORRUPT, LOAD_FOREIGN, LOAD_NOMEM } bf_load_t;
 
-/* Parses the state file text into b's slots. Caller frees b's slots on failure. why gets the
- * reason. */
-static bf_load_t bf__parse(hes_backfill_t *b, char *text, size_t len, int64_t *times,
+/* Parses the state file's body (what follows the header line, up to end) into b's slots.
+ * Caller frees b's slots on failure. why gets the reason. */
+static bf_load_t bf__parse(hes_backfill_t *b, char *body, char *end, int64_t *times,
                            bool *same_list, size_t *mapped, size_t *dropped, char *why,
                            size_t whylen) {
-  bf_reader_t r = {text, text + len};
+  hes_statefile_lines_t r;
   char *line;
   char *s;
   char *e;
@@ -338,15 +326,11 @@ static bf_load_t bf__parse(hes_backfill_t *b, char *text, size_t len, int64_t *t
   size_t skip;
   uint64_t *seen;
 
-  if (memchr(text, '\0', len) != NULL) {
+  if (memchr(body, '\0', (size_t)(end - body)) != NULL) {
     snprintf(why, whylen, "a NUL byte");
     return LOAD_CORRUPT;
   }
-  line = bf__line(&r);
-  if (line == NULL || strcmp(line, STATE_HEADER) != 0) {
-    snprintf(why, whylen, "not a backfill state file (bad first line)");
-    return LOAD_CORRUPT;
-  }
+  hes_statefile_lines_init(&r, body, end);
   line = bf__line(&r);
   if (line == NULL || strncmp(line, "server ", 7) != 0) {
     snprintf(why, whylen, "no server line");
@@ -504,29 +488,33 @@ static bool bf__load(hes_backfill_t *b, char *err, size_t errlen) {
   bool same = false;
   size_t mapped = 0;
   size_t dropped = 0;
+  char *body = NULL;
   char why[200] = "";
-  const char *suffix;
-  bf_load_t rc;
-  int io;
+  char aside[PATH_MAX + 64];
+  bf_load_t rc = LOAD_CORRUPT;
 
   max += ((size_t)b->nmeters * 2 + 1024) * (HES_METER_MAX_LEN + 4 + (b->slots_cap + 3) / 4);
   max += (size_t)b->slots_cap * 21;
   b->state = HES_BACKFILL_STATE_NONE;
   if (b->state_path == NULL)
     return true;
-  io = hes_file_read(b->state_path, max, &text, &len);
-  if (io == ENOENT)
+  switch (hes_statefile_read(b->state_path, STATE_HEADER, "backfill state file", max, &text, &len,
+                             &body, why, sizeof(why))) {
+  case HES_STATEFILE_NONE:
     return true;
-  if (io == ENOMEM)
+  case HES_STATEFILE_NOMEM:
     return false;
-  if (io != 0) {
+  case HES_STATEFILE_BAD:
     rc = LOAD_CORRUPT;
-    snprintf(why, sizeof(why), "%s", io == EFBIG ? "too large" : strerror(io));
-  } else {
+    break;
+  case HES_STATEFILE_OK: {
     int64_t *times = malloc(HES_BACKFILL_SLOTS_MAX * sizeof(*times));
-    rc = times == NULL ? LOAD_NOMEM
-                       : bf__parse(b, text, len, times, &same, &mapped, &dropped, why, sizeof(why));
+    rc = times == NULL
+             ? LOAD_NOMEM
+             : bf__parse(b, body, text + len, times, &same, &mapped, &dropped, why, sizeof(why));
     free(times);
+    break;
+  }
   }
   free(text);
   if (rc == LOAD_NOMEM)
@@ -542,22 +530,10 @@ static bool bf__load(hes_backfill_t *b, char *err, size_t errlen) {
   }
   bf__clear_slots(b);
   b->state = rc == LOAD_FOREIGN ? HES_BACKFILL_STATE_FOREIGN : HES_BACKFILL_STATE_CORRUPT;
-  suffix = rc == LOAD_FOREIGN ? ".foreign" : ".corrupt";
-  {
-    size_t plen = strlen(b->state_path);
-    char *aside = malloc(plen + sizeof(".foreign"));
-    int rn = ENOMEM;
-
-    if (aside != NULL) {
-      memcpy(aside, b->state_path, plen);
-      memcpy(aside + plen, suffix, strlen(suffix) + 1);
-      rn = rename(b->state_path, aside) == 0 ? 0 : errno;
-    }
-    bf__err(err, errlen, "backfill state %s is %s (%s): %s%s; starting without it", b->state_path,
-            rc == LOAD_FOREIGN ? "foreign" : "corrupt", why,
-            rn == 0 ? "renamed to " : "could not be set aside: ", rn == 0 ? aside : strerror(rn));
-    free(aside);
-  }
+  hes_statefile_set_aside(b->state_path, rc == LOAD_FOREIGN ? ".foreign" : ".corrupt", aside,
+                          sizeof(aside));
+  bf__err(err, errlen, "backfill state %s is %s (%s): %s; starting without it", b->state_path,
+          rc == LOAD_FOREIGN ? "foreign" : "corrupt", why, aside);
   b->dirty = true; /* write a fresh one, so the set-aside file is not looked at again */
   return true;
 }
@@ -1065,7 +1041,7 @@ int hes_backfill_save(hes_backfill_t *b) {
     pthread_mutex_unlock(&b->save_lock);
     return b->dirty ? ENOMEM : 0;
   }
-  rc = hes_file_write_atomic(b->state_path, text, len);
+  rc = hes_statefile_write(b->state_path, text, len);
   free(text);
   if (rc != 0) {
     pthread_mutex_lock(&b->lock);

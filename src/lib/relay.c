@@ -12,7 +12,7 @@
 #include "config.h"
 
 #include "relay.h"
-#include "fileio.h"
+#include "statefile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -360,46 +360,33 @@ static bool relay__parse_time(const char *s, double *out) {
   return true;
 }
 
-/* Reads one line without its '\n'. 1: a line, 0: end of file, -1: too long, a NUL byte or
- * no final newline (a truncated file). */
-static int relay__read_line(FILE *f, char *buf, size_t cap) {
-  size_t n = 0;
-  int c;
-
-  while ((c = getc(f)) != EOF) {
-    if (c == '\n') {
-      buf[n] = '\0';
-      return 1;
-    }
-    if (c == '\0' || n + 1 >= cap)
-      return -1;
-    buf[n++] = (char)c;
-  }
-  return n == 0 ? 0 : -1;
-}
-
 /* Loads path into r (whose last[] are all NAN). 0: loaded or no file; otherwise the reason
  * is in why and nothing has been kept. */
 static int relay__state_load(hes_relay_t *r, const char *path, double now, char *why,
                              size_t whylen) {
-  char line[STATE_LINE_MAX + 2];
+  /* A line per meter at most, plus room for meters no longer configured. */
+  size_t max = ((size_t)1 << 24) + (size_t)r->meters_num * (STATE_LINE_MAX + 1);
+  hes_statefile_lines_t lines;
   size_t lineno = 1;
-  FILE *f;
+  char *text = NULL;
+  char *body = NULL;
+  size_t len = 0;
   int rc;
   int result = 0;
 
-  f = fopen(path, "re");
-  if (f == NULL) {
-    if (errno == ENOENT)
-      return 0;
-    snprintf(why, whylen, "cannot read it: %s", strerror(errno));
+  switch (hes_statefile_read(path, STATE_HEADER, "relay state file", max, &text, &len, &body, why,
+                             whylen)) {
+  case HES_STATEFILE_NONE:
+    return 0;
+  case HES_STATEFILE_NOMEM:
+    snprintf(why, whylen, "cannot read it: %s", strerror(ENOMEM));
     return -1;
+  case HES_STATEFILE_BAD:
+    return -1;
+  case HES_STATEFILE_OK:
+    break;
   }
-  rc = relay__read_line(f, line, sizeof(line));
-  if (rc != 1 || strcmp(line, STATE_HEADER) != 0) {
-    snprintf(why, whylen, "not a relay state file (the first line is not \"%s\")", STATE_HEADER);
-    result = -1;
-  }
+  hes_statefile_lines_init(&lines, body, text + len);
   while (result == 0) {
     char *meter;
     char *tstr;
@@ -408,12 +395,13 @@ static int relay__state_load(hes_relay_t *r, const char *path, double now, char 
     uint32_t i;
     uint8_t a;
     double t;
+    char *line;
 
     lineno++;
-    rc = relay__read_line(f, line, sizeof(line));
+    rc = hes_statefile_line(&lines, &line);
     if (rc == 0)
       break;
-    if (rc < 0) {
+    if (rc < 0 || strlen(line) > STATE_LINE_MAX) {
       snprintf(why, whylen, "line %zu: too long, truncated or holding a NUL byte", lineno);
       result = -1;
       break;
@@ -469,11 +457,7 @@ static int relay__state_load(hes_relay_t *r, const char *path, double now, char 
     }
     relay__charge(r, i, t, a);
   }
-  if (result == 0 && ferror(f)) {
-    snprintf(why, whylen, "read error");
-    result = -1;
-  }
-  fclose(f);
+  free(text);
   if (result != 0) {
     for (uint32_t i = 0; i < r->meters_num; i++) {
       r->last[i] = NAN;
@@ -546,7 +530,7 @@ int hes_relay_state_save(hes_relay_t *r) {
   if (text == NULL) {
     rc = ENOMEM;
   } else {
-    rc = hes_file_write_atomic(r->state_path, text, len);
+    rc = hes_statefile_write(r->state_path, text, len);
     free(text);
   }
   if (rc == 0)
@@ -701,25 +685,16 @@ hes_relay_t *hes_relay_new(const hes_relay_config_t *cfg, double now, char *err,
   if (r->state_path != NULL) {
     char why[160] = "";
     if (relay__state_load(r, r->state_path, now, why, sizeof(why)) != 0) {
-      size_t plen = strlen(r->state_path);
-      char *aside = malloc(plen + sizeof(".corrupt"));
-      int rc = ENOMEM;
+      char aside[PATH_MAX + 64];
       int save_rc;
 
-      if (aside != NULL) {
-        memcpy(aside, r->state_path, plen);
-        memcpy(aside + plen, ".corrupt", sizeof(".corrupt"));
-        rc = rename(r->state_path, aside) == 0 ? 0 : errno;
-      }
+      hes_statefile_set_aside(r->state_path, ".corrupt", aside, sizeof(aside));
       relay__state_reset(r, now);
       save_rc = hes_relay_state_save(r);
       relay__err(
-          err, errlen, "relay state file %s: %s; %s%s; every meter now waits Holdoff (%g s)%s%s",
-          r->state_path, why,
-          rc == 0 ? "set aside as " : "could not set it aside: ", rc == 0 ? aside : strerror(rc),
-          r->holdoff, save_rc != 0 ? "; cannot write a new one: " : "",
+          err, errlen, "relay state file %s: %s; %s; every meter now waits Holdoff (%g s)%s%s",
+          r->state_path, why, aside, r->holdoff, save_rc != 0 ? "; cannot write a new one: " : "",
           save_rc != 0 ? strerror(save_rc) : "");
-      free(aside);
     }
   }
   return r;
