@@ -441,6 +441,71 @@ static void test_dispatch_rounds(void **state) {
   fx_free(&f);
 }
 
+/* More periods due than a round may ask for (the billing loop asks 64 per round): one meter
+ * of two answers every period, the other never does, so all 200 stay due until given up.
+ * Oldest first would ask the same 64 oldest every round and never the newest, the one a
+ * utility bills next. Every round must ask the newest, and every period must be asked within
+ * a bounded number of rounds, so the old silent ones starve nobody and are not starved. */
+static void test_due_no_starvation(void **state) {
+  (void)state;
+  hes_tz_t *tz = zone("UTC");
+  hes_meters_t *m = meters_n(2, 1);
+  hes_backfill_config_t c = cfg_of(HES_BACKFILL_DAILY, m, tz, 200, NULL);
+  hes_backfill_t *b = new_ok(&c, HES_BACKFILL_STATE_NONE);
+  int64_t now = utc_of(2024, 7, 10, 2, 0, 0);
+  int64_t all[200];
+  int64_t due[64];
+  unsigned asked[200] = {0};
+  const hes_backfill_entry_t *e;
+
+  hes_backfill_advance(b, now);
+  assert_int_equal(hes_backfill_due(b, all, 200), 200);
+  for (size_t i = 0; i < 200; i++)
+    assert_int_equal(rec(b, 0, all[i], 1), HES_BACKFILL_NEW);
+  while (hes_backfill_take(b, &e) > 0)
+    ;
+  /* (200 - 32) older periods, 32 of them per round: 6 rounds reach every one */
+  for (int round = 0; round < 6; round++) {
+    size_t n = hes_backfill_due(b, due, 64);
+    assert_int_equal(n, 64);
+    for (size_t k = 0; k < n; k++) {
+      if (k > 0)
+        assert_true(due[k] > due[k - 1]); /* still oldest first */
+      size_t i = 0;
+      while (i < 200 && all[i] != due[k])
+        i++;
+      assert_true(i < 200);
+      asked[i]++;
+    }
+    assert_int_equal(due[n - 1], all[199]); /* the newest, every round */
+  }
+  for (size_t i = 0; i < 200; i++) {
+    if (asked[i] == 0)
+      printf("# period %zu of 200 never asked\n", i);
+    assert_true(asked[i] > 0);
+  }
+  /* the newest 32 every round; the older ones once or twice in six rounds */
+  for (size_t i = 168; i < 200; i++)
+    assert_int_equal(asked[i], 6);
+  for (size_t i = 0; i < 168; i++)
+    assert_true(asked[i] >= 1 && asked[i] <= 2);
+  /* the rotation still covers everything when some periods complete in between */
+  for (size_t i = 0; i < 100; i++)
+    assert_int_equal(rec(b, 1, all[i], 1), HES_BACKFILL_NEW);
+  assert_int_equal(hes_backfill_due(b, due, 64), 64);
+  assert_true(due[0] >= all[100]);
+  /* a round of one still alternates instead of sticking to one period */
+  int64_t one[1];
+  int64_t first;
+  assert_int_equal(hes_backfill_due(b, one, 1), 1);
+  first = one[0];
+  assert_int_equal(hes_backfill_due(b, one, 1), 1);
+  assert_true(one[0] != first);
+  hes_backfill_free(b);
+  hes_meters_free(m);
+  hes_tz_free(tz);
+}
+
 static void test_due_and_missing(void **state) {
   (void)state;
   fx_t f;
@@ -1171,23 +1236,15 @@ static void test_concurrent(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_periods_daily),
-      cmocka_unit_test(test_periods_monthly),
-      cmocka_unit_test(test_periods_profile),
-      cmocka_unit_test(test_exactly_once),
-      cmocka_unit_test(test_dispatch_order),
-      cmocka_unit_test(test_dispatch_rounds),
-      cmocka_unit_test(test_due_and_missing),
-      cmocka_unit_test(test_give_up),
-      cmocka_unit_test(test_full),
-      cmocka_unit_test(test_hold_gaps),
-      cmocka_unit_test(test_config_errors),
-      cmocka_unit_test(test_state_round_trip),
-      cmocka_unit_test(test_state_corrupt),
-      cmocka_unit_test(test_state_foreign),
-      cmocka_unit_test(test_state_meter_list_change),
-      cmocka_unit_test(test_state_unwritable),
-      cmocka_unit_test(test_memory_100k),
+      cmocka_unit_test(test_periods_daily),    cmocka_unit_test(test_periods_monthly),
+      cmocka_unit_test(test_periods_profile),  cmocka_unit_test(test_exactly_once),
+      cmocka_unit_test(test_dispatch_order),   cmocka_unit_test(test_dispatch_rounds),
+      cmocka_unit_test(test_due_and_missing),  cmocka_unit_test(test_due_no_starvation),
+      cmocka_unit_test(test_give_up),          cmocka_unit_test(test_full),
+      cmocka_unit_test(test_hold_gaps),        cmocka_unit_test(test_config_errors),
+      cmocka_unit_test(test_state_round_trip), cmocka_unit_test(test_state_corrupt),
+      cmocka_unit_test(test_state_foreign),    cmocka_unit_test(test_state_meter_list_change),
+      cmocka_unit_test(test_state_unwritable), cmocka_unit_test(test_memory_100k),
       cmocka_unit_test(test_concurrent),
   };
   return cmocka_run_group_tests(tests, setup_dir, teardown_dir);

@@ -69,6 +69,7 @@ struct hes_backfill {
   size_t taken_alloc;
 
   bool dirty;
+  int64_t due_cursor;            /* the last older freeze time due() handed out (see there) */
   hes_backfill_stats_t counters; /* only the counter fields are used */
 };
 
@@ -577,6 +578,7 @@ hes_backfill_t *hes_backfill_new(const hes_backfill_config_t *cfg, char *err, si
   }
   pthread_mutex_init(&b->lock, NULL);
   pthread_mutex_init(&b->save_lock, NULL);
+  b->due_cursor = INT64_MIN;
   b->kind = cfg->kind;
   b->meters = cfg->meters;
   b->tz = cfg->tz;
@@ -665,15 +667,56 @@ void hes_backfill_advance(hes_backfill_t *b, int64_t now) {
   free(window);
 }
 
+/* When more freeze times are due than a round may ask for, which ones? Oldest first (as
+ * before) let max old periods whose meters never answer take every round until they are given
+ * up, so that a newer period was never asked at all: the newest bill went missing behind the
+ * oldest silent ones. Newest first alone would do the same to the old ones, which are given
+ * up unasked. So the round is split: half of it goes to the newest due periods (the ones a
+ * utility bills next, asked every round), the other half rotates over the older ones from
+ * where the previous round stopped, so every due period is asked at least once in every
+ * ceil(older / half) rounds, however many stay silent. The result stays oldest first: the
+ * loop reads in that order, and take() dispatches a meter's periods in that order anyway. */
 size_t hes_backfill_due(hes_backfill_t *b, int64_t *times, size_t max) {
   size_t n = 0;
+  size_t ndue = 0;
 
   if (b == NULL || times == NULL)
     return 0;
   pthread_mutex_lock(&b->lock);
-  for (size_t i = 0; i < b->nslots && n < max; i++) {
-    if (!b->slots[i].given_up && b->slots[i].n_have < b->nmeters)
-      times[n++] = b->slots[i].t;
+  for (size_t i = 0; i < b->nslots; i++)
+    ndue += !b->slots[i].given_up && b->slots[i].n_have < b->nmeters;
+  if (ndue <= max) {
+    for (size_t i = 0; i < b->nslots; i++) {
+      if (!b->slots[i].given_up && b->slots[i].n_have < b->nmeters)
+        times[n++] = b->slots[i].t;
+    }
+  } else {
+    size_t newest = max / 2;
+    size_t older = ndue - newest; /* > max - newest >= 1 */
+    size_t rot = max - newest;
+    size_t start = 0; /* the first older one after the cursor, counted among the older ones */
+    size_t k = 0;
+
+    for (size_t i = 0; i < b->nslots && k < older; i++) {
+      if (b->slots[i].given_up || b->slots[i].n_have >= b->nmeters)
+        continue;
+      if (b->slots[i].t <= b->due_cursor)
+        start = k + 1;
+      k++;
+    }
+    if (start >= older)
+      start = 0;
+    k = 0;
+    for (size_t i = 0; i < b->nslots; i++) {
+      if (b->slots[i].given_up || b->slots[i].n_have >= b->nmeters)
+        continue;
+      /* among the older ones, the rot that follow the cursor (wrapping); then the newest */
+      if (k >= older || (k + older - start) % older < rot)
+        times[n++] = b->slots[i].t;
+      if (k < older && (k + older - start) % older == rot - 1)
+        b->due_cursor = b->slots[i].t;
+      k++;
+    }
   }
   pthread_mutex_unlock(&b->lock);
   return n;
@@ -1021,6 +1064,7 @@ static char *bf__text(const hes_backfill_t *b, size_t *len) {
 }
 
 int hes_backfill_save(hes_backfill_t *b) {
+  bool dirty;
   char *text = NULL;
   size_t len = 0;
   int rc;
@@ -1036,10 +1080,14 @@ int hes_backfill_save(hes_backfill_t *b) {
     if (text != NULL)
       b->dirty = false;
   }
+  /* Decided under the lock: once it is released, the read thread may set dirty again, and
+   * reading it then would be a data race (and could report ENOMEM for a save that had
+   * nothing to do). */
+  dirty = b->dirty;
   pthread_mutex_unlock(&b->lock);
   if (text == NULL) {
     pthread_mutex_unlock(&b->save_lock);
-    return b->dirty ? ENOMEM : 0;
+    return dirty ? ENOMEM : 0;
   }
   rc = hes_statefile_write(b->state_path, text, len);
   free(text);
