@@ -960,17 +960,29 @@ size_t hes_relay_submit(hes_relay_t *r, const hes_relay_event_t *ev, double now,
   pthread_mutex_unlock(&r->lock);
 
   if (queued > 0) {
-    /* Persist before the worker can see the commands; a failure is kept for
-     * hes_relay_state_errno and does not stop the commands (they are within the limits). */
-    hes_relay_state_save(r);
+    /* Persist before the worker can see the commands. A command whose time is not on disk
+     * could be repeated inside Holdoff after a restart: when in doubt, a breaker is not
+     * touched, so a failed save drops the commands (their slots are given back). Their
+     * holdoff and rate stay charged in memory, the safe side: nothing is retried at once
+     * against a disk that just failed. */
+    bool saved = hes_relay_state_save(r) == 0;
     pthread_mutex_lock(&r->lock);
     for (size_t k = 0; k < queued; k++) {
-      r->queue[(r->q_head + r->q_len) % r->queue_max] = cmds[k];
-      r->q_len++;
+      if (saved) {
+        r->queue[(r->q_head + r->q_len) % r->queue_max] = cmds[k];
+        r->q_len++;
+      }
       r->q_reserved--;
     }
-    pthread_cond_broadcast(&r->cond);
+    if (saved)
+      pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->lock);
+    if (!saved) {
+      for (size_t k = 0; k < npairs; k++)
+        if (pairs[k].decision == HES_RELAY_QUEUED)
+          pairs[k].decision = HES_RELAY_SKIP_STATE;
+      queued = 0;
+    }
   }
   if (cb != NULL)
     for (size_t k = 0; k < npairs; k++)
@@ -1125,6 +1137,8 @@ const char *hes_relay_decision_string(hes_relay_decision_t d) {
     return "over MaxPerMinute";
   case HES_RELAY_SKIP_QUEUE_FULL:
     return "queue full";
+  case HES_RELAY_SKIP_STATE:
+    return "state not saved";
   }
   return "unknown";
 }

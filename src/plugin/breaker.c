@@ -50,6 +50,8 @@ static double hes_unix_now(void) {
   return CDTIME_T_TO_DOUBLE(cdtime());
 }
 
+static hes_ratelimit_t hes_log_holdoff = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
 static void hes_relay_decision(void *ctx, hes_relay_decision_t d, const char *rule,
                                const char *meter, hes_relay_action_t action) {
   hes_relay_conf_t *rc = ctx;
@@ -60,10 +62,28 @@ static void hes_relay_decision(void *ctx, hes_relay_decision_t d, const char *ru
   const char *what = action != 0 ? hes_relay_action_string(action) : "act";
   switch (d) {
   case HES_RELAY_SKIP_HOLDOFF:
-    INFO(HES_PLUGIN " plugin: relay: rule \"%s\": not sending %s to meter %s: it got a command "
-                    "less than Holdoff (%.0f s) ago.",
-         rule, what, meter, rc->holdoff);
+    /* A threshold that stays crossed notifies every interval: one line each would flood the
+     * log, so holdoff skips have their own limiter (not the warnings' one). */
+    HES_LOG_LIMITED(&hes_log_holdoff, LOG_INFO,
+                    "relay: rule \"%s\": not sending %s to meter %s: it got a command less than "
+                    "Holdoff (%.0f s) ago.",
+                    rule, what, meter, rc->holdoff);
     break;
+  case HES_RELAY_SKIP_STATE: {
+    /* When in doubt, do not act on a breaker: its time could not be put on disk, so a
+     * restart could repeat it inside Holdoff. Said as a FAILURE, like a failed command. */
+    hes_relay_cmd_t cmd = {.action = action};
+    char why[160];
+    int err = hes_relay_state_errno(rc->relay);
+    sstrncpy(cmd.rule, rule != NULL ? rule : "-", sizeof(cmd.rule));
+    sstrncpy(cmd.meter, meter != NULL ? meter : "-", sizeof(cmd.meter));
+    snprintf(why, sizeof(why), "not sent: the holdoff state could not be saved (%s)",
+             err != 0 ? STRERROR(err) : "unknown error");
+    HES_LOG_LIMITED(&rc->log_skip, LOG_ERR, "relay: rule \"%s\": not sending %s to meter %s: %s",
+                    cmd.rule, what, cmd.meter, why);
+    hes_relay_notify(&cmd, NOTIF_FAILURE, NULL, why);
+    break;
+  }
   case HES_RELAY_SKIP_RATE:
   case HES_RELAY_SKIP_QUEUE_FULL:
   case HES_RELAY_SKIP_UNKNOWN_METER:
