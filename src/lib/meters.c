@@ -51,28 +51,8 @@ static uint32_t meters__hash(const char *s, size_t len) {
   return h;
 }
 
-static bool meters__char_ok(char c) {
-  return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_' ||
-         c == '-';
-}
-
-static bool meters__valid_n(const char *s, size_t len) {
-  if (len == 0 || len > HES_METER_MAX_LEN)
-    return false;
-  for (size_t i = 0; i < len; i++) {
-    if (!meters__char_ok(s[i]))
-      return false;
-  }
-  return true;
-}
-
 bool hes_meter_is_valid(const char *s) {
-  size_t len;
-
-  if (s == NULL)
-    return false;
-  len = strnlen(s, HES_METER_MAX_LEN + 1);
-  return meters__valid_n(s, len);
+  return hes_meterid_ok(s, HES_METER_MAX_LEN);
 }
 
 hes_meters_t *hes_meters_new(void) {
@@ -168,7 +148,7 @@ static hes_meters_result_t meters__add_n(hes_meters_t *m, const char *s, size_t 
   hes_meters_result_t res;
   uint32_t slot;
 
-  if (!meters__valid_n(s, len))
+  if (!hes_meterid_ok_n(s, len, HES_METER_MAX_LEN))
     return HES_METERS_EINVAL;
 
   if (m->slots_len != 0) {
