@@ -12,6 +12,7 @@
 #include "config.h"
 
 #include "relay.h"
+#include "hashtab.h"
 #include "statefile.h"
 
 #include <errno.h>
@@ -57,8 +58,7 @@ typedef struct {
 /* An identifier (host, plugin, plugin_instance, type, type_instance, each ended by a NUL)
  * that carried a value-bearing non-OKAY notification. */
 typedef struct relay_seen {
-  struct relay_seen *next;
-  uint64_t hash;
+  uint32_t hash;
   size_t len;
   char key[];
 } relay_seen_t;
@@ -104,8 +104,7 @@ struct hes_relay {
   size_t q_len;
   size_t q_reserved;
   bool stopped;
-  relay_seen_t **buckets;
-  size_t nbuckets;
+  hes_hashdir_t seen;  /* identifier -> relay_seen_t */
   relay_seen_t **fifo; /* the order of insertion, for eviction */
   size_t fifo_cap;
   size_t fifo_head;
@@ -208,16 +207,6 @@ static void relay__charge(hes_relay_t *r, uint32_t i, double t, uint8_t action) 
 
 /* ---- the OKAY tracking set ---------------------------------------------------------- */
 
-static uint64_t relay__hash(const char *p, size_t len) {
-  uint64_t h = UINT64_C(14695981039346656037);
-
-  for (size_t i = 0; i < len; i++) {
-    h ^= (unsigned char)p[i];
-    h *= UINT64_C(1099511628211);
-  }
-  return h;
-}
-
 /* The identifier as one key; NULL if it does not fit (then it is neither recorded nor found:
  * an OKAY for it is never acted on). */
 static char *relay__ident_key(const hes_relay_event_t *ev, size_t *len) {
@@ -247,42 +236,24 @@ static char *relay__ident_key(const hes_relay_event_t *ev, size_t *len) {
   return key;
 }
 
-static relay_seen_t *relay__seen_find(const hes_relay_t *r, const char *key, size_t len,
-                                      uint64_t h) {
-  if (r->buckets == NULL)
-    return NULL;
-  for (relay_seen_t *s = r->buckets[h & (r->nbuckets - 1)]; s != NULL; s = s->next)
-    if (s->hash == h && s->len == len && memcmp(s->key, key, len) == 0)
-      return s;
-  return NULL;
+static bool relay__seen_eq(const void *item, const char *key, size_t len) {
+  const relay_seen_t *s = item;
+
+  return s->len == len && memcmp(s->key, key, len) == 0;
 }
 
-static void relay__seen_unlink(hes_relay_t *r, relay_seen_t *victim) {
-  relay_seen_t **pp = &r->buckets[victim->hash & (r->nbuckets - 1)];
-
-  while (*pp != NULL && *pp != victim)
-    pp = &(*pp)->next;
-  if (*pp != NULL)
-    *pp = victim->next;
+static relay_seen_t *relay__seen_find(const hes_relay_t *r, const char *key, size_t len,
+                                      uint32_t h) {
+  return hes_hashdir_find(&r->seen, h, relay__seen_eq, key, len);
 }
 
 /* Remembers key; beyond okay_max the oldest is forgotten. A failed allocation forgets
  * nothing new: the OKAY that would have needed it is not acted on (the safe side). */
-static void relay__seen_add(hes_relay_t *r, const char *key, size_t len, uint64_t h) {
+static void relay__seen_add(hes_relay_t *r, const char *key, size_t len, uint32_t h) {
   relay_seen_t *s;
-  size_t b;
 
   if (relay__seen_find(r, key, len, h) != NULL)
     return;
-  if (r->buckets == NULL) {
-    size_t n = 16;
-    while (n < r->okay_max && n < ((size_t)1 << 20))
-      n <<= 1;
-    r->buckets = calloc(n, sizeof(*r->buckets));
-    if (r->buckets == NULL)
-      return;
-    r->nbuckets = n;
-  }
   if (r->fifo_len == r->fifo_cap && r->fifo_cap < r->okay_max) {
     size_t cap = r->fifo_cap == 0 ? 64 : r->fifo_cap * 2;
     relay_seen_t **f;
@@ -303,17 +274,20 @@ static void relay__seen_add(hes_relay_t *r, const char *key, size_t len, uint64_
   memcpy(s->key, key, len);
   if (r->fifo_len == r->okay_max) {
     relay_seen_t *old = r->fifo[r->fifo_head];
-    relay__seen_unlink(r, old);
+    hes_hashdir_remove(&r->seen, old, old->hash);
     free(old);
+    /* Cannot fail: the directory just gave back the room this one takes. */
+    (void)hes_hashdir_add(&r->seen, s, h);
     r->fifo[r->fifo_head] = s;
     r->fifo_head = (r->fifo_head + 1) % r->fifo_cap;
   } else {
+    if (hes_hashdir_add(&r->seen, s, h) != 0) {
+      free(s);
+      return;
+    }
     r->fifo[(r->fifo_head + r->fifo_len) % r->fifo_cap] = s;
     r->fifo_len++;
   }
-  b = h & (r->nbuckets - 1);
-  s->next = r->buckets[b];
-  r->buckets[b] = s;
 }
 
 /* ---- the state file ---------------------------------------------------------------- */
@@ -570,7 +544,7 @@ void hes_relay_free(hes_relay_t *r) {
   for (size_t i = 0; i < r->fifo_len; i++)
     free(r->fifo[(r->fifo_head + i) % r->fifo_cap]);
   free(r->fifo);
-  free(r->buckets);
+  hes_hashdir_free(&r->seen);
   free(r->out);
   free(r->queue);
   free(r->rate);
@@ -843,7 +817,7 @@ size_t hes_relay_submit(hes_relay_t *r, const hes_relay_event_t *ev, double now,
   bool okay_rules = false;
   char *key = NULL;
   size_t keylen = 0;
-  uint64_t h = 0;
+  uint32_t h = 0;
   uint32_t pi_idx;
 
   if (r == NULL || ev == NULL || !(now >= 0 && now < RELAY_TIME_MAX))
@@ -877,7 +851,7 @@ size_t hes_relay_submit(hes_relay_t *r, const hes_relay_event_t *ev, double now,
   else if (okay_rules) {
     key = relay__ident_key(ev, &keylen);
     if (key != NULL)
-      h = relay__hash(key, keylen);
+      h = hes_hashtab_hash(key, keylen);
     if (ev->severity != HES_RELAY_OKAY) {
       if (key != NULL)
         relay__seen_add(r, key, keylen, h);
