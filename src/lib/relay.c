@@ -12,6 +12,7 @@
 #include "config.h"
 
 #include "relay.h"
+#include "clock.h"
 #include "hashtab.h"
 #include "statefile.h"
 
@@ -158,13 +159,6 @@ static void relay__copy_text(char *dst, size_t cap, const char *s) {
     dst[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
   }
   dst[i] = '\0';
-}
-
-static double relay__mono(void) {
-  struct timespec ts;
-
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* ---- the MaxPerMinute window --------------------------------------------------------- */
@@ -980,15 +974,7 @@ bool hes_relay_next(hes_relay_t *r, double timeout, hes_relay_cmd_t *out) {
     timeout = 0;
   if (timeout > 86400.0 * 365)
     timeout = 86400.0 * 365;
-  {
-    double d = relay__mono() + timeout;
-    deadline.tv_sec = (time_t)d;
-    deadline.tv_nsec = (long)((d - (double)deadline.tv_sec) * 1e9);
-    if (deadline.tv_nsec >= 1000000000L) {
-      deadline.tv_sec++;
-      deadline.tv_nsec -= 1000000000L;
-    }
-  }
+  deadline = hes_clock_after(CLOCK_MONOTONIC, timeout);
   pthread_mutex_lock(&r->lock);
   while (!r->stopped && r->q_len == 0) {
     int rc = pthread_cond_timedwait(&r->cond, &r->lock, &deadline);

@@ -46,10 +46,6 @@ void hes_relay_outcome(const char *plan_id, const char *meter, bool success, con
 /* ---------------------------------------------------------------------------------------
  * relay: notifications in, breaker commands out */
 
-static double hes_unix_now(void) {
-  return CDTIME_T_TO_DOUBLE(cdtime());
-}
-
 static hes_ratelimit_t hes_log_holdoff = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void hes_relay_decision(void *ctx, hes_relay_decision_t d, const char *rule,
@@ -142,7 +138,7 @@ static int hes_notification(const notification_t *n, user_data_t *ud) {
       .value_text = value,
       .threshold_text = threshold,
   };
-  hes_relay_submit(rc->relay, &ev, hes_unix_now(), hes_relay_decision, rc);
+  hes_relay_submit(rc->relay, &ev, hes_clock_wall(), hes_relay_decision, rc);
   return 0;
 }
 
@@ -161,7 +157,7 @@ static void hes_relay_send(hes_relay_conf_t *rc, const hes_relay_cmd_t *cmd) {
   uint32_t index = cmd->meter_index;
   hes_api_plan_t plan;
   hes_api_error_t err;
-  double now = hes_now();
+  double now = hes_clock_wall();
   hes_plans_request_begin(s->plans);
   uint64_t sent = hes_api_requests(rc->api);
   hes_api_result_t r = hes_api_relay(rc->api, now, meters, 1, (int)cmd->action, &plan, &err);
@@ -226,7 +222,7 @@ int hes_relay_start(hes_relay_conf_t *rc) {
       .state_path = path,
       .meters = s->meters,
   };
-  rc->relay = hes_relay_new(&cfg, hes_unix_now(), err, sizeof(err));
+  rc->relay = hes_relay_new(&cfg, hes_clock_wall(), err, sizeof(err));
   if (rc->relay == NULL) {
     ERROR(HES_PLUGIN " plugin: <Relay>: %s", err);
     return -1;
