@@ -70,14 +70,16 @@ static void hes_relay_decision(void *ctx, hes_relay_decision_t d, const char *ru
      * restart could repeat it inside Holdoff. Said as a FAILURE, like a failed command. */
     hes_relay_cmd_t cmd = {.action = action};
     char why[160];
+    char outcome[176];
     int err = hes_relay_state_errno(rc->relay);
     sstrncpy(cmd.rule, rule != NULL ? rule : "-", sizeof(cmd.rule));
     sstrncpy(cmd.meter, meter != NULL ? meter : "-", sizeof(cmd.meter));
-    snprintf(why, sizeof(why), "not sent: the holdoff state could not be saved (%s)",
+    snprintf(why, sizeof(why), "the holdoff state could not be saved (%s)",
              err != 0 ? STRERROR(err) : "unknown error");
     HES_LOG_LIMITED(&rc->log_skip, LOG_ERR, "relay: rule \"%s\": not sending %s to meter %s: %s",
                     cmd.rule, what, cmd.meter, why);
-    hes_relay_notify(&cmd, NOTIF_FAILURE, NULL, why);
+    snprintf(outcome, sizeof(outcome), "not sent: %s", why);
+    hes_relay_notify(&cmd, NOTIF_FAILURE, NULL, outcome);
     break;
   }
   case HES_RELAY_SKIP_RATE:
