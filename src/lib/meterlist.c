@@ -270,7 +270,7 @@ hes_meterlist_result_t hes_meterlist_check_file(hes_meterlist_t *ml, char *err, 
     meterlist__file_err(ml, err, errlen, what);
     return HES_METERLIST_EFILE;
   }
-  hes_meters_seal(m);
+  hes_meters_drop_index(m);
   hes_meters_free(ml->file_list);
   ml->file_list = m;
   pthread_mutex_lock(&ml->lock);
@@ -339,7 +339,7 @@ size_t hes_meterlist_load_dcus(hes_meterlist_t *ml, char *err, size_t errlen) {
       hes_meters_free(m);
       continue;
     }
-    hes_meters_seal(m);
+    hes_meters_drop_index(m);
     pthread_mutex_lock(&ml->save_lock);
     pthread_mutex_lock(&ml->lock);
     old = d->list;
@@ -418,7 +418,7 @@ void hes_meterlist_dcu_entry(hes_meterlist_t *ml, size_t dcu, const char *dev_ad
   pthread_mutex_unlock(&ml->lock);
 }
 
-/* Whether a and b hold the same meters (b sealed, so its index is current). */
+/* Whether a and b hold the same meters. b must still have its index; a need not. */
 static bool meterlist__same(const hes_meters_t *a, const hes_meters_t *b) {
   size_t n = hes_meters_count(a);
 
@@ -453,7 +453,9 @@ hes_meterlist_result_t hes_meterlist_dcu_end(hes_meterlist_t *ml, size_t dcu, bo
     old = m;
   } else {
     hes_meters_seal(m);
-    changed = !meterlist__same(m, d->list);
+    changed = !meterlist__same(d->list, m);
+    /* Kept only to be copied into the union, which has its own index. */
+    hes_meters_drop_index(m);
     if (changed || d->list == NULL) {
       old = d->list;
       d->list = m;
@@ -568,6 +570,20 @@ void hes_meterlist_done(hes_meterlist_t *ml, hes_meterset_update_t *up) {
   if (ml == NULL)
     return;
   hes_meterset_update_done(ml->set, up);
+}
+
+size_t hes_meterlist_memory(hes_meterlist_t *ml) {
+  size_t bytes;
+
+  if (ml == NULL)
+    return 0;
+  bytes = sizeof(*ml) + hes_meterset_memory(ml->set, NULL) + hes_meters_memory(ml->fixed) +
+          hes_meters_memory(ml->file_list) + ml->n_dcus * sizeof(*ml->dcus);
+  pthread_mutex_lock(&ml->lock);
+  for (size_t i = 0; i < ml->n_dcus; i++)
+    bytes += hes_meters_memory(ml->dcus[i].list) + hes_meters_memory(ml->dcus[i].building);
+  pthread_mutex_unlock(&ml->lock);
+  return bytes;
 }
 
 void hes_meterlist_stats(hes_meterlist_t *ml, hes_meterlist_stats_t *out) {

@@ -100,4 +100,7 @@ void hes_meterlist_done(hes_meterlist_t *ml, hes_meterset_update_t *up);
 
 void hes_meterlist_stats(hes_meterlist_t *ml, hes_meterlist_stats_t *out);
 
+/* Heap bytes held: the published version and every source list (the benchmark's figure). */
+size_t hes_meterlist_memory(hes_meterlist_t *ml);
+
 #endif
