@@ -470,8 +470,9 @@ hes_meterlist_result_t hes_meterlist_dcu_end(hes_meterlist_t *ml, size_t dcu, bo
   if (failed) {
     long n = d->list != NULL ? (long)hes_meters_count(d->list) : -1;
     if (n >= 0)
-      meterlist__err(err, errlen, "DCU %s: archive refresh failed; keeping its previous list (%ld "
-                                  "meters)",
+      meterlist__err(err, errlen,
+                     "DCU %s: archive refresh failed; keeping its previous list (%ld "
+                     "meters)",
                      d->name, n);
     else
       meterlist__err(err, errlen, "DCU %s: archive refresh failed; its meters stay unknown",

@@ -37,13 +37,13 @@ typedef enum {
 } hes_meterlist_result_t;
 
 typedef struct {
-  const char *server;            /* for file names and messages */
-  const char *const *meters;     /* the Meter lines, validated by the config */
+  const char *server;        /* for file names and messages */
+  const char *const *meters; /* the Meter lines, validated by the config */
   size_t n_meters;
-  const char *meter_file;        /* NULL: none */
-  const char *const *dcus;       /* DCU numbers */
+  const char *meter_file;  /* NULL: none */
+  const char *const *dcus; /* DCU numbers */
   size_t n_dcus;
-  const char *state_dir;         /* NULL: DCU lists are not kept */
+  const char *state_dir; /* NULL: DCU lists are not kept */
 } hes_meterlist_config_t;
 
 /* The self-metrics of section 3. */
