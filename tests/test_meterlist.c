@@ -106,6 +106,19 @@ static void test_fixed_only(void **state) {
   assert_int_equal(apply(ml, &j, &l), HES_METERLIST_UNCHANGED);
   hes_meterlist_stats(ml, &st);
   assert_int_equal(st.meters, 2);
+
+  /* An aborted update is tried again next time. */
+  const char *on[] = {"3"};
+  hes_meterlist_config_t cfg2 = {
+      .server = "s", .meters = m, .n_meters = 2, .dcus = on, .n_dcus = 1};
+  hes_meterlist_t *ml2 = hes_meterlist_new(&cfg2, NULL, 0);
+  hes_meterset_update_t up;
+  assert_int_equal(hes_meterlist_update(ml2, &up), HES_METERLIST_OK);
+  hes_meterlist_abort(ml2, &up);
+  assert_int_equal(count(ml2), 0);
+  assert_int_equal(apply(ml2, &j, &l), HES_METERLIST_OK);
+  assert_int_equal(count(ml2), 2);
+  hes_meterlist_free(ml2);
   assert_int_equal(st.meters_added, 0); /* the first list is not a change */
   assert_int_equal(st.meters_removed, 0);
   hes_meterlist_free(ml);

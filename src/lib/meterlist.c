@@ -567,6 +567,15 @@ void hes_meterlist_commit(hes_meterlist_t *ml, hes_meterset_update_t *up) {
   ml->first_done = true;
 }
 
+void hes_meterlist_abort(hes_meterlist_t *ml, hes_meterset_update_t *up) {
+  if (ml == NULL || up == NULL || up->next == NULL)
+    return;
+  hes_meterset_abort(ml->set, up);
+  pthread_mutex_lock(&ml->lock);
+  ml->dirty = true;
+  pthread_mutex_unlock(&ml->lock);
+}
+
 void hes_meterlist_done(hes_meterlist_t *ml, hes_meterset_update_t *up) {
   if (ml == NULL)
     return;

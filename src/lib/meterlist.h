@@ -96,6 +96,9 @@ long hes_meterlist_dcu_meters(hes_meterlist_t *ml, size_t dcu);
  * _commit, forget the leavers, _done. UNCHANGED: same members, nothing prepared. */
 hes_meterlist_result_t hes_meterlist_update(hes_meterlist_t *ml, hes_meterset_update_t *up);
 void hes_meterlist_commit(hes_meterlist_t *ml, hes_meterset_update_t *up);
+/* Drops a prepared update (say, per-index state could not grow); the next _update tries
+ * again. */
+void hes_meterlist_abort(hes_meterlist_t *ml, hes_meterset_update_t *up);
 void hes_meterlist_done(hes_meterlist_t *ml, hes_meterset_update_t *up);
 
 void hes_meterlist_stats(hes_meterlist_t *ml, hes_meterlist_stats_t *out);
