@@ -334,6 +334,26 @@ static void test_dcu_empty_archive(void **state) {
   hes_meterlist_free(ml);
 }
 
+/* StateDir not writable: the new list is used all the same, and the caller hears why it is
+ * not kept. */
+static void test_dcu_save_fails(void **state) {
+  (void)state;
+  const char *dcus[] = {"D1"};
+  char dir[128], err[512] = "";
+  long j, l;
+
+  snprintf(dir, sizeof(dir), "%s/no-such-dir", tmp_dir);
+  hes_meterlist_config_t cfg = {.server = "s", .dcus = dcus, .n_dcus = 1, .state_dir = dir};
+  hes_meterlist_t *ml = hes_meterlist_new(&cfg, NULL, 0);
+  const char *on[] = {"5", "6"};
+  feed(ml, 0, on, 2, NULL, 0);
+  assert_int_equal(hes_meterlist_dcu_end(ml, 0, true, err, sizeof(err)), HES_METERLIST_ESAVE);
+  assert_non_null(strstr(err, "no-such-dir"));
+  assert_int_equal(apply(ml, &j, &l), HES_METERLIST_OK);
+  assert_int_equal(count(ml), 2);
+  hes_meterlist_free(ml);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_config_errors),
@@ -342,6 +362,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_file_broken_at_start, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dcu_lists, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dcu_empty_archive, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_dcu_save_fails, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
