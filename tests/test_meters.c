@@ -180,6 +180,23 @@ static hes_meters_result_t load(const char *path, hes_meters_t **out, size_t *ba
   return r;
 }
 
+/* A list kept only to be iterated gives its index back and keeps its meters. */
+static void test_drop_index(void **state) {
+  (void)state;
+  hes_meters_t *m = hes_meters_new();
+  assert_int_equal(hes_meters_add(m, "1001"), HES_METERS_OK);
+  assert_int_equal(hes_meters_add(m, "1002"), HES_METERS_OK);
+  size_t before = hes_meters_memory(m);
+  hes_meters_drop_index(m);
+  assert_true(hes_meters_memory(m) < before);
+  assert_int_equal(hes_meters_count(m), 2);
+  assert_string_equal(hes_meters_at(m, 1), "1002");
+  assert_int_equal(hes_meters_find(m, "1001", 4), HES_METER_NONE);
+  assert_int_equal(hes_meters_add(m, "1003"), HES_METERS_EINVAL); /* sealed */
+  hes_meters_drop_index(NULL);
+  hes_meters_free(m);
+}
+
 static void test_file_ok(void **state) {
   hes_meters_t *m;
   size_t line;
@@ -500,6 +517,7 @@ int main(void) {
       cmocka_unit_test(test_add_find_at),
       cmocka_unit_test(test_find_edge_cases),
       cmocka_unit_test(test_empty_and_null),
+      cmocka_unit_test(test_drop_index),
       cmocka_unit_test(test_file_ok),
       cmocka_unit_test(test_file_crlf),
       cmocka_unit_test(test_file_empty_and_comments),

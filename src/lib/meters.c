@@ -233,6 +233,15 @@ hes_meters_result_t hes_meters_seal(hes_meters_t *m) {
   return HES_METERS_OK;
 }
 
+void hes_meters_drop_index(hes_meters_t *m) {
+  if (m == NULL)
+    return;
+  hes_meters_seal(m);
+  free(m->slots);
+  m->slots = NULL;
+  m->slots_len = 0;
+}
+
 size_t hes_meters_count(const hes_meters_t *m) {
   if (m == NULL)
     return 0;

@@ -47,6 +47,10 @@ hes_meters_result_t hes_meters_add_file(hes_meters_t *m, const char *path, size_
 /* Builds the lookup index; call once after the last add. */
 hes_meters_result_t hes_meters_seal(hes_meters_t *m);
 
+/* Seals m and frees its hash index, for a list that is only iterated from now on (a source of
+ * a larger list): about 10 bytes a meter less. hes_meters_find answers HES_METER_NONE after. */
+void hes_meters_drop_index(hes_meters_t *m);
+
 size_t hes_meters_count(const hes_meters_t *m);
 /* The meter number at index i (i < count); the string lives as long as m. */
 const char *hes_meters_at(const hes_meters_t *m, uint32_t i);
