@@ -237,9 +237,7 @@ void hes_meters_drop_index(hes_meters_t *m) {
   if (m == NULL)
     return;
   hes_meters_seal(m);
-  free(m->slots);
-  m->slots = NULL;
-  m->slots_len = 0;
+  hes_hashtab_free(&m->index);
 }
 
 size_t hes_meters_count(const hes_meters_t *m) {
