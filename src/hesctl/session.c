@@ -187,8 +187,7 @@ int session_mqtt(ctl_t *c) {
   double wait = c->opt.timeout < CTL_READY_MAX ? c->opt.timeout : CTL_READY_MAX;
   if (!hes_mqtt_wait_ready(c->mqtt, wait)) {
     pthread_mutex_lock(&c->lock);
-    errx_("MQTT broker %s:%d: not ready after %g s: %s", c->set.mqtt_host,
-          c->set.mqtt_port ? c->set.mqtt_port : (c->set.mqtt_tls ? 8883 : 1883), wait,
+    errx_("MQTT broker %s:%d: not ready after %g s: %s", c->set.mqtt_host, c->set.mqtt_port, wait,
           c->mqtt_why[0] ? c->mqtt_why : "no answer");
     pthread_mutex_unlock(&c->lock);
     return EXIT_MQTT;

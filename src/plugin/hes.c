@@ -191,8 +191,6 @@ static int hes_server_start(hes_server_t *s) {
     ERROR(HES_PLUGIN " plugin: Server \"%s\": <MQTT>: %s", s->name, merr);
     return -1;
   }
-  if (s->mqtt_port == 0)
-    s->mqtt_port = (s->mqtt_tls || s->mqtt_ca_cert || s->mqtt_cert_file) ? 8883 : 1883;
   int status = plugin_thread_create(&s->mqtt_thread, hes_mqtt_thread, s, "hes mqtt");
   if (status != 0) {
     ERROR(HES_PLUGIN " plugin: Server \"%s\": cannot start the MQTT thread: %s", s->name,
