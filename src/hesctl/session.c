@@ -36,12 +36,6 @@ void catch_interrupts(void) {
   sigaction(SIGTERM, &sa, NULL);
 }
 
-double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* The exit code that wins when several things went wrong: the cause an operator must see. */
 void worst(ctl_t *c, int rc) {
   static const int rank[] = {
@@ -135,7 +129,7 @@ int session_open(ctl_t *c, bool mqtt) {
       .mqtt = mqtt ? &mc : NULL,
       .sink = &ctl_sink,
       .user = c,
-      .now = now_s,
+      .now = hes_clock_mono,
   };
   char why[256] = "";
   c->session = hes_session_new(&sc, why, sizeof(why));
@@ -187,8 +181,8 @@ int session_open(ctl_t *c, bool mqtt) {
     char reason[sizeof(c->mqtt_why)];
     snprintf(reason, sizeof(reason), "%s", c->mqtt_why[0] ? c->mqtt_why : "no answer");
     pthread_mutex_unlock(&c->lock);
-    errx_("MQTT broker %s:%d: not ready after %g s: %s", c->set.mqtt_host,
-          c->set.mqtt_port ? c->set.mqtt_port : (c->set.mqtt_tls ? 8883 : 1883), wait, reason);
+    errx_("MQTT broker %s:%d: not ready after %g s: %s", c->set.mqtt_host, c->set.mqtt_port, wait,
+          reason);
     return EXIT_MQTT;
   }
   return EXIT_ALL_OK;
@@ -401,7 +395,7 @@ static void on_sent(void *ctx, const hes_api_plan_t *ap) {
   plan_t *pl = &c->plans_made[c->nplans++];
   *pl = sc->plan;
   snprintf(pl->plan_id, sizeof(pl->plan_id), "%s", ap->plan_id);
-  pl->deadline = now_s() + c->opt.timeout;
+  pl->deadline = hes_clock_mono() + c->opt.timeout;
   sc->sent = true;
   pthread_mutex_unlock(&c->lock);
 }
@@ -490,18 +484,10 @@ void wait_pushes(ctl_t *c) {
     if (c->plans_made[i].deadline > deadline)
       deadline = c->plans_made[i].deadline;
   while (!all_done(c) && !interrupted) {
-    double left = deadline - now_s();
+    double left = deadline - hes_clock_mono();
     if (left <= 0)
       break;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    double wait = left < 0.2 ? left : 0.2;
-    ts.tv_sec += (time_t)wait;
-    ts.tv_nsec += (long)((wait - floor(wait)) * 1e9);
-    if (ts.tv_nsec >= 1000000000L) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000L;
-    }
+    struct timespec ts = hes_clock_after(CLOCK_REALTIME, left < 0.2 ? left : 0.2);
     pthread_cond_timedwait(&c->cond, &c->lock, &ts);
   }
   uint64_t rejected = c->rejected;

@@ -3,6 +3,8 @@
 
 #include "session.h"
 
+#include "clock.h"
+
 _Static_assert(HES_METER_NONE == UINT32_MAX,
                "hes_plans_answer_batch's skip mark is HES_METER_NONE");
 
@@ -12,7 +14,6 @@ _Static_assert(HES_METER_NONE == UINT32_MAX,
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* What a thread needs to route pushes: its parser, and the meter of each entry. */
 typedef struct {
@@ -42,12 +43,6 @@ struct hes_session_client {
   size_t names_cap;
   double began; /* hes_session_begin's `now`: plan deadlines count from the request */
 };
-
-static double monotonic_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int worker_init(worker_t *w) {
   memset(w, 0, sizeof(*w));
@@ -269,7 +264,7 @@ hes_session_t *hes_session_new(const hes_session_config_t *cfg, char *why, size_
   s->meters = cfg->meters;
   s->sink = cfg->sink;
   s->user = cfg->user;
-  s->now = cfg->now != NULL ? cfg->now : monotonic_now;
+  s->now = cfg->now != NULL ? cfg->now : hes_clock_mono;
   atomic_init(&s->http, 0);
   atomic_init(&s->http_failed, 0);
   s->plans = hes_plans_new(cfg->plans);

@@ -135,7 +135,7 @@ void hes_billing_routes(hes_server_t *s) {
 /* Whether the round must stop sending: its deadline passed, or shutdown is under way (a round
  * may otherwise outlast collectd's shutdown by up to RetryInterval). */
 static bool hes_billing_over(hes_server_t *s, double deadline) {
-  return atomic_load(&s->billing_stop) || hes_now() >= deadline;
+  return atomic_load(&s->billing_stop) || hes_clock_wall() >= deadline;
 }
 
 /* Gathers up to batch_size meters still missing at freeze time t, from index *from on. */
@@ -245,11 +245,8 @@ static bool hes_frozen_round(hes_server_t *s, struct hes_frozen *f, int64_t now,
 
 /* Waits up to `seconds`; returns false when the thread must stop. */
 static bool hes_billing_wait(hes_server_t *s, double seconds) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  double t = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + seconds;
-  ts.tv_sec = (time_t)t;
-  ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
+  /* billing_cond waits on CLOCK_REALTIME, pthread's default */
+  struct timespec ts = hes_clock_after(CLOCK_REALTIME, seconds);
   pthread_mutex_lock(&s->billing_lock);
   if (!atomic_load(&s->billing_stop))
     pthread_cond_timedwait(&s->billing_cond, &s->billing_lock, &ts);
@@ -266,7 +263,7 @@ static void *hes_billing_thread(void *arg) {
   do {
     for (size_t i = 0; i < s->frozen_num; i++)
       hes_frozen_dispatch(s, &s->frozen[i]);
-    double now = hes_now();
+    double now = hes_clock_wall();
     if (!hes_mqtt_ready(s->mqtt) ||
         (s->frozen_last != 0 && now - s->frozen_last < s->retry_interval))
       continue;
@@ -276,7 +273,7 @@ static void *hes_billing_thread(void *arg) {
     size_t first = s->frozen_next;
     for (size_t k = 0; k < s->frozen_num; k++) {
       size_t i = (first + k) % s->frozen_num;
-      if (!hes_frozen_round(s, &s->frozen[i], (int64_t)hes_now(), deadline)) {
+      if (!hes_frozen_round(s, &s->frozen[i], (int64_t)hes_clock_wall(), deadline)) {
         s->frozen_next = i;
         if (!atomic_load(&s->billing_stop))
           HES_LOG_LIMITED(&s->log_http, LOG_WARNING,

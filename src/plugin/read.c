@@ -299,7 +299,7 @@ static void hes_read_round(hes_server_t *s, double deadline) {
     s->read_cursor = 0;
   size_t done = 0;
   while (done < total) {
-    if (done > 0 && hes_now() >= deadline) {
+    if (done > 0 && hes_clock_wall() >= deadline) {
       HES_LOG_LIMITED(&s->log_http, LOG_WARNING,
                       "Server \"%s\": the read round took longer than the Interval; %zu of %zu "
                       "request(s) left for the next round",
@@ -316,7 +316,7 @@ static void hes_read_round(hes_server_t *s, double deadline) {
 
 int hes_read(user_data_t *ud) {
   hes_server_t *s = ud->data;
-  double start = hes_now();
+  double start = hes_clock_wall();
   hes_session_expire(s->session);
 
   bool ready = hes_mqtt_ready(s->mqtt);
