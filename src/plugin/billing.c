@@ -138,6 +138,14 @@ static bool hes_billing_over(hes_server_t *s, double deadline) {
   return atomic_load(&s->billing_stop) || hes_clock_wall() >= deadline;
 }
 
+/* Whether the books' meter idx (the list at start) is still listed under the same index in
+ * the round's version: a meter that left is no longer asked for, and its index may already
+ * be a joiner's. */
+static bool hes_frozen_listed(const hes_server_t *s, uint32_t idx) {
+  const char *now = hes_meterver_name(s->billing_ver, idx);
+  return now != NULL && strcmp(now, hes_meters_at(s->meters, idx)) == 0;
+}
+
 /* Gathers up to batch_size meters still missing at freeze time t, from index *from on. */
 static size_t hes_frozen_batch(hes_server_t *s, struct hes_frozen *f, int64_t t, uint32_t *from) {
   size_t n = 0;
@@ -145,8 +153,9 @@ static size_t hes_frozen_batch(hes_server_t *s, struct hes_frozen *f, int64_t t,
     uint32_t m = hes_backfill_next_missing(f->backfill, t, *from);
     if (m == HES_METER_NONE)
       break;
-    s->billing_index[n++] = m;
     *from = m + 1;
+    if (hes_frozen_listed(s, m))
+      s->billing_index[n++] = m;
   }
   return n;
 }
@@ -218,7 +227,8 @@ static bool hes_frozen_read(hes_server_t *s, struct hes_frozen *f, int64_t t, co
  * short by its deadline leaves f->resume at the freeze time it was on, and the next round
  * starts there (then wraps to the older ones), so a slow HES cannot keep the newer freeze
  * times waiting behind the oldest. Returns false when the deadline passed. */
-static bool hes_frozen_round(hes_server_t *s, struct hes_frozen *f, int64_t now, double deadline) {
+static bool hes_frozen_round_in(hes_server_t *s, struct hes_frozen *f, int64_t now,
+                                double deadline) {
   int64_t times[64];
   hes_backfill_advance(f->backfill, now);
   size_t nt = hes_backfill_due(f->backfill, times, STATIC_ARRAY_SIZE(times));
@@ -241,6 +251,17 @@ static bool hes_frozen_round(hes_server_t *s, struct hes_frozen *f, int64_t now,
   }
   f->resume = 0;
   return true;
+}
+
+/* One version of the meter list for the round: the requests' indices refer to it. */
+static bool hes_frozen_round(hes_server_t *s, struct hes_frozen *f, int64_t now, double deadline) {
+  s->billing_ver = hes_meterset_pin(s->set);
+  hes_session_client_version(s->billing_client, s->billing_ver);
+  bool done = hes_frozen_round_in(s, f, now, deadline);
+  hes_session_client_version(s->billing_client, NULL);
+  hes_meterset_unpin(s->set, s->billing_ver);
+  s->billing_ver = NULL;
+  return done;
 }
 
 /* Waits up to `seconds`; returns false when the thread must stop. */
