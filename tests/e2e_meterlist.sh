@@ -176,3 +176,13 @@ m2_grew() {
 wait_for 15 m2_grew || fail "no values for $M2 from the kept list"
 collectd_stop
 ok "StateDir: with the HES down at start, the kept DCU list is read"
+
+# hesctl reads the plugin's list: Meter, MeterFile, the kept DCU lists refreshed once.
+hesctl 0 -c "$CD_CONF" read --all --item voltageA --csv --timeout 10
+cp "$OUT" "$TEST_TMP/all.csv"
+for m in "$M1" "$M2" "$FILE_M"; do
+  grep -q "$m" "$TEST_TMP/all.csv" || fail "read --all: no row for $m: $(cat "$TEST_TMP/all.csv")"
+done
+! grep -q "$JOINER" "$TEST_TMP/all.csv" || fail "read --all read $JOINER, which left"
+hesctl 2 -c "$CD_CONF" read --all "$M1" --item voltageA
+ok "hesctl -c FILE read --all reads the plugin's meters"

@@ -72,33 +72,6 @@ static const hes_session_sink_t hes_roster_sink = {
 /* ---------------------------------------------------------------------------------------
  * start */
 
-/* The Meter lines: the config's list holds them and the MeterFile's meters (never both:
- * the config refuses a repeat), so the lines are those the file does not list. */
-static int hes_roster_lines(hes_server_t *s, const char ***lines, size_t *n) {
-  size_t total = hes_meters_count(s->meters);
-  *lines = calloc(total ? total : 1, sizeof(**lines));
-  *n = 0;
-  if (*lines == NULL)
-    return -1;
-  hes_meters_t *file = hes_meters_new();
-  if (file == NULL)
-    return -1;
-  size_t bad = 0;
-  if (s->meter_files_num > 0)
-    (void)hes_meters_add_file(file, s->meter_files[0], &bad);
-  if (hes_meters_seal(file) != HES_METERS_OK) {
-    hes_meters_free(file);
-    return -1;
-  }
-  for (uint32_t i = 0; i < total; i++) {
-    const char *m = hes_meters_at(s->meters, i);
-    if (hes_meters_find(file, m, strlen(m)) == HES_METER_NONE)
-      (*lines)[(*n)++] = m;
-  }
-  hes_meters_free(file);
-  return 0;
-}
-
 /* The snapshot the backfill and relay books are kept by: the list at start, by index. */
 static hes_meters_t *hes_roster_snapshot(const hes_meterver_t *v) {
   hes_meters_t *m = hes_meters_new();
@@ -123,8 +96,8 @@ static hes_meters_t *hes_roster_snapshot(const hes_meterver_t *v) {
 int hes_roster_start(hes_server_t *s) {
   const char **lines = NULL;
   size_t n_lines = 0;
-  if (hes_roster_lines(s, &lines, &n_lines) != 0) {
-    free(lines);
+  if (hes_meterlist_lines(s->meters, s->meter_files_num > 0 ? s->meter_files[0] : NULL, &lines,
+                          &n_lines) != 0) {
     ERROR(HES_PLUGIN " plugin: Server \"%s\": out of memory.", s->name);
     return -1;
   }
