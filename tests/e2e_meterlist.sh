@@ -133,6 +133,10 @@ hesctl 0 dcu add "$DCU" "$JOINER" "${FLAGS[@]}"
 wait_for $((REFRESH + INTERVAL + 3)) has_values "$JOINER" || fail "no values for the joiner"
 wait_for 5 self_is gauge-meters 3 || fail "gauge-meters is $(self_last gauge-meters), expected 3"
 wait_for 5 self_is total_operations-meters_added 1 || fail "meters_added is not 1"
+joiner_commanded() {
+  [ "$(relay_requests_for "$JOINER")" -gt 0 ]
+}
+wait_for 10 joiner_commanded || fail "no relay command for the joiner, which is over voltage"
 
 # ... and leaves: its values stop, and no relay command is sent for it from then on.
 hesctl 0 dcu remove "$DCU" "$JOINER" "${FLAGS[@]}"
@@ -142,7 +146,7 @@ sleep 1 # a plan requested just before the swap may still answer
 relays=$(relay_requests_for "$JOINER")
 ! rows_grow "$JOINER" || fail "values for $JOINER after it left"
 [ "$(relay_requests_for "$JOINER")" = "$relays" ] || fail "a relay command for a meter that left"
-ok "DCU: a joiner is read within DCURefresh + Interval; a leaver stops, with no relay command"
+ok "DCU: a joiner is read within DCURefresh + Interval and commanded; a leaver stops, with no relay command"
 
 # MeterFile replaced by rename: the new meter is read; broken, the old list stays.
 printf '%s\n%s\n' "$M1" "$FILE_M" >"$METER_FILE.new"

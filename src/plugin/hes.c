@@ -96,6 +96,8 @@ void hes_server_runtime_free(hes_server_t *s) {
 void hes_relay_runtime_free(hes_relay_conf_t *rc) {
   hes_session_client_free(rc->client);
   rc->client = NULL;
+  hes_meters_free(rc->meters); /* the relay is freed already */
+  rc->meters = NULL;
 }
 
 static int hes_check_type(const char *type) {

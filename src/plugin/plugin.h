@@ -202,6 +202,7 @@ typedef struct {
   size_t rules_num;
 
   hes_relay_t *relay;
+  hes_meters_t *meters;         /* the relay's list after the first change (NULL: the server's) */
   hes_session_client_t *client; /* relay thread only */
   hes_session_route_t route;    /* relay plans' pushes */
   pthread_t thread;

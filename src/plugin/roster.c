@@ -7,9 +7,9 @@
  * it), the MQTT thread (the session pins one version per push), the relay thread (checks a
  * command's meter in the current version) and the billing thread (one version per round).
  *
- * Frozen items and relay rules keep their books by the index of the list at start
- * (s->meters, a snapshot): a meter that left is no longer billed nor commanded, and a meter
- * that joined is read in real time but neither billed nor commanded until a restart. */
+ * Frozen items keep their books by the index of the list at start (s->meters, a snapshot):
+ * a meter that left is no longer billed, and a meter that joined is read in real time but not
+ * billed until a restart. Relay rules take each new list (hes_relay_set_meters). */
 #include "config.h"
 
 #include "plugin.h"
@@ -91,6 +91,42 @@ static hes_meters_t *hes_roster_snapshot(const hes_meterver_t *v) {
     return NULL;
   }
   return m;
+}
+
+/* The current list, in list order: the relay's meters after a change. */
+static hes_meters_t *hes_roster_list(const hes_meterver_t *v) {
+  hes_meters_t *m = hes_meters_new();
+  if (m == NULL)
+    return NULL;
+  size_t n = hes_meterver_count(v);
+  for (size_t i = 0; i < n; i++) {
+    uint32_t idx;
+    if (hes_meters_add(m, hes_meterver_at(v, i, &idx)) != HES_METERS_OK) {
+      hes_meters_free(m);
+      return NULL;
+    }
+  }
+  if (hes_meters_seal(m) != HES_METERS_OK) {
+    hes_meters_free(m);
+    return NULL;
+  }
+  return m;
+}
+
+/* Relay rules act on the new list: joiners can be commanded, leavers no longer. */
+static void hes_roster_relay(hes_server_t *s, const hes_meterver_t *v) {
+  hes_relay_conf_t *rc = hes_relay_conf;
+  if (rc == NULL || rc->server != s || rc->relay == NULL)
+    return;
+  hes_meters_t *m = hes_roster_list(v);
+  if (m == NULL || hes_relay_set_meters(rc->relay, m) != 0) {
+    hes_meters_free(m);
+    ERROR(HES_PLUGIN " plugin: <Relay>: out of memory: the rules keep the previous meter list "
+                     "(a meter that left is still never commanded)");
+    return;
+  }
+  hes_meters_free(rc->meters);
+  rc->meters = m;
 }
 
 int hes_roster_start(hes_server_t *s) {
@@ -197,9 +233,10 @@ void hes_roster_round(hes_server_t *s, bool can_request) {
   hes_meterset_update_t up;
   if (hes_meterlist_update(s->meterlist, &up) != HES_METERLIST_OK)
     return;
-  /* No per-index state of the read path to grow: plans keep indices, the books keep the
-   * snapshot's. */
+  /* No per-index state of the read path to grow: plans keep indices, the backfill books the
+   * snapshot's, the relay its own list by meter number. */
   hes_meterlist_commit(s->meterlist, &up);
+  hes_roster_relay(s, up.next);
   size_t joined = up.n_joined, left = up.n_left, count = hes_meterver_count(up.next);
   hes_meterlist_done(s->meterlist, &up);
   INFO(HES_PLUGIN " plugin: Server \"%s\": the meter list changed: %zu joined, %zu left, %zu "
