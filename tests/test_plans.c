@@ -159,6 +159,7 @@ static void test_add_lookup_answer_finish(void **state) {
   assert_ptr_equal(info.user, &user);
   assert_int_equal(info.meters, 3);
   assert_int_equal(info.answered, 0);
+  assert_true(info.deadline == 1000);
   assert_int_equal(hes_plans_lookup(p, "P1", 10, NULL, 0, NULL), HES_PLAN_OPEN);
   check_stats(p, 1, 3, 0, 0, 0, 0, 0, 0, 0);
 

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <curl/curl.h>
 #include <json-c/json.h>
@@ -82,6 +83,7 @@ struct hes_api {
   double token_end_at;   /* `now` from which it is no longer used */
   uint64_t token_fetches;
   uint64_t requests;
+  hes_latency_t *latency; /* not owned; NULL: durations not recorded */
 };
 
 struct hes_api_history {
@@ -519,7 +521,12 @@ static hes_api_result_t api__post(hes_api_t *api, const api_endpoint_t *ep,
   api->answer_nomem = false;
   api->errbuf[0] = '\0';
   api->requests++;
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
   CURLcode rc = curl_easy_perform(api->curl);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  hes_latency_record(api->latency,
+                     (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
   long status = 0;
   curl_easy_getinfo(api->curl, CURLINFO_RESPONSE_CODE, &status);
 
@@ -606,6 +613,11 @@ uint64_t hes_api_token_fetches(const hes_api_t *api) {
 
 uint64_t hes_api_requests(const hes_api_t *api) {
   return api ? api->requests : 0;
+}
+
+void hes_api_set_latency(hes_api_t *api, hes_latency_t *latency) {
+  if (api)
+    api->latency = latency;
 }
 
 /* Renew at 80% of the lifetime or a minute before the end, whichever comes first, but not

@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "latency.h"
 #include "push.h"
 
 struct json_object;
@@ -95,6 +96,9 @@ uint64_t hes_api_token_fetches(const hes_api_t *api);
 /* HTTP requests sent so far, getToken and retries included (for self-metrics): a call may
  * send up to four (getToken, the call, getToken again, the retry) or none (EINVAL). */
 uint64_t hes_api_requests(const hes_api_t *api);
+/* Records each HTTP request's duration (monotonic clock) into latency from now on; NULL:
+ * stop. Not owned: it must outlive the handle or be unset first. */
+void hes_api_set_latency(hes_api_t *api, hes_latency_t *latency);
 
 /* devList calls: meters[0..n-1], each a valid meter number. */
 hes_api_result_t hes_api_read_single(hes_api_t *api, double now, const char *const *meters,

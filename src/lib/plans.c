@@ -667,6 +667,7 @@ hes_plan_lookup_t hes_plans_lookup(hes_plans_t *p, const char *plan_id, double n
       info->user = pl->user;
       info->meters = pl->n;
       info->answered = pl->answered;
+      info->deadline = pl->deadline;
     }
     pthread_mutex_unlock(&p->lock);
     return HES_PLAN_OPEN;

@@ -45,6 +45,7 @@ typedef struct {
   void *user;   /* the caller's, not owned */
   size_t meters;
   size_t answered;
+  double deadline; /* from hes_plans_add: the request's send time plus the plan's timeout */
 } hes_plan_info_t;
 
 typedef enum {

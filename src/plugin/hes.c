@@ -127,6 +127,8 @@ static int hes_server_start(hes_server_t *s) {
     ERROR(HES_PLUGIN " plugin: Server \"%s\": cannot set up the HTTP client: %s", s->name, err.msg);
     return -1;
   }
+  hes_health_init(s);
+  hes_api_set_latency(s->api, &s->health.http);
   s->read_parser = hes_push_parser_new(0);
   s->mqtt_parser = hes_push_parser_new(0);
   s->plans = hes_plans_new(NULL);

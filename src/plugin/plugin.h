@@ -5,7 +5,8 @@
  *
  * The glue, by duty: hes.c (module_register, init, shutdown, the threads), config.c (the
  * <Plugin hes> block), read.c (the read round, readings pushes, self-metrics), billing.c
- * (frozen items, the 4.1 loop), breaker.c (notifications in, breaker commands out). These are
+ * (frozen items, the 4.1 loop), breaker.c (notifications in, breaker commands out), health.c
+ * (latency, round duration and reconnect self-metrics). These are
  * the only files that include collectd's headers.
  *
  * Threads: collectd's read threads call hes_read (never twice at once for one server); one
@@ -27,6 +28,7 @@
 #include "api.h"
 #include "backfill.h"
 #include "items.h"
+#include "latency.h"
 #include "meters.h"
 #include "mqtt.h"
 #include "plans.h"
@@ -64,6 +66,23 @@ typedef struct {
   atomic_uint_fast64_t relay_sent;
   atomic_uint_fast64_t relay_skipped;
 } hes_counters_t;
+
+/* How the HES is doing (health.c): what the threads record between two rounds. */
+typedef struct {
+  hes_latency_t http;      /* the read thread's HTTP requests (api.c records them) */
+  hes_latency_t push;      /* reading plans: request sent to reading arrived (MQTT thread) */
+  double round_start;      /* read thread only */
+  uint64_t round_overruns; /* read thread only */
+} hes_health_state_t;
+
+/* One round's health figures, for hes_health_dispatch. */
+typedef struct {
+  hes_latency_summary_t http;
+  hes_latency_summary_t push;
+  double round_duration; /* seconds; < 0: no round to report */
+  uint64_t round_overruns;
+  uint64_t mqtt_reconnects;
+} hes_health_t;
 
 typedef struct hes_server {
   struct hes_server *next;
@@ -129,6 +148,7 @@ typedef struct hes_server {
   uint32_t *batch_index;
   bool ready_once;
   hes_counters_t count;
+  hes_health_state_t health;
   hes_ratelimit_t log_http;
   hes_ratelimit_t log_push;
   hes_ratelimit_t log_value;
@@ -209,6 +229,12 @@ void hes_frozen_record(hes_server_t *s, struct hes_frozen *f, const hes_push_t *
                        const char *source);
 void hes_frozen_dispatch(hes_server_t *s, struct hes_frozen *f);
 void hes_frozen_round(hes_server_t *s, struct hes_frozen *f, int64_t now);
+
+/* health.c */
+void hes_health_init(hes_server_t *s);
+void hes_health_dispatch(const char *server, cdtime_t interval, const hes_health_t *h);
+void hes_health_round_begin(hes_server_t *s);
+void hes_health_round_end(hes_server_t *s);
 
 /* breaker.c */
 void hes_relay_outcome(const char *plan_id, const char *meter, bool success, const char *why);

@@ -89,6 +89,7 @@ static void hes_dispatch_self(hes_server_t *s) {
                        (gauge_t)collected);
     hes_dispatch_gauge(instance, "gauge", "periods_missing", now, s->interval, (gauge_t)missing);
   }
+  hes_health_round_end(s);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -200,6 +201,8 @@ static void hes_handle_readings(hes_server_t *s, const hes_push_t *push,
     dispatched++;
   }
   atomic_fetch_add(&s->count.dispatched, dispatched);
+  /* The plan's deadline is its request's send time plus PlanTimeout (hes_read_batch). */
+  hes_latency_record_n(&s->health.push, hes_now() - (info->deadline - s->plan_timeout), dispatched);
 }
 
 static void hes_handle_relay(hes_server_t *s, const hes_push_t *push) {
@@ -323,6 +326,7 @@ static void hes_read_batch(hes_server_t *s, const hes_item_t *item, size_t first
 
 int hes_read(user_data_t *ud) {
   hes_server_t *s = ud->data;
+  hes_health_round_begin(s);
   hes_missing_ctx_t mctx = {.server = s};
   hes_plans_expire(s->plans, hes_now(), hes_missing_cb, &mctx);
 
