@@ -116,11 +116,11 @@ static void print_readings(ctl_t *c) {
   qsort(c->rows, c->nrows, sizeof(*c->rows), cmp_rows);
   static const col_t cols[] = {{"meter", true}, {"time", true},    {"timestamp_ms", false},
                                {"item", true},  {"channel", true}, {"value", true},
-                               {"unit", true},  {"status", true}};
-  col_t shown[8];
+                               {"unit", true},  {"status", true},  {"latency_ms", false}};
+  col_t shown[9];
   memcpy(shown, cols, sizeof(cols));
   shown[4].table = frozen;
-  out_t o = {.cols = shown, .ncols = 8};
+  out_t o = {.cols = shown, .ncols = 9};
   for (size_t i = 0; i < c->nrows; i++) {
     const row_t *r = &c->rows[i];
     const hes_item_t *item = c->items[r->item];
@@ -155,6 +155,10 @@ static void print_readings(ctl_t *c) {
       out_cell(&o, J_STR, "%s", r->unit);
     }
     out_cell(&o, J_STR, "%s", r->status);
+    if (r->latency >= 0)
+      out_cell(&o, J_NUM, "%.1f", r->latency * 1e3);
+    else
+      out_cell(&o, J_NULL, "%s", "");
   }
   if (o.oom) {
     errx_("out of memory");
@@ -190,12 +194,12 @@ int cmd_read(ctl_t *c) {
       hes_api_error_t err;
       hes_plans_request_begin(c->plans);
       hes_api_result_t r;
+      double sent = now_s();
       if (item->category == HES_ITEM_COMPOSITE)
-        r = hes_api_read_frozen(c->api, now_s(), c->meter_list + first, n, item->cgcode, c->from,
+        r = hes_api_read_frozen(c->api, sent, c->meter_list + first, n, item->cgcode, c->from,
                                 c->to, &plan, &err);
       else
-        r = hes_api_read_single(c->api, now_s(), c->meter_list + first, n, item->cgcode, &plan,
-                                &err);
+        r = hes_api_read_single(c->api, sent, c->meter_list + first, n, item->cgcode, &plan, &err);
       if (r != HES_API_OK) {
         hes_plans_request_end(c->plans);
         report_api_error(&err);
@@ -203,7 +207,7 @@ int cmd_read(ctl_t *c) {
         stop = true;
         break;
       }
-      int tr = plan_track(c, &plan, OP_READ, it, first, n);
+      int tr = plan_track(c, &plan, OP_READ, it, first, n, sent);
       hes_plans_request_end(c->plans);
       if (tr != 0) {
         worst(c, EXIT_HES);
@@ -340,15 +344,16 @@ int cmd_relay(ctl_t *c) {
     hes_api_plan_t plan;
     hes_api_error_t err;
     hes_plans_request_begin(c->plans);
+    double sent = now_s();
     hes_api_result_t r =
-        hes_api_relay(c->api, now_s(), c->meter_list + first, n, c->control_mode, &plan, &err);
+        hes_api_relay(c->api, sent, c->meter_list + first, n, c->control_mode, &plan, &err);
     if (r != HES_API_OK) {
       hes_plans_request_end(c->plans);
       report_api_error(&err);
       worst(c, EXIT_HES);
       break;
     }
-    int tr = plan_track(c, &plan, OP_RELAY, 0, first, n);
+    int tr = plan_track(c, &plan, OP_RELAY, 0, first, n, sent);
     hes_plans_request_end(c->plans);
     if (tr != 0) {
       worst(c, EXIT_HES);
@@ -407,7 +412,7 @@ int cmd_dcu(ctl_t *c) {
     session_end(c);
     return r == HES_API_EINVAL ? EXIT_USAGE : EXIT_HES;
   }
-  int tr = plan_track(c, &plan, c->op, 0, 0, 0);
+  int tr = plan_track(c, &plan, c->op, 0, 0, 0, now_s());
   hes_plans_request_end(c->plans);
   if (tr != 0) {
     session_end(c);

@@ -112,6 +112,7 @@ typedef struct {
   bool done;   /* its push was handled */
   bool failed; /* push status not success (DCU add/remove) */
   double deadline;
+  double sent; /* now_s() before its request: the start of its readings' latency */
 } plan_t;
 
 /* One result line: a reading, a relay outcome, an archive entry. */
@@ -122,6 +123,7 @@ typedef struct {
   int channel;   /* frozen: the channel's cgcode; 0 otherwise */
   size_t seq;
   const char *status; /* "ok", "missing", "failed", "bad-value", "bad-unit" */
+  double latency;     /* seconds from the plan's request to its push; < 0: none */
   bool number;        /* value is a JSON number */
   char value[CTL_TEXT_MAX + 1];
   char unit[CTL_UNIT_MAX + 1];
@@ -196,7 +198,8 @@ int session_mqtt(ctl_t *c);
 void session_end(ctl_t *c);
 void report_api_error(const hes_api_error_t *err);
 void set_reading(ctl_t *c, row_t *row, const hes_item_t *item, const char *value, const char *unit);
-int plan_track(ctl_t *c, const hes_api_plan_t *ap, op_t op, size_t item, size_t first, size_t n);
+int plan_track(ctl_t *c, const hes_api_plan_t *ap, op_t op, size_t item, size_t first, size_t n,
+               double sent);
 void wait_pushes(ctl_t *c);
 
 /* commands.c */

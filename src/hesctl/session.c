@@ -64,6 +64,7 @@ row_t *row_new(ctl_t *c) {
   r->seq = c->nrows++;
   r->ts_ms = -1;
   r->status = "ok";
+  r->latency = -1;
   return r;
 }
 
@@ -257,6 +258,7 @@ void set_reading(ctl_t *c, row_t *row, const hes_item_t *item, const char *value
 
 static void handle_readings(ctl_t *c, plan_t *pl, const hes_push_t *push) {
   const hes_item_t *item = c->items[pl->item];
+  double latency = now_s() - pl->sent;
   bool frozen = item->category == HES_ITEM_COMPOSITE;
   for (size_t i = 0; i < push->count; i++) {
     const hes_push_reading_t *r = &push->readings[i];
@@ -284,6 +286,7 @@ static void handle_readings(ctl_t *c, plan_t *pl, const hes_push_t *push) {
     row->item = pl->item;
     row->ts_ms = r->timestamp_ms;
     row->channel = frozen ? r->cgcode : 0;
+    row->latency = latency;
     set_reading(c, row, frozen ? chan : item, r->value, r->unit);
     c->answered[pl->item * c->nmeters + idx] = true;
   }
@@ -351,7 +354,8 @@ static void handle_push(ctl_t *c, const void *payload, size_t len) {
 
 /* Registers a plan the HES created; handles pushes that came before its HTTP answer.
  * Call between hes_plans_request_begin and _end. */
-int plan_track(ctl_t *c, const hes_api_plan_t *ap, op_t op, size_t item, size_t first, size_t n) {
+int plan_track(ctl_t *c, const hes_api_plan_t *ap, op_t op, size_t item, size_t first, size_t n,
+               double sent) {
   if (c->nplans == c->plans_cap) {
     size_t cap = c->plans_cap ? c->plans_cap * 2 : 16;
     plan_t *np = realloc(c->plans_made, cap * sizeof(*np));
@@ -368,6 +372,7 @@ int plan_track(ctl_t *c, const hes_api_plan_t *ap, op_t op, size_t item, size_t 
   pl->first = first;
   pl->n = n;
   pl->deadline = now_s() + c->opt.timeout;
+  pl->sent = sent;
   uint32_t *idx = malloc((n ? n : 1) * sizeof(*idx));
   if (idx == NULL)
     return -1;
