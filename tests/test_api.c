@@ -399,10 +399,13 @@ static void test_token_renewal(void **state) {
 /* A failed early renewal keeps the token in hand until HES_API_TOKEN_MARGIN before its end. */
 static void test_token_renewal_fails(void **state) {
   (void)state;
-  hes_api_t *api = api_new();
   static hes_latency_t latency;
   hes_latency_init(&latency);
-  hes_api_set_latency(api, &latency);
+  hes_api_config_t cfg = config();
+  cfg.latency = &latency;
+  hes_api_error_t err0;
+  hes_api_t *api = hes_api_new(&cfg, &err0);
+  assert_non_null(api);
   hes_api_error_t err;
   hes_api_plan_t plan;
   script(200, ANSWER_TOKEN_A);
@@ -1016,12 +1019,12 @@ static void test_timeout(void **state) {
   (void)state;
   hes_api_config_t cfg = config();
   cfg.timeout_ms = 200;
+  static hes_latency_t latency;
+  hes_latency_init(&latency);
+  cfg.latency = &latency;
   hes_api_error_t err;
   hes_api_t *api = hes_api_new(&cfg, &err);
   assert_non_null(api);
-  static hes_latency_t latency;
-  hes_latency_init(&latency);
-  hes_api_set_latency(api, &latency);
   script_delay(200, ANSWER_TOKEN_A, 700);
   double t0 = mono();
   hes_api_plan_t plan;

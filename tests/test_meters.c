@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -479,9 +480,40 @@ static int teardown(void **state) {
   return rmdir(tmp_dir);
 }
 
+/* The one rule (meterid.h) against an independent statement of it, for every byte, as the
+ * meter list, the HES requests and the push parser all use it. */
+static void test_meterid_rule(void **state) {
+  char s[HES_METER_MAX_LEN + 2];
+
+  (void)state;
+  for (int c = 1; c < 256; c++) {
+    bool want =
+        strchr("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_-", c) != NULL;
+    s[0] = (char)c;
+    s[1] = '\0';
+    assert_int_equal(hes_meterid_char_ok((unsigned char)c), want);
+    assert_int_equal(hes_meter_is_valid(s), want);
+    assert_int_equal(hes_meterid_ok_n(s, 1, HES_METER_MAX_LEN), want);
+  }
+  memset(s, '7', sizeof(s));
+  s[HES_METER_MAX_LEN] = '\0';
+  assert_true(hes_meter_is_valid(s));
+  assert_true(hes_meterid_ok(s, HES_METER_MAX_LEN));
+  assert_false(hes_meterid_ok(s, HES_METER_MAX_LEN - 1)); /* a smaller bound (a DCU's) */
+  s[HES_METER_MAX_LEN] = '7';
+  s[HES_METER_MAX_LEN + 1] = '\0';
+  assert_false(hes_meter_is_valid(s));
+  assert_false(hes_meterid_ok_n(s, HES_METER_MAX_LEN + 1, HES_METER_MAX_LEN));
+  assert_false(hes_meter_is_valid(""));
+  assert_false(hes_meterid_ok(NULL, HES_METER_MAX_LEN));
+  assert_false(hes_meterid_ok_n("1", 0, HES_METER_MAX_LEN));
+  assert_false(hes_meterid_ok_n("1\0002", 3, HES_METER_MAX_LEN)); /* a NUL inside */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_is_valid),
+      cmocka_unit_test(test_meterid_rule),
       cmocka_unit_test(test_add_find_at),
       cmocka_unit_test(test_find_edge_cases),
       cmocka_unit_test(test_empty_and_null),

@@ -8,6 +8,8 @@
 #include "config.h"
 
 #include "api.h"
+#include "clock.h"
+#include "meterid.h"
 
 #include <limits.h>
 #include <pthread.h>
@@ -16,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include <curl/curl.h>
 #include <json-c/json.h>
@@ -25,7 +26,7 @@
 #define API_CRED_MAX               256        /* longest tenant, username, password, secret key */
 #define API_URL_MAX                1024       /* longest base URL */
 #define API_DCU_MAX                32         /* a DCU number is checked like a meter number */
-#define API_METER_MAX              32         /* same as HES_METER_MAX_LEN (meters.h) */
+#define API_METER_MAX              32         /* HES_METER_MAX_LEN (meterid.h) */
 #define API_SNIPPET                100        /* bytes of a non-HES error body quoted in err->msg */
 #define API_JSON_DEPTH             64         /* answers are 5 levels deep; deeper is hostile */
 #define API_SHRINK                 (1u << 20) /* answer buffers above this are released after a call */
@@ -34,6 +35,7 @@
 #define API_EXPIRE_MAX             (366L * 86400L) /* an expireIn beyond a year is a broken answer */
 #define API_PAGE_SIZE_MAX          1000
 #define API_CURPAGE_MAX            10000000L
+_Static_assert(API_METER_MAX == HES_METER_MAX_LEN, "one meter-number rule (meterid.h)");
 
 typedef struct {
   const char *name;
@@ -194,22 +196,6 @@ const char *hes_api_result_string(hes_api_result_t r) {
 
 /* --- checks ----------------------------------------------------------------------------- */
 
-/* Same rule as hes_meter_is_valid (meters.c); checked here so api stands alone. */
-static bool api__id_ok(const char *s, size_t max) {
-  if (!s || !*s)
-    return false;
-  size_t i = 0;
-  for (; s[i]; i++) {
-    char c = s[i];
-    if (i >= max)
-      return false;
-    if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_' ||
-          c == '-'))
-      return false;
-  }
-  return true;
-}
-
 static bool api__cred_ok(const char *s) {
   if (!s || !*s)
     return false;
@@ -345,7 +331,7 @@ static hes_api_result_t api__devlist(const char *const *meters, size_t n, char *
   if (n > SIZE_MAX / (API_METER_MAX + 1))
     return api__fail(NULL, err, HES_API_EINVAL, "too many meters");
   for (size_t i = 0; i < n; i++) {
-    if (!api__id_ok(meters[i], API_METER_MAX))
+    if (!hes_meterid_ok(meters[i], API_METER_MAX))
       return api__fail(NULL, err, HES_API_EINVAL,
                        "meter #%zu is not 1..%d characters of [0-9A-Za-z_-]", i + 1, API_METER_MAX);
   }
@@ -521,12 +507,10 @@ static hes_api_result_t api__post(hes_api_t *api, const api_endpoint_t *ep,
   api->answer_nomem = false;
   api->errbuf[0] = '\0';
   api->requests++;
-  struct timespec t0, t1;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
+  /* Every request of every handle passes here: the one place its duration is taken. */
+  double t0 = hes_clock_mono();
   CURLcode rc = curl_easy_perform(api->curl);
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  hes_latency_record(api->latency,
-                     (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+  hes_latency_record(api->latency, hes_clock_mono() - t0);
   long status = 0;
   curl_easy_getinfo(api->curl, CURLINFO_RESPONSE_CODE, &status);
 
@@ -613,11 +597,6 @@ uint64_t hes_api_token_fetches(const hes_api_t *api) {
 
 uint64_t hes_api_requests(const hes_api_t *api) {
   return api ? api->requests : 0;
-}
-
-void hes_api_set_latency(hes_api_t *api, hes_latency_t *latency) {
-  if (api)
-    api->latency = latency;
 }
 
 /* Renew at 80% of the lifetime or a minute before the end, whichever comes first, but not
@@ -904,7 +883,7 @@ hes_api_result_t hes_api_relay(hes_api_t *api, double now, const char *const *me
 static hes_api_result_t api__dcu_body(hes_api_t *api, const char *dcu, struct json_object **body,
                                       hes_api_error_t *err) {
   *body = NULL;
-  if (!api__id_ok(dcu, API_DCU_MAX))
+  if (!hes_meterid_ok(dcu, API_DCU_MAX))
     return api__fail(api, err, HES_API_EINVAL,
                      "DCU number is not 1..%d characters of [0-9A-Za-z_-]", API_DCU_MAX);
   struct json_object *b = json_object_new_object();
@@ -941,7 +920,7 @@ hes_api_result_t hes_api_add_archive(hes_api_t *api, double now, const char *dcu
   if (!archives || n == 0)
     return api__fail(api, err, HES_API_EINVAL, "no archives");
   for (size_t i = 0; i < n; i++) {
-    if (!api__id_ok(archives[i].dev_addr, API_METER_MAX))
+    if (!hes_meterid_ok(archives[i].dev_addr, API_METER_MAX))
       return api__fail(api, err, HES_API_EINVAL,
                        "archive #%zu: meter is not 1..%d characters of [0-9A-Za-z_-]", i + 1,
                        API_METER_MAX);
@@ -977,7 +956,7 @@ hes_api_result_t hes_api_remove_archive(hes_api_t *api, double now, const char *
   if (!meters || n == 0)
     return api__fail(api, err, HES_API_EINVAL, "no meters");
   for (size_t i = 0; i < n; i++) {
-    if (!api__id_ok(meters[i], API_METER_MAX))
+    if (!hes_meterid_ok(meters[i], API_METER_MAX))
       return api__fail(api, err, HES_API_EINVAL,
                        "meter #%zu is not 1..%d characters of [0-9A-Za-z_-]", i + 1, API_METER_MAX);
   }
@@ -1232,6 +1211,7 @@ hes_api_t *hes_api_new(const hes_api_config_t *cfg, hes_api_error_t *err) {
     ulen--;
   api->base_len = ulen;
   api->max_answer = cfg->max_answer ? cfg->max_answer : HES_API_DEFAULT_MAX_ANSWER;
+  api->latency = cfg->latency;
   if (api->max_answer > SIZE_MAX / 4)
     api->max_answer = SIZE_MAX / 4;
   api->url = malloc(ulen + API_PATH_MAX + 1);

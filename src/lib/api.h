@@ -66,6 +66,10 @@ typedef struct {
   const char *ca_cert; /* NULL: the system store */
   long timeout_ms;     /* whole-request timeout; 0: 10000 */
   size_t max_answer;   /* 0: HES_API_DEFAULT_MAX_ANSWER */
+  /* Each HTTP request's duration (monotonic clock), failed ones included, is recorded into
+   * it; NULL: not recorded. Borrowed: every handle made from this config records into the
+   * same histogram (lock-free), which must outlive them. */
+  hes_latency_t *latency;
 } hes_api_config_t;
 
 /* A created operation plan. The topic comes from `topicId` (reads) or `topic` (relay and
@@ -96,9 +100,6 @@ uint64_t hes_api_token_fetches(const hes_api_t *api);
 /* HTTP requests sent so far, getToken and retries included (for self-metrics): a call may
  * send up to four (getToken, the call, getToken again, the retry) or none (EINVAL). */
 uint64_t hes_api_requests(const hes_api_t *api);
-/* Records each HTTP request's duration (monotonic clock) into latency from now on; NULL:
- * stop. Not owned: it must outlive the handle or be unset first. */
-void hes_api_set_latency(hes_api_t *api, hes_latency_t *latency);
 
 /* devList calls: meters[0..n-1], each a valid meter number. */
 hes_api_result_t hes_api_read_single(hes_api_t *api, double now, const char *const *meters,

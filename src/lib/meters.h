@@ -11,7 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HES_METER_MAX_LEN   32 /* longest accepted meter number */
+#include "meterid.h" /* HES_METER_MAX_LEN and the rule itself */
+
 #define HES_METER_NONE      UINT32_MAX
 #define HES_METERS_LINE_MAX 256 /* longest MeterFile line, comment included */
 
@@ -28,8 +29,8 @@ typedef enum {
 hes_meters_t *hes_meters_new(void);
 void hes_meters_free(hes_meters_t *m);
 
-/* A valid meter number: 1..HES_METER_MAX_LEN characters of [0-9A-Za-z_-]. The HES uses
- * digits; the wider set costs nothing and keeps a comma or quote out of devList. */
+/* A valid meter number: the rule of meterid.h (1..HES_METER_MAX_LEN characters of
+ * [0-9A-Za-z_-]). */
 bool hes_meter_is_valid(const char *s);
 
 /* Appends one meter. A duplicate is reported (HES_METERS_EDUPLICATE) and not added. O(1):

@@ -1,15 +1,18 @@
-/* plans: the table shared by the read thread (which adds plans and expires them) and the
- * MQTT thread (which classifies pushes and answers meters). Everything sits behind one
- * mutex; every operation is O(1) or O(log n) in the number of open plans, so the MQTT thread
- * never waits behind a scan.
+/* plans: the table shared by the threads that send requests (which add plans; the read
+ * thread also expires them) and the MQTT thread (which classifies pushes and answers
+ * meters). Everything sits behind one mutex; every operation is O(1) or O(log n) in the
+ * number of open plans, so the MQTT thread never waits behind a scan, and no callback runs
+ * under it.
  *
- * Three hash tables keyed by planId (open plans, tombstones, parked pushes) share one small
- * intrusive chained table. Open plans also sit in a binary min-heap by deadline, so expiry
- * touches only what expires. Tombstones are kept in creation order, which is also time
- * order (their time is the largest `now` seen), so forgetting them pops from the front. */
+ * Three hash tables keyed by planId (open plans, tombstones, parked pushes), each a
+ * directory of the library's one hash index (hashtab.h). Open plans also sit in a binary min-heap
+ * by deadline, so expiry touches only what expires. Tombstones are kept in creation order, which is
+ * also time order (their time is the largest `now` seen), so forgetting them pops from the front.
+ */
 #include "config.h"
 
 #include "plans.h"
+#include "hashtab.h"
 
 #include <errno.h>
 #include <math.h>
@@ -19,33 +22,28 @@
 
 /* planIds are 1..PLAN_ID_MAX-1 bytes: the HES issues short ids, and a bound keeps a hostile
  * push from making us hash megabytes. */
-#define PLAN_ID_MAX       64
-#define TABLE_MIN_BUCKETS 16
-/* Meters reported per callback when the scratch array cannot grow. */
-#define MISSING_CHUNK 256
+#define PLAN_ID_MAX 64
 
+/* The head of every object in a table: its key and the key's hash. */
 typedef struct hnode {
-  struct hnode *next;
   uint32_t hash;
   const char *key;
 } hnode_t;
 
-typedef struct {
-  hnode_t **buckets;
-  size_t mask; /* bucket count - 1, a power of two minus one */
-  size_t count;
-} htable_t;
+typedef hes_hashdir_t htable_t;
 
 typedef struct plan {
   hnode_t h;
   size_t heap_idx;
   double deadline;
+  double sent; /* hes_plans_add_sent's; NaN from hes_plans_add */
   void *user;
   uint32_t tag;
   uint32_t n;        /* distinct meters */
   uint32_t answered; /* bits set in `bits` */
   uint64_t *bits;    /* one bit per entry of meters[], after meters[] in this allocation */
   size_t alloc_size;
+  struct plan *closed_next; /* closed, to be reported after the lock (report_closed) */
   char id[PLAN_ID_MAX];
   uint32_t meters[]; /* sorted, distinct */
 } plan_t;
@@ -76,8 +74,6 @@ struct hes_plans {
   size_t heap_len, heap_cap;
   tomb_t *tomb_oldest, *tomb_newest;
   pgroup_t *group_first, *group_last;
-  uint32_t *scratch;
-  size_t scratch_cap;
   size_t in_flight;
   /* The largest `now` seen: answer and finish take no time, yet their tombstones need one. */
   double clock;
@@ -93,13 +89,6 @@ static void *plans__alloc(hes_plans_t *p, size_t size) {
   return ptr;
 }
 
-static void *plans__calloc(hes_plans_t *p, size_t nmemb, size_t size) {
-  void *ptr = calloc(nmemb, size);
-  if (ptr != NULL)
-    p->st.memory += nmemb * size;
-  return ptr;
-}
-
 static void plans__release(hes_plans_t *p, void *ptr, size_t size) {
   if (ptr == NULL)
     return;
@@ -110,72 +99,34 @@ static void plans__release(hes_plans_t *p, void *ptr, size_t size) {
 /* --- the hash table --------------------------------------------------------------------- */
 
 static uint32_t plans__hash(const char *s, size_t len) {
-  uint32_t h = 2166136261u; /* FNV-1a */
-  for (size_t i = 0; i < len; i++) {
-    h ^= (unsigned char)s[i];
-    h *= 16777619u;
-  }
-  return h;
+  return hes_hashtab_hash(s, len);
 }
 
-static int table_init(hes_plans_t *p, htable_t *t) {
-  t->buckets = plans__calloc(p, TABLE_MIN_BUCKETS, sizeof(*t->buckets));
-  if (t->buckets == NULL)
-    return ENOMEM;
-  t->mask = TABLE_MIN_BUCKETS - 1;
-  t->count = 0;
-  return 0;
+static bool table_eq(const void *item, const char *key, size_t len) {
+  (void)len;
+  return strcmp(((const hnode_t *)item)->key, key) == 0;
 }
 
 static hnode_t *table_find(const htable_t *t, const char *key, uint32_t hash) {
-  for (hnode_t *n = t->buckets[hash & t->mask]; n != NULL; n = n->next) {
-    if (n->hash == hash && strcmp(n->key, key) == 0)
-      return n;
-  }
-  return NULL;
+  return hes_hashdir_find(t, hash, table_eq, key, 0);
 }
 
-/* Doubles the bucket array; a failed allocation only lengthens the chains. */
-static void table_grow(hes_plans_t *p, htable_t *t) {
-  size_t old_n = t->mask + 1;
-  if (old_n > SIZE_MAX / 2 / sizeof(*t->buckets))
-    return;
-  size_t new_n = old_n * 2;
-  hnode_t **nb = plans__calloc(p, new_n, sizeof(*nb));
-  if (nb == NULL)
-    return;
-  for (size_t i = 0; i < old_n; i++) {
-    hnode_t *n = t->buckets[i];
-    while (n != NULL) {
-      hnode_t *next = n->next;
-      size_t b = n->hash & (new_n - 1);
-      n->next = nb[b];
-      nb[b] = n;
-      n = next;
-    }
-  }
-  plans__release(p, t->buckets, old_n * sizeof(*t->buckets));
-  t->buckets = nb;
-  t->mask = new_n - 1;
-}
+/* 0, or ENOMEM with n not in the table. */
+static int table_insert(hes_plans_t *p, htable_t *t, hnode_t *n) {
+  size_t before = hes_hashdir_memory(t);
+  int rc = hes_hashdir_add(t, n, n->hash);
 
-static void table_insert(hes_plans_t *p, htable_t *t, hnode_t *n) {
-  if (t->count >= t->mask + 1)
-    table_grow(p, t);
-  size_t b = n->hash & t->mask;
-  n->next = t->buckets[b];
-  t->buckets[b] = n;
-  t->count++;
+  p->st.memory += hes_hashdir_memory(t) - before;
+  return rc != 0 ? ENOMEM : 0;
 }
 
 static void table_remove(htable_t *t, hnode_t *n) {
-  hnode_t **pp = &t->buckets[n->hash & t->mask];
-  while (*pp != NULL && *pp != n)
-    pp = &(*pp)->next;
-  if (*pp == NULL)
-    return;
-  *pp = n->next;
-  t->count--;
+  hes_hashdir_remove(t, n, n->hash);
+}
+
+static void table_free(hes_plans_t *p, htable_t *t) {
+  p->st.memory -= hes_hashdir_memory(t);
+  hes_hashdir_free(t);
 }
 
 /* --- the deadline heap ------------------------------------------------------------------ */
@@ -269,12 +220,15 @@ static void tomb_add(hes_plans_t *p, const char *id, uint32_t hash, hes_plan_loo
   t->at = p->clock;
   t->kind = kind;
   t->newer = NULL;
+  if (table_insert(p, &p->tombs, &t->h) != 0) {
+    plans__release(p, t, size);
+    return;
+  }
   if (p->tomb_newest != NULL)
     p->tomb_newest->newer = t;
   else
     p->tomb_oldest = t;
   p->tomb_newest = t;
-  table_insert(p, &p->tombs, &t->h);
 }
 
 /* --- parked pushes ---------------------------------------------------------------------- */
@@ -336,13 +290,19 @@ static hes_plan_lookup_t park(hes_plans_t *p, const char *id, size_t id_len, uin
     g->h.key = g->id;
     g->h.hash = hash;
     g->alloc_size = gsize;
+    if (table_insert(p, &p->groups, &g->h) != 0) {
+      plans__release(p, g, gsize);
+      return HES_PLAN_DROPPED;
+    }
     new_group = true;
   }
 
   hes_parked_t *pk = malloc(sizeof(*pk) + len + 1);
   if (pk == NULL) {
-    if (new_group)
+    if (new_group) {
+      table_remove(&p->groups, &g->h);
       plans__release(p, g, g->alloc_size);
+    }
     return HES_PLAN_DROPPED;
   }
   pk->next = NULL;
@@ -362,7 +322,6 @@ static hes_plan_lookup_t park(hes_plans_t *p, const char *id, size_t id_len, uin
     else
       p->group_first = g;
     p->group_last = g;
-    table_insert(p, &p->groups, &g->h);
   }
   if (g->tail != NULL)
     g->tail->next = pk;
@@ -417,55 +376,49 @@ static long plan_index(const plan_t *pl, uint32_t meter) {
   return (lo < pl->n && pl->meters[lo] == meter) ? (long)lo : -1;
 }
 
-static void report_missing(hes_plans_t *p, const plan_t *pl, hes_plans_missing_cb cb, void *ctx) {
-  size_t k = pl->n - pl->answered;
-  if (k == 0 || cb == NULL)
-    return;
-  if (p->scratch_cap < k) {
-    uint32_t *ns = realloc(p->scratch, k * sizeof(*ns));
-    if (ns != NULL) {
-      p->st.memory += (k - p->scratch_cap) * sizeof(*ns);
-      p->scratch = ns;
-      p->scratch_cap = k;
-    }
-  }
-  if (p->scratch_cap >= k) {
-    size_t j = 0;
-    for (size_t i = 0; i < pl->n; i++) {
-      if (!plan_bit(pl, i))
-        p->scratch[j++] = pl->meters[i];
-    }
-    cb(ctx, pl->id, pl->tag, pl->user, p->scratch, j);
-    return;
-  }
-  /* Out of memory: several calls for one plan are better than none. */
-  uint32_t chunk[MISSING_CHUNK];
-  size_t j = 0;
-  for (size_t i = 0; i < pl->n; i++) {
-    if (plan_bit(pl, i))
-      continue;
-    chunk[j++] = pl->meters[i];
-    if (j == MISSING_CHUNK) {
-      cb(ctx, pl->id, pl->tag, pl->user, chunk, j);
-      j = 0;
-    }
-  }
-  if (j > 0)
-    cb(ctx, pl->id, pl->tag, pl->user, chunk, j);
-}
-
-/* Ends an open plan: reports what never answered, leaves a tombstone of `kind`. */
-static void plan_close(hes_plans_t *p, plan_t *pl, hes_plan_lookup_t kind, hes_plans_missing_cb cb,
-                       void *ctx) {
+/* Ends an open plan: leaves a tombstone of `kind`. A plan with meters that never answered
+ * goes onto *closed (detached, no longer counted in st.memory) when closed is not NULL, to be
+ * reported by report_closed once the lock is released; otherwise it is freed. */
+static void plan_close(hes_plans_t *p, plan_t *pl, hes_plan_lookup_t kind, plan_t **closed) {
   size_t unanswered = pl->n - pl->answered;
-  report_missing(p, pl, cb, ctx);
   p->st.missing += unanswered;
   p->st.meters_pending -= unanswered;
   p->st.plans_pending--;
   heap_remove(p, pl);
   table_remove(&p->plans, &pl->h);
   tomb_add(p, pl->id, pl->h.hash, kind);
+  if (closed != NULL && unanswered > 0) {
+    p->st.memory -= pl->alloc_size;
+    pl->closed_next = *closed;
+    *closed = pl;
+    return;
+  }
   plans__release(p, pl, pl->alloc_size);
+}
+
+/* Reports the meters that never answered of the plans plan_close set aside, and frees them.
+ * Called without the lock: the callback may log, notify, or call hes_plans_* again. The
+ * plans are detached, so their meters[] can hold the unanswered meters in place. */
+static void report_closed(plan_t *closed, hes_plans_missing_cb cb, void *ctx) {
+  plan_t *in_order = NULL; /* plan_close pushed them newest first */
+  while (closed != NULL) {
+    plan_t *pl = closed;
+    closed = pl->closed_next;
+    pl->closed_next = in_order;
+    in_order = pl;
+  }
+  closed = in_order;
+  while (closed != NULL) {
+    plan_t *pl = closed;
+    closed = pl->closed_next;
+    size_t j = 0;
+    for (size_t i = 0; i < pl->n; i++)
+      if (!plan_bit(pl, i))
+        pl->meters[j++] = pl->meters[i];
+    if (cb != NULL && j > 0)
+      cb(ctx, pl->id, pl->tag, pl->user, pl->meters, j);
+    free(pl);
+  }
 }
 
 static void plans_clock(hes_plans_t *p, double now) {
@@ -506,11 +459,7 @@ hes_plans_t *hes_plans_new(const hes_plans_config_t *cfg) {
     p->cfg.tombstone_max = 65536;
   p->clock = -INFINITY;
 
-  if (table_init(p, &p->plans) != 0 || table_init(p, &p->tombs) != 0 ||
-      table_init(p, &p->groups) != 0 || pthread_mutex_init(&p->lock, NULL) != 0) {
-    free(p->plans.buckets);
-    free(p->tombs.buckets);
-    free(p->groups.buckets);
+  if (pthread_mutex_init(&p->lock, NULL) != 0) {
     free(p);
     return NULL;
   }
@@ -534,10 +483,9 @@ void hes_plans_free(hes_plans_t *p) {
     hes_parked_free(g->head);
     free(g);
   }
-  free(p->scratch);
-  free(p->plans.buckets);
-  free(p->tombs.buckets);
-  free(p->groups.buckets);
+  table_free(p, &p->plans);
+  table_free(p, &p->tombs);
+  table_free(p, &p->groups);
   pthread_mutex_destroy(&p->lock);
   free(p);
 }
@@ -568,6 +516,12 @@ void hes_plans_request_end(hes_plans_t *p) {
 
 int hes_plans_add(hes_plans_t *p, const char *plan_id, uint32_t tag, void *user,
                   const uint32_t *meters, size_t n, double deadline, hes_parked_t **parked) {
+  return hes_plans_add_sent(p, plan_id, tag, user, meters, n, NAN, deadline, parked);
+}
+
+int hes_plans_add_sent(hes_plans_t *p, const char *plan_id, uint32_t tag, void *user,
+                       const uint32_t *meters, size_t n, double sent, double deadline,
+                       hes_parked_t **parked) {
   if (parked != NULL)
     *parked = NULL;
   size_t id_len = valid_id_len(plan_id);
@@ -599,6 +553,7 @@ int hes_plans_add(hes_plans_t *p, const char *plan_id, uint32_t tag, void *user,
   pl->h.key = pl->id;
   pl->h.hash = hash;
   pl->deadline = deadline;
+  pl->sent = sent;
   pl->user = user;
   pl->tag = tag;
   pl->alloc_size = size;
@@ -613,7 +568,11 @@ int hes_plans_add(hes_plans_t *p, const char *plan_id, uint32_t tag, void *user,
   pl->bits = (uint64_t *)((char *)pl + sizeof(plan_t) + meters_bytes);
   memset(pl->bits, 0, words * sizeof(uint64_t));
 
-  table_insert(p, &p->plans, &pl->h);
+  if (table_insert(p, &p->plans, &pl->h) != 0) {
+    plans__release(p, pl, size);
+    pthread_mutex_unlock(&p->lock);
+    return ENOMEM;
+  }
   p->heap[p->heap_len] = pl;
   p->heap_len++;
   heap_up(p, p->heap_len - 1);
@@ -668,6 +627,7 @@ hes_plan_lookup_t hes_plans_lookup(hes_plans_t *p, const char *plan_id, double n
       info->meters = pl->n;
       info->answered = pl->answered;
       info->deadline = pl->deadline;
+      info->sent = pl->sent;
     }
     pthread_mutex_unlock(&p->lock);
     return HES_PLAN_OPEN;
@@ -712,7 +672,7 @@ int hes_plans_answer(hes_plans_t *p, const char *plan_id, uint32_t meter) {
       pl->answered++;
       p->st.meters_pending--;
       if (pl->answered == pl->n)
-        plan_close(p, pl, HES_PLAN_DUPLICATE, NULL, NULL);
+        plan_close(p, pl, HES_PLAN_DUPLICATE, NULL);
       r = 1;
     }
   } else {
@@ -729,26 +689,76 @@ int hes_plans_answer(hes_plans_t *p, const char *plan_id, uint32_t meter) {
   return r;
 }
 
+size_t hes_plans_answer_batch(hes_plans_t *p, const char *plan_id, uint32_t *meters, size_t n) {
+  size_t id_len = valid_id_len(plan_id);
+  if (p == NULL || id_len == 0) {
+    for (size_t i = 0; i < n; i++)
+      meters[i] = UINT32_MAX;
+    return 0;
+  }
+  uint32_t hash = plans__hash(plan_id, id_len);
+  size_t kept = 0, i = 0;
+  pthread_mutex_lock(&p->lock);
+  plan_t *pl = (plan_t *)table_find(&p->plans, plan_id, hash);
+  for (; pl != NULL && i < n; i++) {
+    if (meters[i] == UINT32_MAX)
+      continue;
+    long k = plan_index(pl, meters[i]);
+    if (k < 0) {
+      meters[i] = UINT32_MAX;
+    } else if (plan_bit(pl, (size_t)k)) {
+      p->st.duplicate++;
+      meters[i] = UINT32_MAX;
+    } else {
+      pl->bits[k / 64] |= UINT64_C(1) << (k % 64);
+      pl->answered++;
+      p->st.meters_pending--;
+      kept++;
+      if (pl->answered == pl->n) {
+        plan_close(p, pl, HES_PLAN_DUPLICATE, NULL);
+        pl = NULL; /* the rest are repeats of a finished plan, as for hes_plans_answer */
+      }
+    }
+  }
+  if (i < n) {
+    const tomb_t *t = (const tomb_t *)table_find(&p->tombs, plan_id, hash);
+    for (; i < n; i++) {
+      if (meters[i] == UINT32_MAX)
+        continue;
+      if (t != NULL && t->kind == HES_PLAN_DUPLICATE)
+        p->st.duplicate++;
+      else if (t != NULL)
+        p->st.late++;
+      meters[i] = UINT32_MAX;
+    }
+  }
+  pthread_mutex_unlock(&p->lock);
+  return kept;
+}
+
 void hes_plans_finish(hes_plans_t *p, const char *plan_id, hes_plans_missing_cb cb, void *ctx) {
   size_t id_len = valid_id_len(plan_id);
   if (p == NULL || id_len == 0)
     return;
   uint32_t hash = plans__hash(plan_id, id_len);
+  plan_t *closed = NULL;
   pthread_mutex_lock(&p->lock);
   plan_t *pl = (plan_t *)table_find(&p->plans, plan_id, hash);
   if (pl != NULL)
-    plan_close(p, pl, HES_PLAN_DUPLICATE, cb, ctx);
+    plan_close(p, pl, HES_PLAN_DUPLICATE, cb != NULL ? &closed : NULL);
   pthread_mutex_unlock(&p->lock);
+  report_closed(closed, cb, ctx);
 }
 
 size_t hes_plans_expire(hes_plans_t *p, double now, hes_plans_missing_cb cb, void *ctx) {
   if (p == NULL || isnan(now))
     return 0;
   size_t expired = 0;
+  plan_t *closed = NULL;
   pthread_mutex_lock(&p->lock);
   plans_clock(p, now);
   while (p->heap_len > 0 && p->heap[0]->deadline <= now) {
-    plan_close(p, p->heap[0], HES_PLAN_LATE, cb, ctx);
+    plan_close(p, p->heap[0], HES_PLAN_LATE, cb != NULL ? &closed : NULL);
     expired++;
   }
   if (p->st.parked > 0)
@@ -756,6 +766,7 @@ size_t hes_plans_expire(hes_plans_t *p, double now, hes_plans_missing_cb cb, voi
   while (p->tomb_oldest != NULL && p->tomb_oldest->at + p->cfg.tombstone_ttl <= now)
     tomb_forget_oldest(p);
   pthread_mutex_unlock(&p->lock);
+  report_closed(closed, cb, ctx);
   return expired;
 }
 

@@ -3,35 +3,21 @@
  * meter's reading arriving), how long the round took and whether it overran its Interval,
  * and the broker's reconnects.
  *
- * The threads record into hes_health_state_t (lock-free histograms, see latency.h); the read
- * thread takes the round's figures into a plain hes_health_t and hes_health_dispatch turns it
- * into values, so whatever runs the rounds only has to fill that struct. */
+ * The threads record into hes_health_state_t (lock-free histograms, see latency.h): every
+ * session client's api records its HTTP requests, the session its readings pushes. The read
+ * thread takes the round's figures at the end of its round and dispatches them. */
 #include "config.h"
 
 #include "plugin.h"
 
-#include <time.h>
-
-static double health_mono(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void health_dispatch(const char *instance, const char *type, const char *type_instance,
-                            cdtime_t time, cdtime_t interval, value_t v) {
-  value_list_t vl = VALUE_LIST_INIT;
-  vl.values = &v;
-  vl.values_len = 1;
-  vl.time = time;
-  /* Set explicitly: the threshold plugin's missing-value timer is based on it. */
-  vl.interval = interval;
-  sstrncpy(vl.plugin, HES_PLUGIN, sizeof(vl.plugin));
-  sstrncpy(vl.plugin_instance, instance, sizeof(vl.plugin_instance));
-  sstrncpy(vl.type, type, sizeof(vl.type));
-  sstrncpy(vl.type_instance, type_instance, sizeof(vl.type_instance));
-  plugin_dispatch_values(&vl);
-}
+/* One round's figures. */
+typedef struct {
+  hes_latency_summary_t http;
+  hes_latency_summary_t push;
+  double round_duration; /* seconds; < 0: no round to report */
+  uint64_t round_overruns;
+  uint64_t mqtt_reconnects;
+} hes_health_t;
 
 void hes_health_init(hes_server_t *s) {
   hes_latency_init(&s->health.http);
@@ -42,41 +28,42 @@ void hes_health_init(hes_server_t *s) {
 
 /* A round with no HTTP request or no push dispatches no latency of that kind: a 0 would
  * read as "fast". The counters go out every round. */
-void hes_health_dispatch(const char *server, cdtime_t interval, const hes_health_t *h) {
+static void hes_health_dispatch(const char *server, cdtime_t interval, const hes_health_t *h) {
   char instance[DATA_MAX_NAME_LEN];
   snprintf(instance, sizeof(instance), "%s-self", server);
   cdtime_t now = cdtime();
   if (h->http.count > 0) {
-    health_dispatch(instance, "latency", "http", now, interval, (value_t){.gauge = h->http.mean});
-    health_dispatch(instance, "latency", "http-max", now, interval,
-                    (value_t){.gauge = h->http.max});
+    hes_dispatch_value(instance, "latency", "http", now, interval,
+                       (value_t){.gauge = h->http.mean});
+    hes_dispatch_value(instance, "latency", "http-max", now, interval,
+                       (value_t){.gauge = h->http.max});
   }
   if (h->push.count > 0) {
-    health_dispatch(instance, "latency", "push-p50", now, interval,
-                    (value_t){.gauge = h->push.p50});
-    health_dispatch(instance, "latency", "push-p95", now, interval,
-                    (value_t){.gauge = h->push.p95});
-    health_dispatch(instance, "latency", "push-max", now, interval,
-                    (value_t){.gauge = h->push.max});
+    hes_dispatch_value(instance, "latency", "push-p50", now, interval,
+                       (value_t){.gauge = h->push.p50});
+    hes_dispatch_value(instance, "latency", "push-p95", now, interval,
+                       (value_t){.gauge = h->push.p95});
+    hes_dispatch_value(instance, "latency", "push-max", now, interval,
+                       (value_t){.gauge = h->push.max});
   }
   if (h->round_duration >= 0)
-    health_dispatch(instance, "duration", "round", now, interval,
-                    (value_t){.gauge = h->round_duration});
-  health_dispatch(instance, "total_operations", "round_overrun", now, interval,
-                  (value_t){.derive = (derive_t)h->round_overruns});
-  health_dispatch(instance, "total_operations", "mqtt_reconnect", now, interval,
-                  (value_t){.derive = (derive_t)h->mqtt_reconnects});
+    hes_dispatch_value(instance, "duration", "round", now, interval,
+                       (value_t){.gauge = h->round_duration});
+  hes_dispatch_value(instance, "total_operations", "round_overrun", now, interval,
+                     (value_t){.derive = (derive_t)h->round_overruns});
+  hes_dispatch_value(instance, "total_operations", "mqtt_reconnect", now, interval,
+                     (value_t){.derive = (derive_t)h->mqtt_reconnects});
 }
 
 void hes_health_round_begin(hes_server_t *s) {
-  s->health.round_start = health_mono();
+  s->health.round_start = hes_clock_mono();
 }
 
 /* Read thread, at the end of a round (also a skipped one). */
 void hes_health_round_end(hes_server_t *s) {
   hes_health_t h = {.round_duration = -1};
   if (s->health.round_start > 0) {
-    h.round_duration = health_mono() - s->health.round_start;
+    h.round_duration = hes_clock_mono() - s->health.round_start;
     if (h.round_duration > CDTIME_T_TO_DOUBLE(s->interval))
       s->health.round_overruns++;
   }
