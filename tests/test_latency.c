@@ -15,18 +15,9 @@
 #include <stdlib.h>
 
 #include "latency.h"
+#include "rng.h"
 
 /* --- helpers ----------------------------------------------------------------------------- */
-
-static uint64_t rng_state = 0x9E3779B97F4A7C15u;
-
-static uint64_t rng(void) {
-  /* xorshift64*: reproducible, so a failure names the same samples every run */
-  rng_state ^= rng_state >> 12;
-  rng_state ^= rng_state << 25;
-  rng_state ^= rng_state >> 27;
-  return rng_state * 2685821657736338717u;
-}
 
 static double uniform(void) {
   return (double)(rng() >> 11) / 9007199254740992.0;
