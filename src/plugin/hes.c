@@ -85,6 +85,8 @@ void hes_server_runtime_free(hes_server_t *s) {
   hes_roster_free(s); /* after the session, which looks meters up in its set */
   free(s->batch_index);
   free(s->billing_index);
+  hes_meters_free(s->billing_next);
+  s->billing_next = NULL;
   s->batch_index = s->billing_index = NULL;
   if (s->billing_sync) {
     pthread_mutex_destroy(&s->billing_lock);
@@ -139,6 +141,7 @@ static int hes_server_start(hes_server_t *s) {
         .state_path = path,
     };
     f->backfill = hes_backfill_new(&bc, why, sizeof(why));
+    f->meters = s->meters;
     if (f->backfill == NULL) {
       ERROR(HES_PLUGIN " plugin: Server \"%s\": %s: %s", s->name, f->item->name, why);
       return -1;

@@ -146,7 +146,8 @@ typedef struct hes_server {
   struct hes_frozen {
     const hes_item_t *item;
     hes_backfill_t *backfill;
-    hes_session_route_t route; /* its readFrozen plans' pushes */
+    const hes_meters_t *meters; /* billing thread: the backfill's list (its indices) */
+    hes_session_route_t route;  /* its readFrozen plans' pushes */
     struct hes_server *server;
     int64_t resume; /* billing thread: the freeze time a round cut short was on; 0: none */
   } frozen[3];
@@ -173,6 +174,8 @@ typedef struct hes_server {
   uint32_t *batch_index;             /* read thread scratch: batch_size entries */
   uint32_t *billing_index;           /* billing thread scratch: batch_size entries */
   const hes_meterver_t *billing_ver; /* billing thread: the version of its round */
+  hes_meters_t *billing_next;        /* a new list for the backfill books, under billing_lock */
+  hes_meters_t *billing_list;        /* billing thread: the books' list after a change (owned) */
   size_t read_cursor;                /* the batch the next read round starts with */
   bool ready_once;
   /* the billing thread */
@@ -276,6 +279,8 @@ void hes_roster_self(hes_server_t *s, const char *instance, cdtime_t now);
 const char *hes_roster_name(hes_server_t *s, uint32_t idx, char *buf, size_t len);
 
 /* billing.c */
+/* Read thread: hands the billing thread a new meter list (taken over). */
+void hes_billing_meters(hes_server_t *s, hes_meters_t *list);
 void hes_billing_routes(hes_server_t *s);
 int hes_billing_start(hes_server_t *s);
 void hes_billing_stop(hes_server_t *s);

@@ -7,9 +7,10 @@
  * it), the MQTT thread (the session pins one version per push), the relay thread (checks a
  * command's meter in the current version) and the billing thread (one version per round).
  *
- * Frozen items keep their books by the index of the list at start (s->meters, a snapshot):
- * a meter that left is no longer billed, and a meter that joined is read in real time but not
- * billed until a restart. Relay rules take each new list (hes_relay_set_meters). */
+ * The backfill books and the relay rules keep lists of their own (by number, their own
+ * indices): each new list is handed to them (hes_backfill_set_meters on the billing thread,
+ * between takes; hes_relay_set_meters here), so a joiner is billed and commandable and a
+ * leaver's periods and holdoff are dropped. */
 #include "config.h"
 
 #include "plugin.h"
@@ -237,6 +238,15 @@ void hes_roster_round(hes_server_t *s, bool can_request) {
    * snapshot's, the relay its own list by meter number. */
   hes_meterlist_commit(s->meterlist, &up);
   hes_roster_relay(s, up.next);
+  if (s->frozen_num > 0) {
+    hes_meters_t *list = hes_roster_list(up.next);
+    if (list != NULL)
+      hes_billing_meters(s, list);
+    else
+      ERROR(HES_PLUGIN " plugin: Server \"%s\": out of memory: the frozen items keep the "
+                       "previous meter list",
+            s->name);
+  }
   size_t joined = up.n_joined, left = up.n_left, count = hes_meterver_count(up.next);
   hes_meterlist_done(s->meterlist, &up);
   INFO(HES_PLUGIN " plugin: Server \"%s\": the meter list changed: %zu joined, %zu left, %zu "
