@@ -294,6 +294,10 @@ void hes_session_push(hes_session_t *s, const void *payload, size_t len) {
   route_push(s, &s->mqtt_worker, payload, len, false, s->now());
 }
 
+size_t hes_session_forget(hes_session_t *s, const uint32_t *meters, size_t n) {
+  return hes_plans_forget(s->plans, meters, n);
+}
+
 size_t hes_session_expire(hes_session_t *s) {
   return hes_plans_expire(s->plans, s->now(), on_missing, NULL);
 }

@@ -151,6 +151,9 @@ void hes_session_stats(hes_session_t *s, hes_session_stats_t *out);
  * fuzzers). Not thread-safe against itself: one thread at a time. */
 void hes_session_push(hes_session_t *s, const void *payload, size_t len);
 
+/* Meters that left the list: open plans stop waiting for them (hes_plans_forget). */
+size_t hes_session_forget(hes_session_t *s, const uint32_t *meters, size_t n);
+
 /* Expires plans past their deadline (their sinks' missing called, after every lock is
  * released) and parked pushes past the park window. Returns the plans expired. */
 size_t hes_session_expire(hes_session_t *s);

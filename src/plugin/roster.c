@@ -247,6 +247,8 @@ void hes_roster_round(hes_server_t *s, bool can_request) {
                        "previous meter list",
             s->name);
   }
+  /* Open plans stop waiting for the leavers: not missing, and their indices can be reused. */
+  hes_session_forget(s->session, up.left, up.n_left);
   size_t joined = up.n_joined, left = up.n_left, count = hes_meterver_count(up.next);
   hes_meterlist_done(s->meterlist, &up);
   INFO(HES_PLUGIN " plugin: Server \"%s\": the meter list changed: %zu joined, %zu left, %zu "
