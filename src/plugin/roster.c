@@ -224,6 +224,13 @@ static void hes_roster_refresh(hes_server_t *s) {
 
 void hes_roster_round(hes_server_t *s, bool can_request) {
   char err[512] = "";
+  /* The list at start is for the backfill books and the relay rules to begin with; without
+   * either it is 27 bytes a meter for nothing (init is over: the relay has its list). */
+  if (s->meters != NULL && s->frozen_num == 0 &&
+      (hes_relay_conf == NULL || hes_relay_conf->server != s)) {
+    hes_meters_free(s->meters);
+    s->meters = NULL;
+  }
   if (hes_meterlist_check_file(s->meterlist, err, sizeof(err)) == HES_METERLIST_EFILE)
     ERROR(HES_PLUGIN " plugin: Server \"%s\": %s", s->name, err); /* once per broken file */
   double now = hes_clock_wall();
