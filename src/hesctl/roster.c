@@ -107,18 +107,11 @@ static int roster_take(ctl_t *c, hes_meterlist_t *ml) {
   hes_meterset_t *set = hes_meterlist_set(ml);
   const hes_meterver_t *v = hes_meterset_pin(set);
   size_t n = hes_meterver_count(v);
-  hes_meters_t *m = hes_meters_new();
-  int rc = m != NULL ? EXIT_ALL_OK : EXIT_SOME_FAILED;
-  for (size_t i = 0; i < n && rc == EXIT_ALL_OK; i++) {
-    uint32_t idx;
-    if (hes_meters_add(m, hes_meterver_at(v, i, &idx)) != HES_METERS_OK)
-      rc = EXIT_SOME_FAILED;
-  }
+  hes_meters_t *m = hes_meterver_list(v);
   hes_meterset_unpin(set, v);
-  const char **list = rc == EXIT_ALL_OK ? calloc(n ? n : 1, sizeof(*list)) : NULL;
-  if (list == NULL || hes_meters_seal(m) != HES_METERS_OK) {
+  const char **list = m != NULL ? calloc(n ? n : 1, sizeof(*list)) : NULL;
+  if (list == NULL) {
     errx_("out of memory");
-    free(list);
     hes_meters_free(m);
     return EXIT_SOME_FAILED;
   }

@@ -73,53 +73,12 @@ static const hes_session_sink_t hes_roster_sink = {
 /* ---------------------------------------------------------------------------------------
  * start */
 
-/* The snapshot the backfill and relay books are kept by: the list at start, by index. */
-static hes_meters_t *hes_roster_snapshot(const hes_meterver_t *v) {
-  hes_meters_t *m = hes_meters_new();
-  if (m == NULL)
-    return NULL;
-  uint32_t cap = hes_meterver_capacity(v);
-  for (uint32_t i = 0; i < cap; i++) {
-    const char *name = hes_meterver_name(v, i);
-    /* the first version has no holes: the snapshot's index i is the version's */
-    if (name == NULL || hes_meters_add(m, name) != HES_METERS_OK) {
-      hes_meters_free(m);
-      return NULL;
-    }
-  }
-  if (hes_meters_seal(m) != HES_METERS_OK) {
-    hes_meters_free(m);
-    return NULL;
-  }
-  return m;
-}
-
-/* The current list, in list order: the relay's meters after a change. */
-static hes_meters_t *hes_roster_list(const hes_meterver_t *v) {
-  hes_meters_t *m = hes_meters_new();
-  if (m == NULL)
-    return NULL;
-  size_t n = hes_meterver_count(v);
-  for (size_t i = 0; i < n; i++) {
-    uint32_t idx;
-    if (hes_meters_add(m, hes_meterver_at(v, i, &idx)) != HES_METERS_OK) {
-      hes_meters_free(m);
-      return NULL;
-    }
-  }
-  if (hes_meters_seal(m) != HES_METERS_OK) {
-    hes_meters_free(m);
-    return NULL;
-  }
-  return m;
-}
-
 /* Relay rules act on the new list: joiners can be commanded, leavers no longer. */
 static void hes_roster_relay(hes_server_t *s, const hes_meterver_t *v) {
   hes_relay_conf_t *rc = hes_relay_conf;
   if (rc == NULL || rc->server != s || rc->relay == NULL)
     return;
-  hes_meters_t *m = hes_roster_list(v);
+  hes_meters_t *m = hes_meterver_list(v);
   if (m == NULL || hes_relay_set_meters(rc->relay, m) != 0) {
     hes_meters_free(m);
     ERROR(HES_PLUGIN " plugin: <Relay>: out of memory: the rules keep the previous meter list "
@@ -175,7 +134,7 @@ int hes_roster_start(hes_server_t *s) {
     return -1;
   }
   const hes_meterver_t *v = hes_meterset_pin(s->set);
-  hes_meters_t *snap = hes_roster_snapshot(v);
+  hes_meters_t *snap = hes_meterver_list(v);
   hes_meterset_unpin(s->set, v);
   if (snap == NULL) {
     ERROR(HES_PLUGIN " plugin: Server \"%s\": out of memory.", s->name);
@@ -241,12 +200,12 @@ void hes_roster_round(hes_server_t *s, bool can_request) {
   hes_meterset_update_t up;
   if (hes_meterlist_update(s->meterlist, &up) != HES_METERLIST_OK)
     return;
-  /* No per-index state of the read path to grow: plans keep indices, the backfill books the
-   * snapshot's, the relay its own list by meter number. */
+  /* No per-index state to grow: plans keep the indices they were made with, the relay and
+   * the backfill books keep lists of their own, handed over below. */
   hes_meterlist_commit(s->meterlist, &up);
   hes_roster_relay(s, up.next);
   if (s->frozen_num > 0) {
-    hes_meters_t *list = hes_roster_list(up.next);
+    hes_meters_t *list = hes_meterver_list(up.next);
     if (list != NULL)
       hes_billing_meters(s, list);
     else

@@ -144,15 +144,6 @@ static void lookup_cost(hes_meterlist_t *ml) {
   hes_meters_free(plain);
 }
 
-/* The list in list order, as roster.c hands it to the relay and the billing books. */
-static hes_meters_t *list_of(const hes_meterver_t *v) {
-  hes_meters_t *m = hes_meters_new();
-  for (size_t i = 0; i < hes_meterver_count(v); i++)
-    hes_meters_add(m, hes_meterver_at(v, i, NULL));
-  hes_meters_seal(m);
-  return m;
-}
-
 /* The plugin's work after a commit: copies, relay, backfill, plans, with `left` leaving. */
 static void books_cost(hes_meterlist_t *ml, long long shift) {
   hes_meterset_t *s = hes_meterlist_set(ml);
@@ -193,7 +184,7 @@ static void books_cost(hes_meterlist_t *ml, long long shift) {
 
   double t = now();
   const hes_meterver_t *v = hes_meterset_pin(s);
-  hes_meters_t *copy = list_of(v);
+  hes_meters_t *copy = hes_meterver_list(v);
   double t_copy = now() - t;
   hes_meterset_unpin(s, v);
   t = now();
