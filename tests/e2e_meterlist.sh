@@ -2,7 +2,7 @@
 # e2e_meterlist.sh: the meter list follows the utility's records (issue 15), end to end with
 # the HES simulator, a real mosquitto and a real `collectd -f`.
 #
-# Part 1 (the simulator, runs today): a DCU archive seeded with --archive is listed by
+# Part 1 (the simulator): a DCU archive seeded with --archive is listed by
 #   readArchive, and `hesctl dcu add` / `dcu remove` change it while the simulator runs.
 # Part 2 (the plugin):
 #   - a meter added to a DCU with `hesctl dcu add` has values within DCURefresh + Interval;
@@ -10,7 +10,9 @@
 #     command is sent for it although it is over voltage;
 #   - a MeterFile replaced by rename gives the same; a broken one keeps the old list with one
 #     error line naming the file and the line;
-#   - with the HES down at start, the DCU list kept in StateDir is the list.
+#   - with the HES down at start, the DCU list kept in StateDir is the list;
+#   - frozen items follow the list: a joiner gets its BackfillPeriods days, a leaver's periods go;
+#   - hesctl -c FILE read --all reads the same meters.
 # Exit 0 pass, 1 fail, 77 skip.
 set -euo pipefail
 . "${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}/tests/lib.sh"
@@ -190,3 +192,33 @@ done
 ! grep -q "$JOINER" "$TEST_TMP/all.csv" || fail "read --all read $JOINER, which left"
 hesctl 2 -c "$CD_CONF" read --all "$M1" --item voltageA
 ok "hesctl -c FILE read --all reads the plugin's meters"
+
+# Frozen items follow the list: a joiner gets its BackfillPeriods latest days as at a first
+# start; a leaver's periods are dropped (neither expected nor missing any more).
+BILL_FILE=$CD_DIR/bill.list
+printf '%s\n%s\n' "$M1" "$M2" >"$BILL_FILE"
+STATE2=$CD_DIR/state2
+mkdir -p "$STATE2"
+collectd_conf "$(server_block bill "MeterFile \"$BILL_FILE\"" 'Item "dailyBilling"' \
+  "Interval $INTERVAL" 'PlanTimeout 3' 'BackfillPeriods 2' 'RetryInterval 2')
+  StateDir \"$STATE2\""
+collectd_start
+days_of() {
+  [ "$(csv_rows "$1" energy_wh-daily-import)" -ge 2 ]
+}
+bill_is() {
+  [ "$(csv_last bill-self "gauge-$1" | cut -d. -f1)" = "$2" ]
+}
+wait_for 30 days_of "$M1" || fail "no daily values for $M1"
+wait_for 30 days_of "$M2" || fail "no daily values for $M2"
+printf '%s\n%s\n%s\n' "$M1" "$M2" "$FILE_M" >"$BILL_FILE.new"
+mv "$BILL_FILE.new" "$BILL_FILE"
+wait_for 30 days_of "$FILE_M" || fail "the joiner's BackfillPeriods days never came"
+wait_for 10 bill_is periods_expected 6 || fail "periods_expected is $(csv_last bill-self gauge-periods_expected), expected 6"
+printf '%s\n%s\n' "$M1" "$FILE_M" >"$BILL_FILE.new"
+mv "$BILL_FILE.new" "$BILL_FILE"
+wait_for 10 bill_is periods_expected 4 || fail "periods_expected is $(csv_last bill-self gauge-periods_expected) after a leaver, expected 4"
+wait_for 10 bill_is periods_missing 0 || fail "periods_missing is $(csv_last bill-self gauge-periods_missing), expected 0"
+collectd_stop
+ok "frozen items: a joiner's BackfillPeriods days are collected, a leaver's periods dropped"
+
