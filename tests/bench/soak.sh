@@ -24,6 +24,8 @@ SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 export top_srcdir=$SRC top_builddir=$BUILD
 # shellcheck source=tests/lib.sh disable=SC1091
 . "$SRC/tests/lib.sh"
+# shellcheck source=tests/bench/bench_lib.sh disable=SC1091
+. "$SRC/tests/bench/bench_lib.sh"
 
 METERS=${SOAK_METERS:-10000}
 INTERVAL=${SOAK_INTERVAL:-10}
@@ -33,37 +35,12 @@ ITEMS='"voltageA" "currentA" "activePowerTotal" "reactivePowerA" "powerFactorTot
 NITEMS=6
 DURATION=$(awk -v m="$MINUTES" 'BEGIN { printf "%d", m * 60 }')
 WARMUP=$((DURATION >= 360 ? 120 : DURATION / 3))
-COLLECTD_BIN=${COLLECTD_BIN:-/usr/sbin/collectd}
-STOCK_PLUGINS=${STOCK_PLUGINS:-/usr/lib/collectd}
-HZ=$(getconf CLK_TCK)
 
 [ "$DURATION" -ge 30 ] || fail "a soak of at least 0.5 minutes, please"
-require_cmd gcc
-[ -x "$COLLECTD_BIN" ] || skip "collectd not found ($COLLECTD_BIN)"
-[ -f /usr/include/collectd/core/daemon/plugin.h ] || skip "collectd-dev not installed"
-[ -f "$BUILD/.libs/hes.so" ] || fail "$BUILD/.libs/hes.so not built (run make in $BUILD)"
-[ -x "$BUILD/tests/sim/hes-sim" ] || fail "$BUILD/tests/sim/hes-sim not built"
-
-B=$TEST_TMP/bin
-PLUGINS=$TEST_TMP/plugins
+bench_init count
 D=$TEST_TMP/collectd
-mkdir -p "$B" "$PLUGINS" "$D/var"
-printf '#define _GNU_SOURCE 1\n' >"$B/config.h"
-gcc -O2 -std=gnu11 -Wall -Wextra -shared -fPIC -DHAVE_CONFIG_H -I"$B" -I/usr/include/collectd \
-  "$SRC/tests/bench/bench_count.c" -o "$PLUGINS/bench_count.so" || fail "cannot build bench_count.so"
-cp "$BUILD/.libs/hes.so" "$PLUGINS/hes.so"
-cp "$STOCK_PLUGINS/logfile.so" "$PLUGINS/"
-awk -v n="$METERS" 'BEGIN { for (i = 0; i < n; i++) printf "%.0f\n", 202407100001 + i }' >"$TEST_TMP/meters.txt"
-
-proc_ticks() {
-  local s
-  s=$(cat "/proc/$1/stat" 2>/dev/null) || {
-    echo 0
-    return
-  }
-  s=${s##*) }
-  awk '{ print $12 + $13 }' <<<"$s"
-}
+mkdir -p "$D/var"
+meter_file "$METERS" "$TEST_TMP/meters.txt"
 
 start_mosquitto
 # The broker queues a round's pushes (60 with the defaults) while the plugin reads them.
