@@ -42,8 +42,8 @@ bench_init() {
     gcc -O2 -std=gnu11 -Wall -Wextra -shared -fPIC -DHAVE_CONFIG_H -I"$B" -I/usr/include/collectd \
       "$SRC/tests/bench/bench_$p.c" -o "$PLUGINS/bench_$p.so" || fail "cannot build bench_$p.so"
   done
-  # PluginDir rejects symlinks: copy.
-  cp "$BUILD/.libs/hes.so" "$PLUGINS/hes.so"
+  # PluginDir rejects symlinks: copy. BENCH_HES_SO: another build of the plugin, for an A/B.
+  cp "${BENCH_HES_SO:-$BUILD/.libs/hes.so}" "$PLUGINS/hes.so"
   cp "$STOCK_PLUGINS/logfile.so" "$PLUGINS/"
 }
 
