@@ -44,64 +44,19 @@ meter_file "$METERS" "$TEST_TMP/meters.txt"
 
 start_mosquitto
 # The broker queues a round's pushes (60 with the defaults) while the plugin reads them.
-# shellcheck disable=SC2046
-start_sim --tenant 1000000067 --username kuangda --password kd123456 \
-  --secret-key 55be0dc7ac554610165183db43991c50 --push-delay-ms 0 --max-devlist "$BATCH"
+start_sim --tenant "$TENANT" --username kuangda --password kd123456 --secret-key "$SECRET" \
+  --push-delay-ms 0 --max-devlist "$BATCH"
 wait_for 10 sim_connected || fail "simulator not connected to the broker"
 
-cat >"$D/collectd.conf" <<CONF
-Hostname "soak"
-FQDNLookup false
-BaseDir "$D/var"
-PluginDir "$PLUGINS"
-TypesDB "/usr/share/collectd/types.db" "$SRC/conf/hes-types.db"
-Interval $INTERVAL
-LoadPlugin logfile
-<Plugin logfile>
-  LogLevel info
-  File "$D/collectd.log"
-  Timestamp true
-  PrintSeverity true
-</Plugin>
-<LoadPlugin bench_count>
-  Globals true
-</LoadPlugin>
-<Plugin bench_count>
-  File "$D/count.txt"
-  Period 10
-</Plugin>
-LoadPlugin hes
-<Plugin hes>
-  <Server "soak">
-    URL "$SIM_URL"
-    TenantCode "1000000067"
-    Username "kuangda"
-    Password "kd123456"
-    SecretKey "55be0dc7ac554610165183db43991c50"
-    Timeout 5000
-    <MQTT>
-      Host "127.0.0.1"
-      Port $MQTT_PORT
-      ClientId "soak-$$"
-    </MQTT>
-    MeterFile "$TEST_TMP/meters.txt"
-    Item $ITEMS
-    BatchSize $BATCH
-    Interval $INTERVAL
-    PlanTimeout $PLAN_TIMEOUT
-  </Server>
-</Plugin>
-CONF
-FAIL_LOGS="${FAIL_LOGS:-} $D/collectd.log $D/collectd.out"
-# shellcheck disable=SC2086 # a list of VAR=value words
-LIB_OUT=$D/collectd.out run_bg env ${SOAK_COLLECTD_ENV:-} "$COLLECTD_BIN" -f -C "$D/collectd.conf"
-CD_PID=$BG_PID
-wait_for 20 grep -q 'Initialization complete' "$D/collectd.log" || fail "collectd did not start"
+CD_INTERVAL=$INTERVAL cd_conf "$D" "$(hes_conf soak "$SIM_URL" "$TEST_TMP/meters.txt" "$INTERVAL" \
+  "    Timeout 5000
+    PlanTimeout $PLAN_TIMEOUT")" 10
+BENCH_COLLECTD_ENV=${SOAK_COLLECTD_ENV:-} cd_start "$D"
 note "soak: $METERS meters x $NITEMS items every $INTERVAL s for $DURATION s (warm-up $WARMUP s)"
 
 # samples: <monotonic s> <values> <ticks> <minflt> <rss kB> <dispatched missing rejected ...>
 samples() { wc -l <"$D/count.txt" 2>/dev/null || echo 0; }
-wait_samples() { # <n>
+soak_wait() { # <n>
   local i
   for ((i = 0; i < 10 * ($1 * 10 + 60); i++)); do
     [ "$(samples)" -ge "$1" ] && return 0
@@ -112,16 +67,16 @@ wait_samples() { # <n>
 }
 n_warm=$((WARMUP / 10))
 n_end=$((DURATION / 10))
-wait_samples "$n_warm"
+soak_wait "$n_warm"
 sim0=$(proc_ticks "$SIM_PID")
 mq0=$(proc_ticks "$MOSQUITTO_PID")
-wait_samples "$n_end"
+soak_wait "$n_end"
 sim1=$(proc_ticks "$SIM_PID")
 mq1=$(proc_ticks "$MOSQUITTO_PID")
 
 # Stop the reads and let the last plans expire before the balance.
 sim_control "fail-rate?rate=1" >/dev/null
-wait_samples $((n_end + (PLAN_TIMEOUT + 3 * INTERVAL) / 10 + 1))
+soak_wait $((n_end + (PLAN_TIMEOUT + 3 * INTERVAL) / 10 + 1))
 _lib_running "$CD_PID" || fail "collectd died"
 kill -INT "$CD_PID"
 rc=0
