@@ -262,6 +262,7 @@ dispatch_run() {
   Burst $BATCH
   Rate $2
   MaxInFlight 20000
+  Work ${BENCH_DISPATCH_WORK:-0}
 </Plugin>"
   cd_start "$d"
   wait_samples "$d/count.txt" "$3"
