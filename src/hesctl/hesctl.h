@@ -4,8 +4,8 @@
  * library's interface.
  *
  * The files, by duty: main.c (arguments, main), settings.c (the config file's <Server> block,
- * then the flags over it), output.c (table, JSON, CSV), session.c (api, MQTT, plans, pushes),
- * commands.c (read, history, relay, dcu). */
+ * checked by the plugin's rules in conf.c, then the flags over it), output.c (table, JSON, CSV),
+ * session.c (api, MQTT, plans, pushes), commands.c (read, history, relay, dcu). */
 #ifndef HESCTL_H
 #define HESCTL_H
 
@@ -17,7 +17,9 @@
 
 #include "api.h"
 #include "backfill.h"
-#include "hesctl_conf.h"
+#include "clock.h"
+#include "conf.h"
+#include "conf_tree.h"
 #include "items.h"
 #include "meters.h"
 #include "mqtt.h"
@@ -44,7 +46,7 @@ enum {
 
 typedef enum { FMT_TABLE, FMT_JSON, FMT_CSV } fmt_t;
 
-typedef enum { OP_READ, OP_RELAY, OP_DCU_LIST, OP_DCU_ADD, OP_DCU_REMOVE } op_t;
+typedef enum { OP_READ, OP_RELAY, OP_DCU_LIST, OP_DCU_ADD, OP_DCU_REMOVE, OP_CHECK } op_t;
 
 /* ---- settings: the config file's <Server> block, then the flags over it ------------------- */
 
@@ -61,7 +63,7 @@ typedef struct {
 
 typedef struct {
   const char *config, *server;
-  const char *url, *tenant, *username, *secret_key, *broker, *mqtt_user;
+  const char *url, *tenant, *username, *broker, *mqtt_user;
   const char *items[CTL_ITEMS_MAX];
   size_t nitems;
   const char *from, *to;
@@ -178,6 +180,7 @@ extern volatile sig_atomic_t interrupted; /* set by the handler in session.c */
 void settings_free(settings_t *s);
 void errx_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int load_config(const char *file, const char *name, settings_t *s);
+int check_config(const char *file);
 int settings_finish(settings_t *s, const opts_t *o);
 
 /* output.c */
@@ -188,7 +191,6 @@ void out_print(const out_t *o, fmt_t fmt, FILE *f);
 
 /* session.c */
 void catch_interrupts(void);
-double now_s(void);
 void worst(ctl_t *c, int rc);
 row_t *row_new(ctl_t *c);
 int session_api(ctl_t *c);

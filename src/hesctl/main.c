@@ -1,7 +1,8 @@
 /* main.c: hesctl, the command-line tool of collectd-hes, for an operator at a terminal. It reads
  * meters, pages through history, switches breakers and edits DCU archives through the same
  * modules as the plugin (api, mqtt, plans, push, items, meters) and the same configuration
- * file (hesctl_conf), and prints what the HES pushed back as a table, JSON or CSV.
+ * file, checked by the same rules (conf_tree, conf), and prints what the HES pushed back as a
+ * table, JSON or CSV.
  *
  * Flow of a command that makes a plan: subscribe to /<TenantCode>/# (own client id, clean
  * session) and wait until the subscription is acknowledged, THEN send the HTTP request
@@ -44,6 +45,7 @@ static void usage(FILE *f) {
       "       hesctl [options] relay open|close METER... [--yes]\n"
       "       hesctl [options] dcu list DCU\n"
       "       hesctl [options] dcu add|remove DCU METER...\n"
+      "       hesctl -c FILE check   check the <Plugin hes> block as the plugin would\n"
       "\n"
       "Connection (a <Plugin hes> <Server> block of the collectd config, or flags):\n"
       "  -c, --config FILE      read the plugin's collectd config file\n"
@@ -51,10 +53,10 @@ static void usage(FILE *f) {
       "      --url URL          HES base URL (the tool appends /apis/openapi/...)\n"
       "      --tenant CODE      TenantCode\n"
       "      --username USER    Username\n"
-      "      --secret-key KEY   SecretKey (or the environment variable HES_SECRET_KEY)\n"
       "      --broker HOST[:PORT]  the MQTT broker the HES pushes to\n"
       "      --mqtt-user USER   MQTT user (its password: HES_MQTT_PASSWORD)\n"
-      "  The HES password comes from the config or the environment variable HES_PASSWORD.\n"
+      "  Secrets never go on the command line (ps shows it): the HES password and secret key\n"
+      "  come from the config or the environment variables HES_PASSWORD and HES_SECRET_KEY.\n"
       "\n"
       "What and how:\n"
       "  -i, --item ITEM        voltageA, importActiveEnergy, ..., dailyBilling, monthlyBilling,\n"
@@ -129,7 +131,6 @@ enum {
   OPT_URL = 256,
   OPT_TENANT,
   OPT_USERNAME,
-  OPT_SECRET,
   OPT_BROKER,
   OPT_MQTT_USER,
   OPT_FROM,
@@ -148,7 +149,6 @@ static const struct option long_opts[] = {
     {"url", required_argument, NULL, OPT_URL},
     {"tenant", required_argument, NULL, OPT_TENANT},
     {"username", required_argument, NULL, OPT_USERNAME},
-    {"secret-key", required_argument, NULL, OPT_SECRET},
     {"broker", required_argument, NULL, OPT_BROKER},
     {"mqtt-user", required_argument, NULL, OPT_MQTT_USER},
     {"item", required_argument, NULL, 'i'},
@@ -193,9 +193,6 @@ static int parse_args(ctl_t *c, int argc, char **argv) {
       break;
     case OPT_USERNAME:
       o->username = optarg;
-      break;
-    case OPT_SECRET:
-      o->secret_key = optarg;
       break;
     case OPT_BROKER:
       o->broker = optarg;
@@ -269,6 +266,14 @@ static int parse_args(ctl_t *c, int argc, char **argv) {
   }
   const char *cmd = args[0];
   int first_meter = 1;
+  if (strcmp(cmd, "check") == 0) {
+    if (nargs != 1 || o->config == NULL) {
+      errx_("check: usage: hesctl -c FILE check");
+      return EXIT_USAGE;
+    }
+    c->op = OP_CHECK;
+    return -1;
+  }
   if (strcmp(cmd, "read") == 0 || strcmp(cmd, "history") == 0) {
     c->op = OP_READ;
   } else if (strcmp(cmd, "relay") == 0) {
@@ -432,6 +437,10 @@ int main(int argc, char **argv) {
   if (rc >= 0)
     goto out;
   rc = EXIT_ALL_OK;
+  if (c->op == OP_CHECK) {
+    rc = check_config(c->opt.config) == 0 ? EXIT_ALL_OK : EXIT_CONFIG;
+    goto out;
+  }
   if (c->opt.config != NULL && load_config(c->opt.config, c->opt.server, &c->set) != 0) {
     rc = EXIT_CONFIG;
     goto out;

@@ -140,6 +140,9 @@ size_t hes_backfill_periods(hes_backfill_kind_t kind, const hes_tz_t *tz, int64_
 
 /* --- the loop's state ----------------------------------------------------------------------- */
 
+/* The longest GiveUpAfter (seconds) hes_backfill_new accepts for kind and periods: the
+ * config module checks it, so a config is refused when read, not at start. */
+int64_t hes_backfill_give_up_max(hes_backfill_kind_t kind, unsigned periods);
 /* Copies cfg (not meters, tz). Loads the state file if there is one. Returns NULL with err
  * filled on a bad cfg (no server, a newline in it, bad kind, meters NULL or empty, tz NULL,
  * periods 0 or > HES_BACKFILL_PERIODS_MAX, give_up negative) or no memory. Otherwise err is
@@ -172,7 +175,9 @@ const char *hes_backfill_state_string(hes_backfill_state_t s);
 void hes_backfill_advance(hes_backfill_t *b, int64_t now);
 
 /* The freeze times with missing meters, oldest first, at most max of them; returns how many.
- * (Received but not yet dispatched is not missing.) */
+ * (Received but not yet dispatched is not missing.) When more than max are due, half of max
+ * goes to the newest and the rest rotates over the older ones from call to call, so that
+ * neither old silent periods nor new ones are starved (see backfill.c). */
 size_t hes_backfill_due(hes_backfill_t *b, int64_t *times, size_t max);
 
 /* The first meter index >= from missing at freeze_time (HES_BACKFILL_ANY: at any due freeze

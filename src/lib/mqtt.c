@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include "mqtt.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <math.h>
@@ -104,12 +105,6 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(err, errlen, fmt, ap);
   va_end(ap);
-}
-
-static double now_mono(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* xorshift64*: jitter only needs to keep clients from reconnecting in step. */
@@ -334,7 +329,7 @@ static double link_failed(hes_mqtt_t *m, int rc, int saved_errno) {
   m->pending[0] = '\0';
   m->lib_error[0] = '\0';
   report_down(m, why);
-  return now_mono() + next_delay(m);
+  return hes_clock_mono() + next_delay(m);
 }
 
 /* ---- libmosquitto callbacks (run thread, inside mosquitto_loop) ------------------------- */
@@ -482,7 +477,7 @@ hes_mqtt_t *hes_mqtt_new(const hes_mqtt_config_t *cfg, char *err, size_t errlen)
   atomic_init(&m->connects, 0);
   atomic_init(&m->attempts, 0);
   m->link = LINK_DOWN;
-  m->rng = ((uint64_t)(uintptr_t)m ^ (uint64_t)(now_mono() * 1e9)) | 1;
+  m->rng = ((uint64_t)(uintptr_t)m ^ (uint64_t)(hes_clock_mono() * 1e9)) | 1;
 
   if (!copy_config(m, cfg)) {
     set_err(err, errlen, "out of memory");
@@ -502,7 +497,7 @@ static void sleep_until(hes_mqtt_t *m, double deadline) {
   ts.tv_sec = (time_t)deadline;
   ts.tv_nsec = (long)((deadline - (double)ts.tv_sec) * 1e9);
   pthread_mutex_lock(&m->lock);
-  while (!atomic_load(&m->stop) && now_mono() < deadline) {
+  while (!atomic_load(&m->stop) && hes_clock_mono() < deadline) {
     if (pthread_cond_timedwait(&m->cond, &m->lock, &ts) == ETIMEDOUT)
       break;
   }
@@ -545,11 +540,11 @@ int hes_mqtt_run(hes_mqtt_t *m) {
 
   while (!atomic_load(&m->stop)) {
     if (m->link == LINK_DOWN) {
-      if (now_mono() < next_attempt) {
+      if (hes_clock_mono() < next_attempt) {
         sleep_until(m, next_attempt);
         continue;
       }
-      m->attempt_start = now_mono();
+      m->attempt_start = hes_clock_mono();
       m->link = LINK_CONNECTING;
       atomic_fetch_add(&m->attempts, 1);
       int rc = mosquitto_connect_bind_async(m->mosq, m->host, m->port, m->keepalive, NULL);
@@ -560,7 +555,7 @@ int hes_mqtt_run(hes_mqtt_t *m) {
     }
     int timeout_ms = LOOP_MS;
     if (m->link == LINK_CONNECTING) {
-      double left = m->attempt_start + m->connect_timeout - now_mono();
+      double left = m->attempt_start + m->connect_timeout - hes_clock_mono();
       if (left <= 0) {
         next_attempt = abandon_attempt(m);
         continue;
@@ -605,12 +600,12 @@ bool hes_mqtt_ready(const hes_mqtt_t *m) {
 bool hes_mqtt_wait_ready(hes_mqtt_t *m, double timeout) {
   if (m == NULL)
     return false;
-  double deadline = now_mono() + (isfinite(timeout) && timeout > 0 ? timeout : 0);
+  double deadline = hes_clock_mono() + (isfinite(timeout) && timeout > 0 ? timeout : 0);
   struct timespec ts;
   ts.tv_sec = (time_t)deadline;
   ts.tv_nsec = (long)((deadline - (double)ts.tv_sec) * 1e9);
   pthread_mutex_lock(&m->lock);
-  while (!atomic_load(&m->ready) && now_mono() < deadline) {
+  while (!atomic_load(&m->ready) && hes_clock_mono() < deadline) {
     if (pthread_cond_timedwait(&m->cond, &m->lock, &ts) == ETIMEDOUT)
       break;
   }

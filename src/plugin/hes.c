@@ -52,10 +52,6 @@ bool hes_ratelimit_allow(hes_ratelimit_t *rl, uint64_t *suppressed_before) {
   return allow;
 }
 
-double hes_now(void) {
-  return CDTIME_T_TO_DOUBLE(cdtime());
-}
-
 /* StateDir, or collectd's BaseDir. */
 const char *hes_state_dir_path(void) {
   if (hes_state_dir != NULL)
@@ -195,8 +191,6 @@ static int hes_server_start(hes_server_t *s) {
     ERROR(HES_PLUGIN " plugin: Server \"%s\": <MQTT>: %s", s->name, merr);
     return -1;
   }
-  if (s->mqtt_port == 0)
-    s->mqtt_port = (s->mqtt_tls || s->mqtt_ca_cert || s->mqtt_cert_file) ? 8883 : 1883;
   int status = plugin_thread_create(&s->mqtt_thread, hes_mqtt_thread, s, "hes mqtt");
   if (status != 0) {
     ERROR(HES_PLUGIN " plugin: Server \"%s\": cannot start the MQTT thread: %s", s->name,

@@ -26,6 +26,8 @@
 
 #include "api.h"
 #include "backfill.h"
+#include "clock.h"
+#include "conf.h"
 #include "items.h"
 #include "meters.h"
 #include "mqtt.h"
@@ -35,8 +37,8 @@
 #include "tz.h"
 
 #define HES_PLUGIN    "hes"
-#define HES_BATCH_MAX 10000
-#define HES_ITEMS_MAX 64
+#define HES_BATCH_MAX HES_CONF_BATCH_MAX
+#define HES_ITEMS_MAX HES_CONF_ITEMS_MAX
 /* How long the first read waits for the MQTT subscription before it gives up on the round:
  * without the subscription the round's results would be lost. */
 #define HES_READY_WAIT 2.0
@@ -44,7 +46,7 @@
 #define HES_LOG_BURST 5
 /* Plans of relay commands carry this bit in their tag; reading plans carry the cgcode. */
 #define HES_TAG_RELAY 0x80000000u
-#define HES_RULES_MAX 64
+#define HES_RULES_MAX HES_CONF_RULES_MAX
 
 /* A small log rate limiter: HES_LOG_BURST lines per minute, then one line saying how many
  * were suppressed. c_complain does not fit: it backs off to a day and is not thread-safe. */
@@ -97,6 +99,11 @@ typedef struct hes_server {
 
   /* what to read */
   hes_meters_t *meters;
+  char **meter_files; /* MeterFile paths, in order */
+  size_t meter_files_num;
+  char **dcus; /* DCU numbers: their archives' enabled meters are read too */
+  size_t dcus_num;
+  double dcu_refresh; /* DCURefresh, seconds */
   const hes_item_t *items[HES_ITEMS_MAX];
   size_t items_num;
   size_t batch_size;
@@ -186,7 +193,6 @@ extern char *hes_state_dir;              /* NULL: collectd's BaseDir */
 /* hes.c: logging, clock, state directory, HTTP client */
 void hes_ratelimit_init(hes_ratelimit_t *rl);
 bool hes_ratelimit_allow(hes_ratelimit_t *rl, uint64_t *suppressed_before);
-double hes_now(void);
 const char *hes_state_dir_path(void);
 hes_api_t *hes_server_api_new(const hes_server_t *s, hes_api_error_t *err);
 
