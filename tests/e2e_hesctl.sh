@@ -2,7 +2,8 @@
 # e2e_hesctl.sh: hesctl, the operator's command-line tool, against the HES simulator and a
 # real mosquitto: every subcommand (read, frozen read, history, relay, dcu list/add/remove),
 # the three output formats, the config file reader, bad arguments, HES failures, silent
-# meters, a dead broker and a HES that never pushes, each with its documented exit code.
+# meters, a dead broker, a HES that never pushes and pushes that are rejected, each with its
+# documented exit code.
 # Values are checked against `hes-sim --value`. Times are UTC (TZ) on both sides.
 # Exit 0 pass, 1 fail, 77 skip (no mosquitto).
 set -eu
@@ -436,6 +437,27 @@ $OVERVOLTAGE,2023-11-14 22:13:20,1700000000000,voltageA,,?[2J1e999,V,bad-value
 EOF
   diff "$TEST_TMP/expect" <(tr -d '\r' <"$OUT") >&2 || fail "untrusted push"
   ok "untrusted push: bad unit and bad value flagged (exit 1), escapes neutralised, the first answer counts"
+
+  # Rejected pushes are not "no push in time": a push that is no JSON and a relay result for
+  # the read plan come, the simulator's own comes after --timeout: exit 6, each one named.
+  sent=$(requests readSingle)
+  "$HESCTL" read "$M1" --item voltageA "${FLAGS[@]}" --timeout 2 >"$OUT" 2>"$ERR" </dev/null &
+  pid=$!
+  wait_for 10 more_than "$sent" || fail "hesctl sent nothing"
+  plan=$(grep '"endpoint":"readSingle"' "$SIM_LOG" | sed -n 's/.*"planId":"\([^"]*\)".*/\1/p' | tail -n 1)
+  mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -t "/$SIM_TENANT/$plan" -m '{"planId":' ||
+    fail "mosquitto_pub"
+  mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -t "/$SIM_TENANT/$plan" -m \
+    "{\"planId\":\"$plan\",\"data\":{\"status\":\"00\",\"list\":[{\"devAddr\":\"$M1\",\"successful\":true}]}}" ||
+    fail "mosquitto_pub"
+  rc=0
+  wait "$pid" || rc=$?
+  [ "$rc" = 6 ] || fail "rejected pushes: exit $rc: $(cat "$ERR")"
+  expect_err "warning: rejected a push of 10 bytes"
+  expect_err "warning: plan $plan: a push of an unexpected kind"
+  expect_err "plan $plan: no usable push within 2 s: 2 push(es) were rejected"
+  grep -q "^$M1  -  *voltageA  -  *-     missing\$" "$OUT" || fail "rejected: $(cat "$OUT")"
+  ok "rejected pushes and no usable one: exit 6, each rejected push named, meters missing"
 fi
 
 # --- no credential in any output ------------------------------------------------------------------

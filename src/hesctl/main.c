@@ -5,15 +5,15 @@
  * table, JSON or CSV.
  *
  * Flow of a command that makes a plan: subscribe to /<TenantCode>/# (own client id, clean
- * session) and wait until the subscription is acknowledged, THEN send the HTTP request
- * bracketed by hes_plans_request_begin/end, so a push that beats the HTTP answer is parked by
- * the plans table and handed back by hes_plans_add. The MQTT thread only classifies pushes
- * (hes_plans_lookup) and queues the ones of open plans; the main thread handles them all, so
- * the results need no lock of their own.
+ * session) and wait until the subscription is acknowledged, THEN send the request through
+ * the session module (src/lib/session.h), the plugin's request path: a push that beats the
+ * HTTP answer is parked and replayed once the plan is registered, and each push is routed to
+ * hesctl's sink (session.c), which turns it into result rows under hesctl's lock.
  *
  * Exit codes (also in hesctl(1)): 0 all ok, 1 some meters failed or are missing, 2 usage
  * error (or a relay command not confirmed), 3 HES or HTTP error, 4 MQTT error or no push at
- * all for a plan within --timeout, 5 configuration error.
+ * all for a plan within --timeout, 5 configuration error, 6 pushes came but were rejected
+ * (not parseable, of the wrong kind, or no room to keep them) and a plan got no usable one.
  *
  * This file: the arguments, and main. */
 #include "config.h"
@@ -468,14 +468,6 @@ int main(int argc, char **argv) {
       goto out;
     }
   }
-  c->plans = hes_plans_new(NULL);
-  c->parser = hes_push_parser_new(0);
-  c->mqtt_parser = hes_push_parser_new(0);
-  if (c->plans == NULL || c->parser == NULL || c->mqtt_parser == NULL) {
-    errx_("out of memory");
-    rc = EXIT_SOME_FAILED;
-    goto out;
-  }
   rc = session_api(c);
   if (rc != EXIT_ALL_OK)
     goto out;
@@ -493,12 +485,8 @@ int main(int argc, char **argv) {
   }
 
 out:
-  session_end(c);
-  hes_api_free(c->api);
-  hes_plans_free(c->plans);
+  session_free(c);
   hes_tz_free(c->tz);
-  hes_push_parser_free(c->parser);
-  hes_push_parser_free(c->mqtt_parser);
   hes_meters_free(c->meters);
   free(c->meter_list);
   free(c->plans_made);

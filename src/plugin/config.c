@@ -49,19 +49,12 @@
 void hes_server_free(hes_server_t *s) {
   if (s == NULL)
     return;
-  if (s->mqtt != NULL)
-    hes_mqtt_free(s->mqtt);
-  hes_api_free(s->api);
-  hes_push_parser_free(s->read_parser);
-  hes_push_parser_free(s->mqtt_parser);
-  hes_plans_free(s->plans);
+  hes_server_runtime_free(s);
   for (size_t i = 0; i < s->frozen_num; i++)
     hes_backfill_free(s->frozen[i].backfill);
   hes_tz_free(s->tz);
   free(s->time_zone);
   hes_meters_free(s->meters);
-  free(s->batch_meters);
-  free(s->batch_index);
   for (size_t i = 0; i < s->meter_files_num; i++)
     free(s->meter_files[i]);
   free(s->meter_files);
@@ -85,8 +78,7 @@ void hes_relay_conf_free(hes_relay_conf_t *rc) {
   if (rc == NULL)
     return;
   hes_relay_free(rc->relay);
-  hes_api_free(rc->api);
-  hes_push_parser_free(rc->parser);
+  hes_relay_runtime_free(rc);
   for (size_t i = 0; i < rc->rules_num; i++) {
     hes_rule_conf_t *r = &rc->rules[i];
     free(r->name);
