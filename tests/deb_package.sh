@@ -7,7 +7,7 @@
 # /etc/collectd/collectd.conf and sees values arrive, then purges the package and checks
 # that nothing of it is left.
 #
-# Needs root (it installs packages) and dpkg-buildpackage; skips (77) otherwise. It changes
+# Needs root (it installs packages) and dpkg-buildpackage; fails otherwise (cannot_run). It changes
 # the machine: it installs the build dependencies, lintian and Debian's collectd package,
 # and leaves them installed. collectd-hes itself is purged again, also on failure.
 set -euo pipefail
@@ -15,8 +15,8 @@ set -euo pipefail
 . "$top_srcdir/tests/e2e_lib.sh"
 
 # debian/rules exports this: make check inside the package build must not build it again.
-[ -z "${HES_DEB_BUILD:-}" ] || skip "inside a package build"
-[ "$(id -u)" = 0 ] || skip "not root: installing packages needs root"
+[ -z "${HES_DEB_BUILD:-}" ] || cannot_run "inside a package build"
+[ "$(id -u)" = 0 ] || cannot_run "not root: installing packages needs root"
 require_cmd dpkg-buildpackage apt-get dpkg-query
 start_mosquitto "$TEST_TMP" # before the long part: skips early when there is no mosquitto
 
@@ -207,6 +207,17 @@ EOF
   # The stock rrdtool and friends write under /var/lib/collectd: keep the machine clean.
   sed -e "s|/var/lib/collectd|$run/var|g" "$STOCK_CONF"
 } >"$conf"
+# A stock plugin whose libraries are missing cannot load: collectd's package only Recommends
+# them (libmnl0 for processes, ...), and this test installs no Recommends. That has nothing
+# to do with collectd-hes: such LoadPlugin lines are commented out in this copy, saying why.
+while read -r p; do
+  so=/usr/lib/collectd/$p.so
+  [ -f "$so" ] || fail "the stock config loads $p, but there is no $so"
+  missing=$(ldd "$so" 2>/dev/null | awk '/not found/ { printf "%s%s", sep, $1; sep = " " }')
+  [ -n "$missing" ] || continue
+  note "stock plugin $p lacks $missing (a Recommends of collectd): not loaded in this test"
+  sed -i "s|^LoadPlugin $p\$|# $TEST_NAME: $p.so lacks $missing (collectd only Recommends it)\n#LoadPlugin $p|" "$conf"
+done < <(sed -n 's/^LoadPlugin \([a-z_0-9]*\)$/\1/p' "$STOCK_CONF")
 
 # Installing must not break collectd: the unfilled snippet only earns one notice.
 : >"$log"
