@@ -13,6 +13,7 @@
 set -euo pipefail
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 . "$top_srcdir/tests/e2e_lib.sh"
+. "$top_srcdir/tests/deb_lib.sh"
 
 # debian/rules exports this: make check inside the package build must not build it again.
 [ -z "${HES_DEB_BUILD:-}" ] || cannot_run "inside a package build"
@@ -33,11 +34,6 @@ mkdir -p "$SRC"
 # No grep -q at the end of a pipeline: under pipefail, the writer's SIGPIPE fails it.
 pkg_status() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true
-}
-
-# Other tests of make check may run apt at the same time: wait for the dpkg lock.
-apt_get() {
-  apt-get -o DPkg::Lock::Timeout=300 "$@"
 }
 
 installed() {
@@ -67,42 +63,14 @@ apt_install() {
   fi
 }
 
-# --- 1. a copy of the source tree: what git tracks plus new files not ignored ------------
-if git -C "$top_srcdir" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-  (cd "$top_srcdir" && git ls-files -co --exclude-standard -z) |
-    (cd "$top_srcdir" && tar -cf - --null --no-recursion -T -) | tar -xf - -C "$SRC"
-else
-  tar -C "$top_srcdir" --exclude='./_build*' --exclude=./.git -cf - . | tar -xf - -C "$SRC"
-fi
-[ -f "$SRC/debian/control" ] || fail "no debian/control in the source copy"
-version=$(cd "$SRC" && dpkg-parsechangelog -S Version)
-note "building $PKG $version from a copy of $top_srcdir"
+# --- 1.-3. a copy of the source tree, its build dependencies, the build; lintian ---------
+command -v lintian >/dev/null || apt_install lintian fakeroot
+deb_build "$WORK"
+version=$DEB_VERSION deb=$DEB_FILE changes=$DEB_CHANGES
 # A native package: debian/changelog carries the version of configure.ac.
 ac_version=$(sed -n 's/^AC_INIT(\[[^]]*\], *\[\([^]]*\)\].*/\1/p' "$SRC/configure.ac")
 [ "$version" = "$ac_version" ] ||
   fail "debian/changelog says $version, configure.ac $ac_version: add a changelog entry (dch -v)"
-
-# --- 2. build dependencies (without the test-only ones) and lintian ----------------------
-# apt-get build-dep of a directory reads its debian/control.
-if ! (cd "$SRC" && dpkg-checkbuilddeps -P nocheck) >/dev/null 2>&1 || ! command -v lintian >/dev/null; then
-  note "installing build dependencies and lintian"
-  apt_install lintian fakeroot
-  if ! apt_get build-dep -y -q -P nocheck "$SRC" >"$WORK/build-dep.log" 2>&1; then
-    apt_get update -q >>"$WORK/build-dep.log" 2>&1 || true
-    apt_get build-dep -y -q -P nocheck "$SRC" >>"$WORK/build-dep.log" 2>&1 ||
-      FAIL_LOGS="$WORK/build-dep.log" fail "apt-get build-dep"
-  fi
-fi
-
-# --- 3. build ----------------------------------------------------------------------------
-# nocheck: make check runs the whole suite (minutes); this test is about the package.
-(cd "$SRC" && DEB_BUILD_OPTIONS="nocheck parallel=$(nproc)" \
-  dpkg-buildpackage -us -uc -b -Pnocheck) >"$WORK/build.log" 2>&1 ||
-  FAIL_LOGS="$WORK/build.log" fail "dpkg-buildpackage failed"
-arch=$(dpkg --print-architecture)
-deb=$WORK/${PKG}_${version}_$arch.deb
-changes=$WORK/${PKG}_${version}_$arch.changes
-{ [ -f "$deb" ] && [ -f "$changes" ]; } || FAIL_LOGS="$WORK/build.log" fail "no $deb or $changes"
 ok "dpkg-buildpackage -us -uc -b built $(basename "$deb")"
 
 # The built package's contents and fields, before anything is installed.
