@@ -27,11 +27,13 @@ else
   deb=$DEB_FILE
 fi
 
-# The mirror apt uses here (one-line or deb822 sources).
-mirror=${PIUPARTS_MIRROR:-$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
-  /etc/apt/sources.list.d/*.sources 2>/dev/null |
-  sed -n -e 's|^deb \(\[[^]]*\] \)\{0,1\}\(http[^ ]*/debian\)/\{0,1\} .*|\2|p' \
-    -e 's|^URIs: \(http[^ ]*/debian\)/\{0,1\}$|\1|p' | head -n 1)}
+# The mirror apt uses here (one-line or deb822 sources; not every file exists).
+apt_mirror() {
+  cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources \
+    2>/dev/null | sed -n -e 's|^deb \(\[[^]]*\] \)\{0,1\}\(http[^ ]*/debian\)/\{0,1\} .*|\2|p' \
+    -e 's|^URIs: \(http[^ ]*/debian\)/\{0,1\}$|\1|p' | head -n 1
+}
+mirror=${PIUPARTS_MIRROR:-$(apt_mirror || true)}
 mirror=${mirror:-http://deb.debian.org/debian}
 base=${PIUPARTS_BASETGZ:-}
 # Leftovers after purge fail the run (piuparts' default); no upgrade test: collectd-hes is
