@@ -3,7 +3,7 @@
 # (tests/deb_lib.sh) and has piuparts install it into a new minimal Debian 12 chroot
 # (debootstrap minbase bookworm from this machine's apt mirror), with its dependencies from
 # the archive, then remove and purge it, and check that nothing of it is left and that it
-# leaves no process running. Not part of make check (it takes about 10 minutes):
+# leaves no process running. Not part of make check (minutes, most of them debootstrap):
 #
 #   sudo bash tests/piuparts.sh [PACKAGE.deb]     build the package, or test the one given
 #
