@@ -50,6 +50,9 @@ _deb_cleanup() {
 _deb_exit() {
   local rc=$?
   _deb_cleanup
+  # _lib_cleanup reads the status from $?; under set -e, (exit 1) would end the trap here
+  # and leave the broker and the simulator running.
+  set +e
   (exit "$rc")
   _lib_cleanup
 }
