@@ -154,3 +154,19 @@ sleep 1
 [ "$(relay_count)" = "$before" ] || fail "DryRun sent a command"
 collectd_stop
 ok "DryRun logs and notifies, sends nothing"
+
+# --- run D: the holdoff state cannot be saved: nothing is sent, a FAILURE says why -----------
+# A directory where the state file's temporary copy goes makes every save fail, for root too.
+mkdir -p "$CD_DIR/state/hes-relay-relay.state.tmp/in-the-way"
+before=$(relay_count)
+relay_conf 1 100 false
+collectd_start
+wait_for 20 notified FAILURE "breaker open on meter $high: not sent: the holdoff state could not be saved" ||
+  fail "no FAILURE notification for a command whose holdoff state could not be saved"
+grep -q "not sending open to meter $high: the holdoff state could not be saved" "$CD_LOG" ||
+  fail "the unsaved state was not logged"
+sleep 2
+[ "$(relay_count)" = "$before" ] || fail "a command was sent although its holdoff state was not saved"
+collectd_stop
+rm -rf "$CD_DIR/state/hes-relay-relay.state.tmp"
+ok "a command whose holdoff state cannot be saved is not sent; a FAILURE notification says why"

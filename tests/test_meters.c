@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,6 +178,23 @@ static hes_meters_result_t load(const char *path, hes_meters_t **out, size_t *ba
   r = hes_meters_add_file(m, path, bad_line);
   *out = m;
   return r;
+}
+
+/* A list kept only to be iterated gives its index back and keeps its meters. */
+static void test_drop_index(void **state) {
+  (void)state;
+  hes_meters_t *m = hes_meters_new();
+  assert_int_equal(hes_meters_add(m, "1001"), HES_METERS_OK);
+  assert_int_equal(hes_meters_add(m, "1002"), HES_METERS_OK);
+  size_t before = hes_meters_memory(m);
+  hes_meters_drop_index(m);
+  assert_true(hes_meters_memory(m) < before);
+  assert_int_equal(hes_meters_count(m), 2);
+  assert_string_equal(hes_meters_at(m, 1), "1002");
+  assert_int_equal(hes_meters_find(m, "1001", 4), HES_METER_NONE);
+  assert_int_equal(hes_meters_add(m, "1003"), HES_METERS_EINVAL); /* sealed */
+  hes_meters_drop_index(NULL);
+  hes_meters_free(m);
 }
 
 static void test_file_ok(void **state) {
@@ -462,12 +480,44 @@ static int teardown(void **state) {
   return rmdir(tmp_dir);
 }
 
+/* The one rule (meterid.h) against an independent statement of it, for every byte, as the
+ * meter list, the HES requests and the push parser all use it. */
+static void test_meterid_rule(void **state) {
+  char s[HES_METER_MAX_LEN + 2];
+
+  (void)state;
+  for (int c = 1; c < 256; c++) {
+    bool want =
+        strchr("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_-", c) != NULL;
+    s[0] = (char)c;
+    s[1] = '\0';
+    assert_int_equal(hes_meterid_char_ok((unsigned char)c), want);
+    assert_int_equal(hes_meter_is_valid(s), want);
+    assert_int_equal(hes_meterid_ok_n(s, 1, HES_METER_MAX_LEN), want);
+  }
+  memset(s, '7', sizeof(s));
+  s[HES_METER_MAX_LEN] = '\0';
+  assert_true(hes_meter_is_valid(s));
+  assert_true(hes_meterid_ok(s, HES_METER_MAX_LEN));
+  assert_false(hes_meterid_ok(s, HES_METER_MAX_LEN - 1)); /* a smaller bound (a DCU's) */
+  s[HES_METER_MAX_LEN] = '7';
+  s[HES_METER_MAX_LEN + 1] = '\0';
+  assert_false(hes_meter_is_valid(s));
+  assert_false(hes_meterid_ok_n(s, HES_METER_MAX_LEN + 1, HES_METER_MAX_LEN));
+  assert_false(hes_meter_is_valid(""));
+  assert_false(hes_meterid_ok(NULL, HES_METER_MAX_LEN));
+  assert_false(hes_meterid_ok_n("1", 0, HES_METER_MAX_LEN));
+  assert_false(hes_meterid_ok_n("1\0002", 3, HES_METER_MAX_LEN)); /* a NUL inside */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_is_valid),
+      cmocka_unit_test(test_meterid_rule),
       cmocka_unit_test(test_add_find_at),
       cmocka_unit_test(test_find_edge_cases),
       cmocka_unit_test(test_empty_and_null),
+      cmocka_unit_test(test_drop_index),
       cmocka_unit_test(test_file_ok),
       cmocka_unit_test(test_file_crlf),
       cmocka_unit_test(test_file_empty_and_comments),

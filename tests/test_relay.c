@@ -25,7 +25,7 @@
 
 #define T0         1720000000.0
 #define NMETERS    50
-#define DECISION_N 9
+#define DECISION_N 10
 
 /* ---- fixtures ---------------------------------------------------------------------- */
 
@@ -318,6 +318,7 @@ static void test_strings(void **state) {
   assert_string_equal(hes_relay_decision_string(HES_RELAY_SKIP_HOLDOFF), "holdoff");
   assert_string_equal(hes_relay_decision_string(HES_RELAY_SKIP_RATE), "over MaxPerMinute");
   assert_string_equal(hes_relay_decision_string(HES_RELAY_SKIP_QUEUE_FULL), "queue full");
+  assert_string_equal(hes_relay_decision_string(HES_RELAY_SKIP_STATE), "state not saved");
   assert_string_equal(hes_relay_decision_string((hes_relay_decision_t)99), "unknown");
   assert_string_equal(hes_relay_action_string(HES_RELAY_OPEN), "open");
   assert_string_equal(hes_relay_action_string(HES_RELAY_CLOSE), "close");
@@ -1408,11 +1409,33 @@ static void test_state_unwritable(void **state) {
   r = new_relay(&c, T0); /* no file: a fresh start, no complaint */
   add_rule(r, "open", NULL, NULL, NULL, HES_RELAY_FAILURE, HES_RELAY_OPEN);
   assert_int_equal(hes_relay_state_errno(r), 0);
-  /* the command is still within the limits: it is queued, the failure is kept */
-  expect_one(r, &e, T0, HES_RELAY_QUEUED);
+  /* within the limits, but its time cannot be put on disk: not sent, and said so */
+  expect_one(r, &e, T0, HES_RELAY_SKIP_STATE);
+  assert_int_equal(hes_relay_queue_len(r), 0);
+  assert_int_equal(drain(r), 0);
   assert_int_equal(hes_relay_state_errno(r), ENOENT);
   assert_int_equal(hes_relay_state_save(r), ENOENT);
+  /* the holdoff stays charged: no retry against the disk that just failed */
   expect_one(r, &e, T0 + 1, HES_RELAY_SKIP_HOLDOFF);
+  /* after Holdoff, still not sent while the disk fails; several meters at once: none */
+  {
+    tally_t t = {0};
+    hes_relay_t *r2;
+    hes_relay_rule_t all = {.name = "all",
+                            .severity = HES_RELAY_FAILURE,
+                            .action = HES_RELAY_OPEN,
+                            .meters = (const char *const[]){"202407100001", "202407100002"},
+                            .meters_num = 2};
+    char err[256];
+    expect_one(r, &e, T0 + 1000, HES_RELAY_SKIP_STATE);
+    r2 = new_relay(&c, T0);
+    assert_int_equal(hes_relay_add_rule(r2, &all, err, sizeof(err)), 0);
+    assert_int_equal(hes_relay_submit(r2, &e, T0, tally_cb, &t), 0);
+    assert_int_equal(t.count[HES_RELAY_SKIP_STATE], 2);
+    assert_int_equal(t.count[HES_RELAY_QUEUED], 0);
+    assert_int_equal(hes_relay_queue_len(r2), 0);
+    hes_relay_free(r2);
+  }
   assert_int_equal(hes_relay_state_errno(NULL), EINVAL);
   hes_relay_free(r);
 

@@ -191,11 +191,11 @@ int cmd_read(ctl_t *c) {
       hes_plans_request_begin(c->plans);
       hes_api_result_t r;
       if (item->category == HES_ITEM_COMPOSITE)
-        r = hes_api_read_frozen(c->api, now_s(), c->meter_list + first, n, item->cgcode, c->from,
-                                c->to, &plan, &err);
+        r = hes_api_read_frozen(c->api, hes_clock_mono(), c->meter_list + first, n, item->cgcode,
+                                c->from, c->to, &plan, &err);
       else
-        r = hes_api_read_single(c->api, now_s(), c->meter_list + first, n, item->cgcode, &plan,
-                                &err);
+        r = hes_api_read_single(c->api, hes_clock_mono(), c->meter_list + first, n, item->cgcode,
+                                &plan, &err);
       if (r != HES_API_OK) {
         hes_plans_request_end(c->plans);
         report_api_error(&err);
@@ -243,7 +243,7 @@ int cmd_history(ctl_t *c) {
       size_t pages = 0, got = 0;
       for (;;) {
         hes_push_t page;
-        hes_api_result_t r = hes_api_history_next(h, now_s(), &page, &err);
+        hes_api_result_t r = hes_api_history_next(h, hes_clock_mono(), &page, &err);
         if (r != HES_API_OK) {
           if (tty)
             fputs("\r\033[K", stderr);
@@ -340,8 +340,8 @@ int cmd_relay(ctl_t *c) {
     hes_api_plan_t plan;
     hes_api_error_t err;
     hes_plans_request_begin(c->plans);
-    hes_api_result_t r =
-        hes_api_relay(c->api, now_s(), c->meter_list + first, n, c->control_mode, &plan, &err);
+    hes_api_result_t r = hes_api_relay(c->api, hes_clock_mono(), c->meter_list + first, n,
+                                       c->control_mode, &plan, &err);
     if (r != HES_API_OK) {
       hes_plans_request_end(c->plans);
       report_api_error(&err);
@@ -384,7 +384,7 @@ int cmd_dcu(ctl_t *c) {
   hes_api_result_t r;
   hes_plans_request_begin(c->plans);
   if (c->op == OP_DCU_LIST) {
-    r = hes_api_read_archive(c->api, now_s(), c->dcu, &plan, &err);
+    r = hes_api_read_archive(c->api, hes_clock_mono(), c->dcu, &plan, &err);
   } else if (c->op == OP_DCU_ADD) {
     hes_api_archive_t *a = calloc(c->nmeters, sizeof(*a));
     if (a == NULL) {
@@ -396,10 +396,11 @@ int cmd_dcu(ctl_t *c) {
       a[i].dev_addr = c->meter_list[i];
       a[i].enabled = !c->opt.disabled;
     }
-    r = hes_api_add_archive(c->api, now_s(), c->dcu, a, c->nmeters, &plan, &err);
+    r = hes_api_add_archive(c->api, hes_clock_mono(), c->dcu, a, c->nmeters, &plan, &err);
     free(a);
   } else {
-    r = hes_api_remove_archive(c->api, now_s(), c->dcu, c->meter_list, c->nmeters, &plan, &err);
+    r = hes_api_remove_archive(c->api, hes_clock_mono(), c->dcu, c->meter_list, c->nmeters, &plan,
+                               &err);
   }
   if (r != HES_API_OK) {
     hes_plans_request_end(c->plans);

@@ -17,6 +17,7 @@
 
 #include "api.h"
 #include "backfill.h"
+#include "clock.h"
 #include "hesctl_conf.h"
 #include "items.h"
 #include "meters.h"
@@ -188,7 +189,6 @@ void out_print(const out_t *o, fmt_t fmt, FILE *f);
 
 /* session.c */
 void catch_interrupts(void);
-double now_s(void);
 void worst(ctl_t *c, int rc);
 row_t *row_new(ctl_t *c);
 int session_api(ctl_t *c);

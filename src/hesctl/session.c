@@ -36,12 +36,6 @@ void catch_interrupts(void) {
   sigaction(SIGTERM, &sa, NULL);
 }
 
-double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* The exit code that wins when several things went wrong: the cause an operator must see. */
 void worst(ctl_t *c, int rc) {
   static const int rank[] = {[EXIT_ALL_OK] = 0, [EXIT_SOME_FAILED] = 1, [EXIT_MQTT] = 2,
@@ -77,7 +71,8 @@ static void on_message(void *ctx, const char *topic, const void *payload, size_t
     pthread_mutex_unlock(&c->lock);
     return;
   }
-  hes_plan_lookup_t lr = hes_plans_lookup(c->plans, push.plan_id, now_s(), payload, len, NULL);
+  hes_plan_lookup_t lr =
+      hes_plans_lookup(c->plans, push.plan_id, hes_clock_mono(), payload, len, NULL);
   if (lr != HES_PLAN_OPEN)
     return; /* parked for hes_plans_add, or not ours */
   pthread_mutex_lock(&c->lock);
@@ -326,7 +321,7 @@ static void handle_push(ctl_t *c, const void *payload, size_t len) {
     return;
   }
   hes_plan_info_t info;
-  if (hes_plans_lookup(c->plans, push.plan_id, now_s(), NULL, 0, &info) != HES_PLAN_OPEN)
+  if (hes_plans_lookup(c->plans, push.plan_id, hes_clock_mono(), NULL, 0, &info) != HES_PLAN_OPEN)
     return; /* a redelivery of a plan handled already */
   plan_t *pl = &c->plans_made[(size_t)info.tag];
   if (push.skipped > 0)
@@ -367,7 +362,7 @@ int plan_track(ctl_t *c, const hes_api_plan_t *ap, op_t op, size_t item, size_t 
   pl->item = item;
   pl->first = first;
   pl->n = n;
-  pl->deadline = now_s() + c->opt.timeout;
+  pl->deadline = hes_clock_mono() + c->opt.timeout;
   uint32_t *idx = malloc((n ? n : 1) * sizeof(*idx));
   if (idx == NULL)
     return -1;
@@ -408,18 +403,10 @@ void wait_pushes(ctl_t *c) {
   pthread_mutex_lock(&c->lock);
   while (!all_done(c) && !interrupted) {
     if (c->head == NULL) {
-      double left = deadline - now_s();
+      double left = deadline - hes_clock_mono();
       if (left <= 0)
         break;
-      struct timespec ts;
-      clock_gettime(CLOCK_REALTIME, &ts);
-      double wait = left < 0.2 ? left : 0.2;
-      ts.tv_sec += (time_t)wait;
-      ts.tv_nsec += (long)((wait - floor(wait)) * 1e9);
-      if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-      }
+      struct timespec ts = hes_clock_after(CLOCK_REALTIME, left < 0.2 ? left : 0.2);
       pthread_cond_timedwait(&c->cond, &c->lock, &ts);
       continue;
     }

@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include "api.h"
+#include "meterid.h"
 
 #include <limits.h>
 #include <pthread.h>
@@ -24,7 +25,7 @@
 #define API_CRED_MAX               256        /* longest tenant, username, password, secret key */
 #define API_URL_MAX                1024       /* longest base URL */
 #define API_DCU_MAX                32         /* a DCU number is checked like a meter number */
-#define API_METER_MAX              32         /* same as HES_METER_MAX_LEN (meters.h) */
+#define API_METER_MAX              32         /* HES_METER_MAX_LEN (meterid.h) */
 #define API_SNIPPET                100        /* bytes of a non-HES error body quoted in err->msg */
 #define API_JSON_DEPTH             64         /* answers are 5 levels deep; deeper is hostile */
 #define API_SHRINK                 (1u << 20) /* answer buffers above this are released after a call */
@@ -33,6 +34,7 @@
 #define API_EXPIRE_MAX             (366L * 86400L) /* an expireIn beyond a year is a broken answer */
 #define API_PAGE_SIZE_MAX          1000
 #define API_CURPAGE_MAX            10000000L
+_Static_assert(API_METER_MAX == HES_METER_MAX_LEN, "one meter-number rule (meterid.h)");
 
 typedef struct {
   const char *name;
@@ -192,22 +194,6 @@ const char *hes_api_result_string(hes_api_result_t r) {
 
 /* --- checks ----------------------------------------------------------------------------- */
 
-/* Same rule as hes_meter_is_valid (meters.c); checked here so api stands alone. */
-static bool api__id_ok(const char *s, size_t max) {
-  if (!s || !*s)
-    return false;
-  size_t i = 0;
-  for (; s[i]; i++) {
-    char c = s[i];
-    if (i >= max)
-      return false;
-    if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_' ||
-          c == '-'))
-      return false;
-  }
-  return true;
-}
-
 static bool api__cred_ok(const char *s) {
   if (!s || !*s)
     return false;
@@ -343,7 +329,7 @@ static hes_api_result_t api__devlist(const char *const *meters, size_t n, char *
   if (n > SIZE_MAX / (API_METER_MAX + 1))
     return api__fail(NULL, err, HES_API_EINVAL, "too many meters");
   for (size_t i = 0; i < n; i++) {
-    if (!api__id_ok(meters[i], API_METER_MAX))
+    if (!hes_meterid_ok(meters[i], API_METER_MAX))
       return api__fail(NULL, err, HES_API_EINVAL,
                        "meter #%zu is not 1..%d characters of [0-9A-Za-z_-]", i + 1, API_METER_MAX);
   }
@@ -892,7 +878,7 @@ hes_api_result_t hes_api_relay(hes_api_t *api, double now, const char *const *me
 static hes_api_result_t api__dcu_body(hes_api_t *api, const char *dcu, struct json_object **body,
                                       hes_api_error_t *err) {
   *body = NULL;
-  if (!api__id_ok(dcu, API_DCU_MAX))
+  if (!hes_meterid_ok(dcu, API_DCU_MAX))
     return api__fail(api, err, HES_API_EINVAL,
                      "DCU number is not 1..%d characters of [0-9A-Za-z_-]", API_DCU_MAX);
   struct json_object *b = json_object_new_object();
@@ -929,7 +915,7 @@ hes_api_result_t hes_api_add_archive(hes_api_t *api, double now, const char *dcu
   if (!archives || n == 0)
     return api__fail(api, err, HES_API_EINVAL, "no archives");
   for (size_t i = 0; i < n; i++) {
-    if (!api__id_ok(archives[i].dev_addr, API_METER_MAX))
+    if (!hes_meterid_ok(archives[i].dev_addr, API_METER_MAX))
       return api__fail(api, err, HES_API_EINVAL,
                        "archive #%zu: meter is not 1..%d characters of [0-9A-Za-z_-]", i + 1,
                        API_METER_MAX);
@@ -965,7 +951,7 @@ hes_api_result_t hes_api_remove_archive(hes_api_t *api, double now, const char *
   if (!meters || n == 0)
     return api__fail(api, err, HES_API_EINVAL, "no meters");
   for (size_t i = 0; i < n; i++) {
-    if (!api__id_ok(meters[i], API_METER_MAX))
+    if (!hes_meterid_ok(meters[i], API_METER_MAX))
       return api__fail(api, err, HES_API_EINVAL,
                        "meter #%zu is not 1..%d characters of [0-9A-Za-z_-]", i + 1, API_METER_MAX);
   }

@@ -14,11 +14,12 @@
 #include "config.h"
 
 #include "backfill.h"
-#include "fileio.h"
+#include "statefile.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -68,6 +69,7 @@ struct hes_backfill {
   size_t taken_alloc;
 
   bool dirty;
+  int64_t due_cursor;            /* the last older freeze time due() handed out (see there) */
   hes_backfill_stats_t counters; /* only the counter fields are used */
 };
 
@@ -297,35 +299,22 @@ static bool bf__int64(const char *s, const char *end, int64_t *out) {
   return true;
 }
 
-typedef struct {
-  char *p;   /* next unread */
-  char *end; /* end of buffer */
-} bf_reader_t;
+/* The next line (without '\n'), NUL-terminated in place; NULL at the end, for a last line
+ * without '\n' or for a line holding a NUL byte. */
+static char *bf__line(hes_statefile_lines_t *r) {
+  char *line;
 
-/* The next line (without '\n'), NUL-terminated in place; NULL at the end or for a last line
- * without '\n'. */
-static char *bf__line(bf_reader_t *r) {
-  char *line = r->p;
-  char *nl;
-
-  if (r->p >= r->end)
-    return NULL;
-  nl = memchr(r->p, '\n', (size_t)(r->end - r->p));
-  if (nl == NULL)
-    return NULL;
-  *nl = '\0';
-  r->p = nl + 1;
-  return line;
+  return hes_statefile_line(r, &line) == 1 ? line : NULL;
 }
 
 typedef enum { LOAD_OK, LOAD_CORRUPT, LOAD_FOREIGN, LOAD_NOMEM } bf_load_t;
 
-/* Parses the state file text into b's slots. Caller frees b's slots on failure. why gets the
- * reason. */
-static bf_load_t bf__parse(hes_backfill_t *b, char *text, size_t len, int64_t *times,
+/* Parses the state file's body (what follows the header line, up to end) into b's slots.
+ * Caller frees b's slots on failure. why gets the reason. */
+static bf_load_t bf__parse(hes_backfill_t *b, char *body, char *end, int64_t *times,
                            bool *same_list, size_t *mapped, size_t *dropped, char *why,
                            size_t whylen) {
-  bf_reader_t r = {text, text + len};
+  hes_statefile_lines_t r;
   char *line;
   char *s;
   char *e;
@@ -338,15 +327,11 @@ static bf_load_t bf__parse(hes_backfill_t *b, char *text, size_t len, int64_t *t
   size_t skip;
   uint64_t *seen;
 
-  if (memchr(text, '\0', len) != NULL) {
+  if (memchr(body, '\0', (size_t)(end - body)) != NULL) {
     snprintf(why, whylen, "a NUL byte");
     return LOAD_CORRUPT;
   }
-  line = bf__line(&r);
-  if (line == NULL || strcmp(line, STATE_HEADER) != 0) {
-    snprintf(why, whylen, "not a backfill state file (bad first line)");
-    return LOAD_CORRUPT;
-  }
+  hes_statefile_lines_init(&r, body, end);
   line = bf__line(&r);
   if (line == NULL || strncmp(line, "server ", 7) != 0) {
     snprintf(why, whylen, "no server line");
@@ -504,29 +489,33 @@ static bool bf__load(hes_backfill_t *b, char *err, size_t errlen) {
   bool same = false;
   size_t mapped = 0;
   size_t dropped = 0;
+  char *body = NULL;
   char why[200] = "";
-  const char *suffix;
-  bf_load_t rc;
-  int io;
+  char aside[PATH_MAX + 64];
+  bf_load_t rc = LOAD_CORRUPT;
 
   max += ((size_t)b->nmeters * 2 + 1024) * (HES_METER_MAX_LEN + 4 + (b->slots_cap + 3) / 4);
   max += (size_t)b->slots_cap * 21;
   b->state = HES_BACKFILL_STATE_NONE;
   if (b->state_path == NULL)
     return true;
-  io = hes_file_read(b->state_path, max, &text, &len);
-  if (io == ENOENT)
+  switch (hes_statefile_read(b->state_path, STATE_HEADER, "backfill state file", max, &text, &len,
+                             &body, why, sizeof(why))) {
+  case HES_STATEFILE_NONE:
     return true;
-  if (io == ENOMEM)
+  case HES_STATEFILE_NOMEM:
     return false;
-  if (io != 0) {
+  case HES_STATEFILE_BAD:
     rc = LOAD_CORRUPT;
-    snprintf(why, sizeof(why), "%s", io == EFBIG ? "too large" : strerror(io));
-  } else {
+    break;
+  case HES_STATEFILE_OK: {
     int64_t *times = malloc(HES_BACKFILL_SLOTS_MAX * sizeof(*times));
-    rc = times == NULL ? LOAD_NOMEM
-                       : bf__parse(b, text, len, times, &same, &mapped, &dropped, why, sizeof(why));
+    rc = times == NULL
+             ? LOAD_NOMEM
+             : bf__parse(b, body, text + len, times, &same, &mapped, &dropped, why, sizeof(why));
     free(times);
+    break;
+  }
   }
   free(text);
   if (rc == LOAD_NOMEM)
@@ -542,22 +531,10 @@ static bool bf__load(hes_backfill_t *b, char *err, size_t errlen) {
   }
   bf__clear_slots(b);
   b->state = rc == LOAD_FOREIGN ? HES_BACKFILL_STATE_FOREIGN : HES_BACKFILL_STATE_CORRUPT;
-  suffix = rc == LOAD_FOREIGN ? ".foreign" : ".corrupt";
-  {
-    size_t plen = strlen(b->state_path);
-    char *aside = malloc(plen + sizeof(".foreign"));
-    int rn = ENOMEM;
-
-    if (aside != NULL) {
-      memcpy(aside, b->state_path, plen);
-      memcpy(aside + plen, suffix, strlen(suffix) + 1);
-      rn = rename(b->state_path, aside) == 0 ? 0 : errno;
-    }
-    bf__err(err, errlen, "backfill state %s is %s (%s): %s%s; starting without it", b->state_path,
-            rc == LOAD_FOREIGN ? "foreign" : "corrupt", why,
-            rn == 0 ? "renamed to " : "could not be set aside: ", rn == 0 ? aside : strerror(rn));
-    free(aside);
-  }
+  hes_statefile_set_aside(b->state_path, rc == LOAD_FOREIGN ? ".foreign" : ".corrupt", aside,
+                          sizeof(aside));
+  bf__err(err, errlen, "backfill state %s is %s (%s): %s; starting without it", b->state_path,
+          rc == LOAD_FOREIGN ? "foreign" : "corrupt", why, aside);
   b->dirty = true; /* write a fresh one, so the set-aside file is not looked at again */
   return true;
 }
@@ -601,6 +578,7 @@ hes_backfill_t *hes_backfill_new(const hes_backfill_config_t *cfg, char *err, si
   }
   pthread_mutex_init(&b->lock, NULL);
   pthread_mutex_init(&b->save_lock, NULL);
+  b->due_cursor = INT64_MIN;
   b->kind = cfg->kind;
   b->meters = cfg->meters;
   b->tz = cfg->tz;
@@ -689,15 +667,56 @@ void hes_backfill_advance(hes_backfill_t *b, int64_t now) {
   free(window);
 }
 
+/* When more freeze times are due than a round may ask for, which ones? Oldest first (as
+ * before) let max old periods whose meters never answer take every round until they are given
+ * up, so that a newer period was never asked at all: the newest bill went missing behind the
+ * oldest silent ones. Newest first alone would do the same to the old ones, which are given
+ * up unasked. So the round is split: half of it goes to the newest due periods (the ones a
+ * utility bills next, asked every round), the other half rotates over the older ones from
+ * where the previous round stopped, so every due period is asked at least once in every
+ * ceil(older / half) rounds, however many stay silent. The result stays oldest first: the
+ * loop reads in that order, and take() dispatches a meter's periods in that order anyway. */
 size_t hes_backfill_due(hes_backfill_t *b, int64_t *times, size_t max) {
   size_t n = 0;
+  size_t ndue = 0;
 
   if (b == NULL || times == NULL)
     return 0;
   pthread_mutex_lock(&b->lock);
-  for (size_t i = 0; i < b->nslots && n < max; i++) {
-    if (!b->slots[i].given_up && b->slots[i].n_have < b->nmeters)
-      times[n++] = b->slots[i].t;
+  for (size_t i = 0; i < b->nslots; i++)
+    ndue += !b->slots[i].given_up && b->slots[i].n_have < b->nmeters;
+  if (ndue <= max) {
+    for (size_t i = 0; i < b->nslots; i++) {
+      if (!b->slots[i].given_up && b->slots[i].n_have < b->nmeters)
+        times[n++] = b->slots[i].t;
+    }
+  } else {
+    size_t newest = max / 2;
+    size_t older = ndue - newest; /* > max - newest >= 1 */
+    size_t rot = max - newest;
+    size_t start = 0; /* the first older one after the cursor, counted among the older ones */
+    size_t k = 0;
+
+    for (size_t i = 0; i < b->nslots && k < older; i++) {
+      if (b->slots[i].given_up || b->slots[i].n_have >= b->nmeters)
+        continue;
+      if (b->slots[i].t <= b->due_cursor)
+        start = k + 1;
+      k++;
+    }
+    if (start >= older)
+      start = 0;
+    k = 0;
+    for (size_t i = 0; i < b->nslots; i++) {
+      if (b->slots[i].given_up || b->slots[i].n_have >= b->nmeters)
+        continue;
+      /* among the older ones, the rot that follow the cursor (wrapping); then the newest */
+      if (k >= older || (k + older - start) % older < rot)
+        times[n++] = b->slots[i].t;
+      if (k < older && (k + older - start) % older == rot - 1)
+        b->due_cursor = b->slots[i].t;
+      k++;
+    }
   }
   pthread_mutex_unlock(&b->lock);
   return n;
@@ -1045,6 +1064,7 @@ static char *bf__text(const hes_backfill_t *b, size_t *len) {
 }
 
 int hes_backfill_save(hes_backfill_t *b) {
+  bool dirty;
   char *text = NULL;
   size_t len = 0;
   int rc;
@@ -1060,12 +1080,16 @@ int hes_backfill_save(hes_backfill_t *b) {
     if (text != NULL)
       b->dirty = false;
   }
+  /* Decided under the lock: once it is released, the read thread may set dirty again, and
+   * reading it then would be a data race (and could report ENOMEM for a save that had
+   * nothing to do). */
+  dirty = b->dirty;
   pthread_mutex_unlock(&b->lock);
   if (text == NULL) {
     pthread_mutex_unlock(&b->save_lock);
-    return b->dirty ? ENOMEM : 0;
+    return dirty ? ENOMEM : 0;
   }
-  rc = hes_file_write_atomic(b->state_path, text, len);
+  rc = hes_statefile_write(b->state_path, text, len);
   free(text);
   if (rc != 0) {
     pthread_mutex_lock(&b->lock);

@@ -172,7 +172,9 @@ const char *hes_backfill_state_string(hes_backfill_state_t s);
 void hes_backfill_advance(hes_backfill_t *b, int64_t now);
 
 /* The freeze times with missing meters, oldest first, at most max of them; returns how many.
- * (Received but not yet dispatched is not missing.) */
+ * (Received but not yet dispatched is not missing.) When more than max are due, half of max
+ * goes to the newest and the rest rotates over the older ones from call to call, so that
+ * neither old silent periods nor new ones are starved (see backfill.c). */
 size_t hes_backfill_due(hes_backfill_t *b, int64_t *times, size_t max);
 
 /* The first meter index >= from missing at freeze_time (HES_BACKFILL_ANY: at any due freeze

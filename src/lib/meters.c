@@ -2,8 +2,8 @@
  *
  *   arena    the NUL-terminated numbers back to back ("2024...01\0""2024...02\0"...)
  *   offsets  offsets[i] is where meter i starts in the arena
- *   slots    an open-addressing hash index (linear probing, power-of-two size, load <= 1/2),
- *            each slot holding a meter index or SLOT_EMPTY
+ *   index    the hash index (hashtab.h: linear probing, power-of-two size, load <= 1/2),
+ *            each slot holding a meter index
  *
  * The index is kept current while meters are added, so a duplicate is found in O(1) and a
  * 100,000-line MeterFile loads in milliseconds; seal() only gives back the spare capacity of
@@ -11,13 +11,12 @@
 #include "config.h"
 
 #include "meters.h"
+#include "hashtab.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define SLOT_EMPTY UINT32_MAX
-#define SLOTS_MIN  16
 /* Offsets are uint32_t, and the slot count must stay a power of two within uint32_t. */
 #define METERS_MAX_COUNT (UINT32_C(1) << 30)
 #define ARENA_MAX        ((size_t)UINT32_MAX)
@@ -29,50 +28,12 @@ struct hes_meters {
   uint32_t *offsets;
   uint32_t count;
   uint32_t offsets_cap;
-  uint32_t *slots;
-  uint32_t slots_len; /* a power of two, or 0 before the first add */
+  hes_hashtab_t index; /* meter number -> index */
   bool sealed;
 };
 
-/* FNV-1a, then murmur3's finalizer: meter numbers are mostly sequential digits, and the
- * finalizer spreads them over the low bits that pick the slot. */
-static uint32_t meters__hash(const char *s, size_t len) {
-  uint32_t h = 2166136261u;
-
-  for (size_t i = 0; i < len; i++) {
-    h ^= (unsigned char)s[i];
-    h *= 16777619u;
-  }
-  h ^= h >> 16;
-  h *= 0x85ebca6bu;
-  h ^= h >> 13;
-  h *= 0xc2b2ae35u;
-  h ^= h >> 16;
-  return h;
-}
-
-static bool meters__char_ok(char c) {
-  return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_' ||
-         c == '-';
-}
-
-static bool meters__valid_n(const char *s, size_t len) {
-  if (len == 0 || len > HES_METER_MAX_LEN)
-    return false;
-  for (size_t i = 0; i < len; i++) {
-    if (!meters__char_ok(s[i]))
-      return false;
-  }
-  return true;
-}
-
 bool hes_meter_is_valid(const char *s) {
-  size_t len;
-
-  if (s == NULL)
-    return false;
-  len = strnlen(s, HES_METER_MAX_LEN + 1);
-  return meters__valid_n(s, len);
+  return hes_meterid_ok(s, HES_METER_MAX_LEN);
 }
 
 hes_meters_t *hes_meters_new(void) {
@@ -84,49 +45,26 @@ void hes_meters_free(hes_meters_t *m) {
     return;
   free(m->arena);
   free(m->offsets);
-  free(m->slots);
+  hes_hashtab_free(&m->index);
   free(m);
 }
 
-/* The slot that holds s, or the empty slot where it would go. */
-static uint32_t meters__probe(const hes_meters_t *m, const char *s, size_t len, uint32_t h) {
-  uint32_t mask = m->slots_len - 1;
-  uint32_t i = h & mask;
+/* A meter's key for the index. The arena holds the meters back to back in index order, so
+ * a meter's length is the distance to the next one: compare lengths first, then bytes. A
+ * stored meter has no NUL, so s needs no validation to be compared safely (the hot path:
+ * every reading). */
+static bool meters__eq(const void *ctx, uint32_t idx, const char *s, size_t len) {
+  const hes_meters_t *m = ctx;
+  uint32_t end = idx + 1 < m->count ? m->offsets[idx + 1] : (uint32_t)m->arena_len;
 
-  for (;;) {
-    uint32_t idx = m->slots[i];
-    if (idx == SLOT_EMPTY)
-      return i;
-    /* The arena holds the meters back to back in index order, so a meter's length is the
-     * distance to the next one: compare lengths first, then bytes. A stored meter has no
-     * NUL, so s needs no validation to be compared safely (the hot path: every reading). */
-    uint32_t end = idx + 1 < m->count ? m->offsets[idx + 1] : (uint32_t)m->arena_len;
-    if (end - m->offsets[idx] - 1 == len && memcmp(m->arena + m->offsets[idx], s, len) == 0)
-      return i;
-    i = (i + 1) & mask;
-  }
+  return end - m->offsets[idx] - 1 == len && memcmp(m->arena + m->offsets[idx], s, len) == 0;
 }
 
-/* Rebuilds the index at `len` slots; the old one stays if allocation fails. */
-static hes_meters_result_t meters__rehash(hes_meters_t *m, uint32_t len) {
-  uint32_t *slots = malloc((size_t)len * sizeof(*slots));
-  uint32_t mask = len - 1;
+static uint32_t meters__hash_of(const void *ctx, uint32_t idx) {
+  const hes_meters_t *m = ctx;
+  const char *s = m->arena + m->offsets[idx];
 
-  if (slots == NULL)
-    return HES_METERS_ENOMEM;
-  memset(slots, 0xff, (size_t)len * sizeof(*slots)); /* all SLOT_EMPTY */
-
-  for (uint32_t idx = 0; idx < m->count; idx++) {
-    const char *s = m->arena + m->offsets[idx];
-    uint32_t i = meters__hash(s, strlen(s)) & mask;
-    while (slots[i] != SLOT_EMPTY)
-      i = (i + 1) & mask;
-    slots[i] = idx;
-  }
-  free(m->slots);
-  m->slots = slots;
-  m->slots_len = len;
-  return HES_METERS_OK;
+  return hes_hashtab_hash(s, strlen(s));
 }
 
 /* Makes room for one more meter of `len` characters in every array. */
@@ -156,37 +94,32 @@ static hes_meters_result_t meters__reserve(hes_meters_t *m, size_t len) {
     m->offsets_cap = cap;
   }
 
-  /* Load factor at most 1/2 once the new meter is in. */
-  if (m->slots_len == 0 || ((size_t)m->count + 1) * 2 > m->slots_len) {
-    uint32_t len2 = m->slots_len != 0 ? m->slots_len * 2 : SLOTS_MIN;
-    return meters__rehash(m, len2);
-  }
-  return HES_METERS_OK;
+  return hes_hashtab_reserve(&m->index, 1, meters__hash_of, m) == 0 ? HES_METERS_OK
+                                                                    : HES_METERS_ENOMEM;
 }
 
 static hes_meters_result_t meters__add_n(hes_meters_t *m, const char *s, size_t len) {
   hes_meters_result_t res;
   uint32_t slot;
+  uint32_t hash;
 
-  if (!meters__valid_n(s, len))
+  if (!hes_meterid_ok_n(s, len, HES_METER_MAX_LEN))
     return HES_METERS_EINVAL;
+  hash = hes_hashtab_hash(s, len);
 
-  if (m->slots_len != 0) {
-    slot = meters__probe(m, s, len, meters__hash(s, len));
-    if (m->slots[slot] != SLOT_EMPTY)
-      return HES_METERS_EDUPLICATE;
-  }
+  if (hes_hashtab_find(&m->index, hash, meters__eq, m, s, len) != HES_HASHTAB_NONE)
+    return HES_METERS_EDUPLICATE;
 
   res = meters__reserve(m, len);
   if (res != HES_METERS_OK)
     return res;
 
   /* The reserve may have rehashed: probe again in the current index. */
-  slot = meters__probe(m, s, len, meters__hash(s, len));
+  slot = hes_hashtab_slot(&m->index, hash, meters__eq, m, s, len);
   memcpy(m->arena + m->arena_len, s, len);
   m->arena[m->arena_len + len] = '\0';
   m->offsets[m->count] = (uint32_t)m->arena_len;
-  m->slots[slot] = m->count;
+  hes_hashtab_put(&m->index, slot, m->count);
   m->arena_len += len + 1;
   m->count++;
   return HES_METERS_OK;
@@ -300,6 +233,13 @@ hes_meters_result_t hes_meters_seal(hes_meters_t *m) {
   return HES_METERS_OK;
 }
 
+void hes_meters_drop_index(hes_meters_t *m) {
+  if (m == NULL)
+    return;
+  hes_meters_seal(m);
+  hes_hashtab_free(&m->index);
+}
+
 size_t hes_meters_count(const hes_meters_t *m) {
   if (m == NULL)
     return 0;
@@ -313,18 +253,14 @@ const char *hes_meters_at(const hes_meters_t *m, uint32_t i) {
 }
 
 uint32_t hes_meters_find(const hes_meters_t *m, const char *s, size_t len) {
-  uint32_t slot;
-
-  if (m == NULL || s == NULL || m->slots_len == 0 || len == 0 || len > HES_METER_MAX_LEN)
+  if (m == NULL || s == NULL || len == 0 || len > HES_METER_MAX_LEN)
     return HES_METER_NONE;
-
-  slot = meters__probe(m, s, len, meters__hash(s, len));
-  return m->slots[slot];
+  return hes_hashtab_find(&m->index, hes_hashtab_hash(s, len), meters__eq, m, s, len);
 }
 
 size_t hes_meters_memory(const hes_meters_t *m) {
   if (m == NULL)
     return 0;
   return sizeof(*m) + m->arena_cap + (size_t)m->offsets_cap * sizeof(*m->offsets) +
-         (size_t)m->slots_len * sizeof(*m->slots);
+         hes_hashtab_memory(&m->index);
 }

@@ -17,6 +17,7 @@
 #include "config.h"
 
 #include "mqtt.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <math.h>
@@ -139,12 +140,6 @@ static void appendf(char *buf, size_t size, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(buf + n, size - n, fmt, ap);
   va_end(ap);
-}
-
-static double now_mono(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* xorshift64*: jitter only needs to keep clients from reconnecting in step. */
@@ -378,7 +373,7 @@ static double link_failed(hes_mqtt_t *m, int rc, int saved_errno) {
       m->link = LINK_DOWN;
       m->pending[0] = '\0';
       m->lib_error[0] = '\0';
-      return now_mono();
+      return hes_clock_mono();
     }
     why[0] = '\0';
     appendf(why, sizeof(why), "cannot connect to %s:%d at any of its addresses: %s", m->host,
@@ -395,7 +390,7 @@ static double link_failed(hes_mqtt_t *m, int rc, int saved_errno) {
   m->pending[0] = '\0';
   m->lib_error[0] = '\0';
   report_down(m, why);
-  return now_mono() + next_delay(m);
+  return hes_clock_mono() + next_delay(m);
 }
 
 /* ---- libmosquitto callbacks (run thread, inside mosquitto_loop) ------------------------- */
@@ -544,7 +539,7 @@ hes_mqtt_t *hes_mqtt_new(const hes_mqtt_config_t *cfg, char *err, size_t errlen)
   atomic_init(&m->connects, 0);
   atomic_init(&m->attempts, 0);
   m->link = LINK_DOWN;
-  m->rng = ((uint64_t)(uintptr_t)m ^ (uint64_t)(now_mono() * 1e9)) | 1;
+  m->rng = ((uint64_t)(uintptr_t)m ^ (uint64_t)(hes_clock_mono() * 1e9)) | 1;
 
   if (!copy_config(m, cfg)) {
     set_err(err, errlen, "out of memory");
@@ -564,7 +559,7 @@ static void sleep_until(hes_mqtt_t *m, double deadline) {
   ts.tv_sec = (time_t)deadline;
   ts.tv_nsec = (long)((deadline - (double)ts.tv_sec) * 1e9);
   pthread_mutex_lock(&m->lock);
-  while (!atomic_load(&m->stop) && now_mono() < deadline) {
+  while (!atomic_load(&m->stop) && hes_clock_mono() < deadline) {
     if (pthread_cond_timedwait(&m->cond, &m->lock, &ts) == ETIMEDOUT)
       break;
   }
@@ -667,7 +662,7 @@ static void resolve_families(hes_mqtt_t *m) {
 /* Starts one try: the whole host (one family or a failed lookup), or one of its families,
  * chosen by binding to that family's unspecified address. */
 static int start_try(hes_mqtt_t *m) {
-  m->attempt_start = now_mono();
+  m->attempt_start = hes_clock_mono();
   m->link = LINK_CONNECTING;
   m->reached = false;
   m->closed_loops = 0;
@@ -689,7 +684,7 @@ int hes_mqtt_run(hes_mqtt_t *m) {
 
   while (!atomic_load(&m->stop)) {
     if (m->link == LINK_DOWN) {
-      if (now_mono() < next_attempt) {
+      if (hes_clock_mono() < next_attempt) {
         sleep_until(m, next_attempt);
         continue;
       }
@@ -706,7 +701,7 @@ int hes_mqtt_run(hes_mqtt_t *m) {
     }
     int timeout_ms = LOOP_MS;
     if (m->link == LINK_CONNECTING) {
-      double left = m->attempt_start + m->connect_timeout - now_mono();
+      double left = m->attempt_start + m->connect_timeout - hes_clock_mono();
       if (left <= 0) {
         next_attempt = abandon_attempt(m);
         continue;
@@ -755,12 +750,12 @@ bool hes_mqtt_ready(const hes_mqtt_t *m) {
 bool hes_mqtt_wait_ready(hes_mqtt_t *m, double timeout) {
   if (m == NULL)
     return false;
-  double deadline = now_mono() + (isfinite(timeout) && timeout > 0 ? timeout : 0);
+  double deadline = hes_clock_mono() + (isfinite(timeout) && timeout > 0 ? timeout : 0);
   struct timespec ts;
   ts.tv_sec = (time_t)deadline;
   ts.tv_nsec = (long)((deadline - (double)ts.tv_sec) * 1e9);
   pthread_mutex_lock(&m->lock);
-  while (!atomic_load(&m->ready) && now_mono() < deadline) {
+  while (!atomic_load(&m->ready) && hes_clock_mono() < deadline) {
     if (pthread_cond_timedwait(&m->cond, &m->lock, &ts) == ETIMEDOUT)
       break;
   }

@@ -3,13 +3,15 @@
  * mutex; every operation is O(1) or O(log n) in the number of open plans, so the MQTT thread
  * never waits behind a scan.
  *
- * Three hash tables keyed by planId (open plans, tombstones, parked pushes) share one small
- * intrusive chained table. Open plans also sit in a binary min-heap by deadline, so expiry
- * touches only what expires. Tombstones are kept in creation order, which is also time
- * order (their time is the largest `now` seen), so forgetting them pops from the front. */
+ * Three hash tables keyed by planId (open plans, tombstones, parked pushes), each a
+ * directory of the library's one hash index (hashtab.h). Open plans also sit in a binary min-heap
+ * by deadline, so expiry touches only what expires. Tombstones are kept in creation order, which is
+ * also time order (their time is the largest `now` seen), so forgetting them pops from the front.
+ */
 #include "config.h"
 
 #include "plans.h"
+#include "hashtab.h"
 
 #include <errno.h>
 #include <math.h>
@@ -19,22 +21,17 @@
 
 /* planIds are 1..PLAN_ID_MAX-1 bytes: the HES issues short ids, and a bound keeps a hostile
  * push from making us hash megabytes. */
-#define PLAN_ID_MAX       64
-#define TABLE_MIN_BUCKETS 16
+#define PLAN_ID_MAX 64
 /* Meters reported per callback when the scratch array cannot grow. */
 #define MISSING_CHUNK 256
 
+/* The head of every object in a table: its key and the key's hash. */
 typedef struct hnode {
-  struct hnode *next;
   uint32_t hash;
   const char *key;
 } hnode_t;
 
-typedef struct {
-  hnode_t **buckets;
-  size_t mask; /* bucket count - 1, a power of two minus one */
-  size_t count;
-} htable_t;
+typedef hes_hashdir_t htable_t;
 
 typedef struct plan {
   hnode_t h;
@@ -93,13 +90,6 @@ static void *plans__alloc(hes_plans_t *p, size_t size) {
   return ptr;
 }
 
-static void *plans__calloc(hes_plans_t *p, size_t nmemb, size_t size) {
-  void *ptr = calloc(nmemb, size);
-  if (ptr != NULL)
-    p->st.memory += nmemb * size;
-  return ptr;
-}
-
 static void plans__release(hes_plans_t *p, void *ptr, size_t size) {
   if (ptr == NULL)
     return;
@@ -110,72 +100,34 @@ static void plans__release(hes_plans_t *p, void *ptr, size_t size) {
 /* --- the hash table --------------------------------------------------------------------- */
 
 static uint32_t plans__hash(const char *s, size_t len) {
-  uint32_t h = 2166136261u; /* FNV-1a */
-  for (size_t i = 0; i < len; i++) {
-    h ^= (unsigned char)s[i];
-    h *= 16777619u;
-  }
-  return h;
+  return hes_hashtab_hash(s, len);
 }
 
-static int table_init(hes_plans_t *p, htable_t *t) {
-  t->buckets = plans__calloc(p, TABLE_MIN_BUCKETS, sizeof(*t->buckets));
-  if (t->buckets == NULL)
-    return ENOMEM;
-  t->mask = TABLE_MIN_BUCKETS - 1;
-  t->count = 0;
-  return 0;
+static bool table_eq(const void *item, const char *key, size_t len) {
+  (void)len;
+  return strcmp(((const hnode_t *)item)->key, key) == 0;
 }
 
 static hnode_t *table_find(const htable_t *t, const char *key, uint32_t hash) {
-  for (hnode_t *n = t->buckets[hash & t->mask]; n != NULL; n = n->next) {
-    if (n->hash == hash && strcmp(n->key, key) == 0)
-      return n;
-  }
-  return NULL;
+  return hes_hashdir_find(t, hash, table_eq, key, 0);
 }
 
-/* Doubles the bucket array; a failed allocation only lengthens the chains. */
-static void table_grow(hes_plans_t *p, htable_t *t) {
-  size_t old_n = t->mask + 1;
-  if (old_n > SIZE_MAX / 2 / sizeof(*t->buckets))
-    return;
-  size_t new_n = old_n * 2;
-  hnode_t **nb = plans__calloc(p, new_n, sizeof(*nb));
-  if (nb == NULL)
-    return;
-  for (size_t i = 0; i < old_n; i++) {
-    hnode_t *n = t->buckets[i];
-    while (n != NULL) {
-      hnode_t *next = n->next;
-      size_t b = n->hash & (new_n - 1);
-      n->next = nb[b];
-      nb[b] = n;
-      n = next;
-    }
-  }
-  plans__release(p, t->buckets, old_n * sizeof(*t->buckets));
-  t->buckets = nb;
-  t->mask = new_n - 1;
-}
+/* 0, or ENOMEM with n not in the table. */
+static int table_insert(hes_plans_t *p, htable_t *t, hnode_t *n) {
+  size_t before = hes_hashdir_memory(t);
+  int rc = hes_hashdir_add(t, n, n->hash);
 
-static void table_insert(hes_plans_t *p, htable_t *t, hnode_t *n) {
-  if (t->count >= t->mask + 1)
-    table_grow(p, t);
-  size_t b = n->hash & t->mask;
-  n->next = t->buckets[b];
-  t->buckets[b] = n;
-  t->count++;
+  p->st.memory += hes_hashdir_memory(t) - before;
+  return rc != 0 ? ENOMEM : 0;
 }
 
 static void table_remove(htable_t *t, hnode_t *n) {
-  hnode_t **pp = &t->buckets[n->hash & t->mask];
-  while (*pp != NULL && *pp != n)
-    pp = &(*pp)->next;
-  if (*pp == NULL)
-    return;
-  *pp = n->next;
-  t->count--;
+  hes_hashdir_remove(t, n, n->hash);
+}
+
+static void table_free(hes_plans_t *p, htable_t *t) {
+  p->st.memory -= hes_hashdir_memory(t);
+  hes_hashdir_free(t);
 }
 
 /* --- the deadline heap ------------------------------------------------------------------ */
@@ -269,12 +221,15 @@ static void tomb_add(hes_plans_t *p, const char *id, uint32_t hash, hes_plan_loo
   t->at = p->clock;
   t->kind = kind;
   t->newer = NULL;
+  if (table_insert(p, &p->tombs, &t->h) != 0) {
+    plans__release(p, t, size);
+    return;
+  }
   if (p->tomb_newest != NULL)
     p->tomb_newest->newer = t;
   else
     p->tomb_oldest = t;
   p->tomb_newest = t;
-  table_insert(p, &p->tombs, &t->h);
 }
 
 /* --- parked pushes ---------------------------------------------------------------------- */
@@ -336,13 +291,19 @@ static hes_plan_lookup_t park(hes_plans_t *p, const char *id, size_t id_len, uin
     g->h.key = g->id;
     g->h.hash = hash;
     g->alloc_size = gsize;
+    if (table_insert(p, &p->groups, &g->h) != 0) {
+      plans__release(p, g, gsize);
+      return HES_PLAN_DROPPED;
+    }
     new_group = true;
   }
 
   hes_parked_t *pk = malloc(sizeof(*pk) + len + 1);
   if (pk == NULL) {
-    if (new_group)
+    if (new_group) {
+      table_remove(&p->groups, &g->h);
       plans__release(p, g, g->alloc_size);
+    }
     return HES_PLAN_DROPPED;
   }
   pk->next = NULL;
@@ -362,7 +323,6 @@ static hes_plan_lookup_t park(hes_plans_t *p, const char *id, size_t id_len, uin
     else
       p->group_first = g;
     p->group_last = g;
-    table_insert(p, &p->groups, &g->h);
   }
   if (g->tail != NULL)
     g->tail->next = pk;
@@ -506,11 +466,7 @@ hes_plans_t *hes_plans_new(const hes_plans_config_t *cfg) {
     p->cfg.tombstone_max = 65536;
   p->clock = -INFINITY;
 
-  if (table_init(p, &p->plans) != 0 || table_init(p, &p->tombs) != 0 ||
-      table_init(p, &p->groups) != 0 || pthread_mutex_init(&p->lock, NULL) != 0) {
-    free(p->plans.buckets);
-    free(p->tombs.buckets);
-    free(p->groups.buckets);
+  if (pthread_mutex_init(&p->lock, NULL) != 0) {
     free(p);
     return NULL;
   }
@@ -535,9 +491,9 @@ void hes_plans_free(hes_plans_t *p) {
     free(g);
   }
   free(p->scratch);
-  free(p->plans.buckets);
-  free(p->tombs.buckets);
-  free(p->groups.buckets);
+  table_free(p, &p->plans);
+  table_free(p, &p->tombs);
+  table_free(p, &p->groups);
   pthread_mutex_destroy(&p->lock);
   free(p);
 }
@@ -613,7 +569,11 @@ int hes_plans_add(hes_plans_t *p, const char *plan_id, uint32_t tag, void *user,
   pl->bits = (uint64_t *)((char *)pl + sizeof(plan_t) + meters_bytes);
   memset(pl->bits, 0, words * sizeof(uint64_t));
 
-  table_insert(p, &p->plans, &pl->h);
+  if (table_insert(p, &p->plans, &pl->h) != 0) {
+    plans__release(p, pl, size);
+    pthread_mutex_unlock(&p->lock);
+    return ENOMEM;
+  }
   p->heap[p->heap_len] = pl;
   p->heap_len++;
   heap_up(p, p->heap_len - 1);

@@ -27,6 +27,7 @@
 #include "config.h"
 
 #include "push.h"
+#include "meterid.h"
 
 #include <limits.h>
 #include <stdarg.h>
@@ -42,7 +43,7 @@
  * is bounded by the same limit. */
 #define PUSH_DEPTH         10
 #define NEST_MAX           (PUSH_DEPTH - 1)
-#define DEV_ADDR_MAX       32
+#define DEV_ADDR_MAX       HES_METER_MAX_LEN
 #define VALUE_MAX          64
 #define UNIT_MAX           32
 #define TEXT_MAX           64                     /* commType, moduleNext */
@@ -282,11 +283,6 @@ static hes_push_kind_t entry_kind(const fields_t *f) {
   return HES_PUSH_EMPTY;
 }
 
-static bool is_addr_char(unsigned char c) {
-  return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_' ||
-         c == '-';
-}
-
 static bool check_dev_addr(const fields_t *f, const char **s, size_t *len, problem_t *pr) {
   const val_t *v = &f->v[FD_DEV_ADDR];
   if (!SEEN(f, FD_DEV_ADDR))
@@ -298,7 +294,7 @@ static bool check_dev_addr(const fields_t *f, const char **s, size_t *len, probl
   if (v->len > DEV_ADDR_MAX)
     return fail(pr, "devAddr", "longer than 32 characters", NULL);
   for (size_t i = 0; i < v->len; i++)
-    if (!is_addr_char((unsigned char)v->s[i]))
+    if (!hes_meterid_char_ok((unsigned char)v->s[i]))
       return fail(pr, "devAddr", "a character outside [0-9A-Za-z_-]", NULL);
   *s = v->s;
   *len = v->len;

@@ -12,7 +12,9 @@
 #include "config.h"
 
 #include "relay.h"
-#include "fileio.h"
+#include "clock.h"
+#include "hashtab.h"
+#include "statefile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -57,8 +59,7 @@ typedef struct {
 /* An identifier (host, plugin, plugin_instance, type, type_instance, each ended by a NUL)
  * that carried a value-bearing non-OKAY notification. */
 typedef struct relay_seen {
-  struct relay_seen *next;
-  uint64_t hash;
+  uint32_t hash;
   size_t len;
   char key[];
 } relay_seen_t;
@@ -104,8 +105,7 @@ struct hes_relay {
   size_t q_len;
   size_t q_reserved;
   bool stopped;
-  relay_seen_t **buckets;
-  size_t nbuckets;
+  hes_hashdir_t seen;  /* identifier -> relay_seen_t */
   relay_seen_t **fifo; /* the order of insertion, for eviction */
   size_t fifo_cap;
   size_t fifo_head;
@@ -161,13 +161,6 @@ static void relay__copy_text(char *dst, size_t cap, const char *s) {
   dst[i] = '\0';
 }
 
-static double relay__mono(void) {
-  struct timespec ts;
-
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* ---- the MaxPerMinute window --------------------------------------------------------- */
 
 /* Commands whose time is within the window. A time after now counts too: if the caller's
@@ -208,16 +201,6 @@ static void relay__charge(hes_relay_t *r, uint32_t i, double t, uint8_t action) 
 
 /* ---- the OKAY tracking set ---------------------------------------------------------- */
 
-static uint64_t relay__hash(const char *p, size_t len) {
-  uint64_t h = UINT64_C(14695981039346656037);
-
-  for (size_t i = 0; i < len; i++) {
-    h ^= (unsigned char)p[i];
-    h *= UINT64_C(1099511628211);
-  }
-  return h;
-}
-
 /* The identifier as one key; NULL if it does not fit (then it is neither recorded nor found:
  * an OKAY for it is never acted on). */
 static char *relay__ident_key(const hes_relay_event_t *ev, size_t *len) {
@@ -247,42 +230,24 @@ static char *relay__ident_key(const hes_relay_event_t *ev, size_t *len) {
   return key;
 }
 
-static relay_seen_t *relay__seen_find(const hes_relay_t *r, const char *key, size_t len,
-                                      uint64_t h) {
-  if (r->buckets == NULL)
-    return NULL;
-  for (relay_seen_t *s = r->buckets[h & (r->nbuckets - 1)]; s != NULL; s = s->next)
-    if (s->hash == h && s->len == len && memcmp(s->key, key, len) == 0)
-      return s;
-  return NULL;
+static bool relay__seen_eq(const void *item, const char *key, size_t len) {
+  const relay_seen_t *s = item;
+
+  return s->len == len && memcmp(s->key, key, len) == 0;
 }
 
-static void relay__seen_unlink(hes_relay_t *r, relay_seen_t *victim) {
-  relay_seen_t **pp = &r->buckets[victim->hash & (r->nbuckets - 1)];
-
-  while (*pp != NULL && *pp != victim)
-    pp = &(*pp)->next;
-  if (*pp != NULL)
-    *pp = victim->next;
+static relay_seen_t *relay__seen_find(const hes_relay_t *r, const char *key, size_t len,
+                                      uint32_t h) {
+  return hes_hashdir_find(&r->seen, h, relay__seen_eq, key, len);
 }
 
 /* Remembers key; beyond okay_max the oldest is forgotten. A failed allocation forgets
  * nothing new: the OKAY that would have needed it is not acted on (the safe side). */
-static void relay__seen_add(hes_relay_t *r, const char *key, size_t len, uint64_t h) {
+static void relay__seen_add(hes_relay_t *r, const char *key, size_t len, uint32_t h) {
   relay_seen_t *s;
-  size_t b;
 
   if (relay__seen_find(r, key, len, h) != NULL)
     return;
-  if (r->buckets == NULL) {
-    size_t n = 16;
-    while (n < r->okay_max && n < ((size_t)1 << 20))
-      n <<= 1;
-    r->buckets = calloc(n, sizeof(*r->buckets));
-    if (r->buckets == NULL)
-      return;
-    r->nbuckets = n;
-  }
   if (r->fifo_len == r->fifo_cap && r->fifo_cap < r->okay_max) {
     size_t cap = r->fifo_cap == 0 ? 64 : r->fifo_cap * 2;
     relay_seen_t **f;
@@ -303,17 +268,20 @@ static void relay__seen_add(hes_relay_t *r, const char *key, size_t len, uint64_
   memcpy(s->key, key, len);
   if (r->fifo_len == r->okay_max) {
     relay_seen_t *old = r->fifo[r->fifo_head];
-    relay__seen_unlink(r, old);
+    hes_hashdir_remove(&r->seen, old, old->hash);
     free(old);
+    /* Cannot fail: the directory just gave back the room this one takes. */
+    (void)hes_hashdir_add(&r->seen, s, h);
     r->fifo[r->fifo_head] = s;
     r->fifo_head = (r->fifo_head + 1) % r->fifo_cap;
   } else {
+    if (hes_hashdir_add(&r->seen, s, h) != 0) {
+      free(s);
+      return;
+    }
     r->fifo[(r->fifo_head + r->fifo_len) % r->fifo_cap] = s;
     r->fifo_len++;
   }
-  b = h & (r->nbuckets - 1);
-  s->next = r->buckets[b];
-  r->buckets[b] = s;
 }
 
 /* ---- the state file ---------------------------------------------------------------- */
@@ -360,46 +328,33 @@ static bool relay__parse_time(const char *s, double *out) {
   return true;
 }
 
-/* Reads one line without its '\n'. 1: a line, 0: end of file, -1: too long, a NUL byte or
- * no final newline (a truncated file). */
-static int relay__read_line(FILE *f, char *buf, size_t cap) {
-  size_t n = 0;
-  int c;
-
-  while ((c = getc(f)) != EOF) {
-    if (c == '\n') {
-      buf[n] = '\0';
-      return 1;
-    }
-    if (c == '\0' || n + 1 >= cap)
-      return -1;
-    buf[n++] = (char)c;
-  }
-  return n == 0 ? 0 : -1;
-}
-
 /* Loads path into r (whose last[] are all NAN). 0: loaded or no file; otherwise the reason
  * is in why and nothing has been kept. */
 static int relay__state_load(hes_relay_t *r, const char *path, double now, char *why,
                              size_t whylen) {
-  char line[STATE_LINE_MAX + 2];
+  /* A line per meter at most, plus room for meters no longer configured. */
+  size_t max = ((size_t)1 << 24) + (size_t)r->meters_num * (STATE_LINE_MAX + 1);
+  hes_statefile_lines_t lines;
   size_t lineno = 1;
-  FILE *f;
+  char *text = NULL;
+  char *body = NULL;
+  size_t len = 0;
   int rc;
   int result = 0;
 
-  f = fopen(path, "re");
-  if (f == NULL) {
-    if (errno == ENOENT)
-      return 0;
-    snprintf(why, whylen, "cannot read it: %s", strerror(errno));
+  switch (hes_statefile_read(path, STATE_HEADER, "relay state file", max, &text, &len, &body, why,
+                             whylen)) {
+  case HES_STATEFILE_NONE:
+    return 0;
+  case HES_STATEFILE_NOMEM:
+    snprintf(why, whylen, "cannot read it: %s", strerror(ENOMEM));
     return -1;
+  case HES_STATEFILE_BAD:
+    return -1;
+  case HES_STATEFILE_OK:
+    break;
   }
-  rc = relay__read_line(f, line, sizeof(line));
-  if (rc != 1 || strcmp(line, STATE_HEADER) != 0) {
-    snprintf(why, whylen, "not a relay state file (the first line is not \"%s\")", STATE_HEADER);
-    result = -1;
-  }
+  hes_statefile_lines_init(&lines, body, text + len);
   while (result == 0) {
     char *meter;
     char *tstr;
@@ -408,12 +363,13 @@ static int relay__state_load(hes_relay_t *r, const char *path, double now, char 
     uint32_t i;
     uint8_t a;
     double t;
+    char *line;
 
     lineno++;
-    rc = relay__read_line(f, line, sizeof(line));
+    rc = hes_statefile_line(&lines, &line);
     if (rc == 0)
       break;
-    if (rc < 0) {
+    if (rc < 0 || strlen(line) > STATE_LINE_MAX) {
       snprintf(why, whylen, "line %zu: too long, truncated or holding a NUL byte", lineno);
       result = -1;
       break;
@@ -469,11 +425,7 @@ static int relay__state_load(hes_relay_t *r, const char *path, double now, char 
     }
     relay__charge(r, i, t, a);
   }
-  if (result == 0 && ferror(f)) {
-    snprintf(why, whylen, "read error");
-    result = -1;
-  }
-  fclose(f);
+  free(text);
   if (result != 0) {
     for (uint32_t i = 0; i < r->meters_num; i++) {
       r->last[i] = NAN;
@@ -546,7 +498,7 @@ int hes_relay_state_save(hes_relay_t *r) {
   if (text == NULL) {
     rc = ENOMEM;
   } else {
-    rc = hes_file_write_atomic(r->state_path, text, len);
+    rc = hes_statefile_write(r->state_path, text, len);
     free(text);
   }
   if (rc == 0)
@@ -586,7 +538,7 @@ void hes_relay_free(hes_relay_t *r) {
   for (size_t i = 0; i < r->fifo_len; i++)
     free(r->fifo[(r->fifo_head + i) % r->fifo_cap]);
   free(r->fifo);
-  free(r->buckets);
+  hes_hashdir_free(&r->seen);
   free(r->out);
   free(r->queue);
   free(r->rate);
@@ -701,25 +653,16 @@ hes_relay_t *hes_relay_new(const hes_relay_config_t *cfg, double now, char *err,
   if (r->state_path != NULL) {
     char why[160] = "";
     if (relay__state_load(r, r->state_path, now, why, sizeof(why)) != 0) {
-      size_t plen = strlen(r->state_path);
-      char *aside = malloc(plen + sizeof(".corrupt"));
-      int rc = ENOMEM;
+      char aside[PATH_MAX + 64];
       int save_rc;
 
-      if (aside != NULL) {
-        memcpy(aside, r->state_path, plen);
-        memcpy(aside + plen, ".corrupt", sizeof(".corrupt"));
-        rc = rename(r->state_path, aside) == 0 ? 0 : errno;
-      }
+      hes_statefile_set_aside(r->state_path, ".corrupt", aside, sizeof(aside));
       relay__state_reset(r, now);
       save_rc = hes_relay_state_save(r);
       relay__err(
-          err, errlen, "relay state file %s: %s; %s%s; every meter now waits Holdoff (%g s)%s%s",
-          r->state_path, why,
-          rc == 0 ? "set aside as " : "could not set it aside: ", rc == 0 ? aside : strerror(rc),
-          r->holdoff, save_rc != 0 ? "; cannot write a new one: " : "",
+          err, errlen, "relay state file %s: %s; %s; every meter now waits Holdoff (%g s)%s%s",
+          r->state_path, why, aside, r->holdoff, save_rc != 0 ? "; cannot write a new one: " : "",
           save_rc != 0 ? strerror(save_rc) : "");
-      free(aside);
     }
   }
   return r;
@@ -868,7 +811,7 @@ size_t hes_relay_submit(hes_relay_t *r, const hes_relay_event_t *ev, double now,
   bool okay_rules = false;
   char *key = NULL;
   size_t keylen = 0;
-  uint64_t h = 0;
+  uint32_t h = 0;
   uint32_t pi_idx;
 
   if (r == NULL || ev == NULL || !(now >= 0 && now < RELAY_TIME_MAX))
@@ -902,7 +845,7 @@ size_t hes_relay_submit(hes_relay_t *r, const hes_relay_event_t *ev, double now,
   else if (okay_rules) {
     key = relay__ident_key(ev, &keylen);
     if (key != NULL)
-      h = relay__hash(key, keylen);
+      h = hes_hashtab_hash(key, keylen);
     if (ev->severity != HES_RELAY_OKAY) {
       if (key != NULL)
         relay__seen_add(r, key, keylen, h);
@@ -985,17 +928,29 @@ size_t hes_relay_submit(hes_relay_t *r, const hes_relay_event_t *ev, double now,
   pthread_mutex_unlock(&r->lock);
 
   if (queued > 0) {
-    /* Persist before the worker can see the commands; a failure is kept for
-     * hes_relay_state_errno and does not stop the commands (they are within the limits). */
-    hes_relay_state_save(r);
+    /* Persist before the worker can see the commands. A command whose time is not on disk
+     * could be repeated inside Holdoff after a restart: when in doubt, a breaker is not
+     * touched, so a failed save drops the commands (their slots are given back). Their
+     * holdoff and rate stay charged in memory, the safe side: nothing is retried at once
+     * against a disk that just failed. */
+    bool saved = hes_relay_state_save(r) == 0;
     pthread_mutex_lock(&r->lock);
     for (size_t k = 0; k < queued; k++) {
-      r->queue[(r->q_head + r->q_len) % r->queue_max] = cmds[k];
-      r->q_len++;
+      if (saved) {
+        r->queue[(r->q_head + r->q_len) % r->queue_max] = cmds[k];
+        r->q_len++;
+      }
       r->q_reserved--;
     }
-    pthread_cond_broadcast(&r->cond);
+    if (saved)
+      pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->lock);
+    if (!saved) {
+      for (size_t k = 0; k < npairs; k++)
+        if (pairs[k].decision == HES_RELAY_QUEUED)
+          pairs[k].decision = HES_RELAY_SKIP_STATE;
+      queued = 0;
+    }
   }
   if (cb != NULL)
     for (size_t k = 0; k < npairs; k++)
@@ -1019,15 +974,7 @@ bool hes_relay_next(hes_relay_t *r, double timeout, hes_relay_cmd_t *out) {
     timeout = 0;
   if (timeout > 86400.0 * 365)
     timeout = 86400.0 * 365;
-  {
-    double d = relay__mono() + timeout;
-    deadline.tv_sec = (time_t)d;
-    deadline.tv_nsec = (long)((d - (double)deadline.tv_sec) * 1e9);
-    if (deadline.tv_nsec >= 1000000000L) {
-      deadline.tv_sec++;
-      deadline.tv_nsec -= 1000000000L;
-    }
-  }
+  deadline = hes_clock_after(CLOCK_MONOTONIC, timeout);
   pthread_mutex_lock(&r->lock);
   while (!r->stopped && r->q_len == 0) {
     int rc = pthread_cond_timedwait(&r->cond, &r->lock, &deadline);
@@ -1150,6 +1097,8 @@ const char *hes_relay_decision_string(hes_relay_decision_t d) {
     return "over MaxPerMinute";
   case HES_RELAY_SKIP_QUEUE_FULL:
     return "queue full";
+  case HES_RELAY_SKIP_STATE:
+    return "state not saved";
   }
   return "unknown";
 }

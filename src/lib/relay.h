@@ -77,6 +77,8 @@ typedef enum {
   HES_RELAY_SKIP_HOLDOFF,       /* the meter got a command less than Holdoff ago */
   HES_RELAY_SKIP_RATE,          /* over MaxPerMinute */
   HES_RELAY_SKIP_QUEUE_FULL,
+  HES_RELAY_SKIP_STATE, /* within the limits, but the state file could not be written: not
+                           sent (hes_relay_state_errno says why) */
 } hes_relay_decision_t;
 
 /* One decision, reported to the plugin for logging and counting. */
@@ -129,7 +131,9 @@ int hes_relay_add_rule(hes_relay_t *r, const hes_relay_rule_t *rule, char *err, 
  * now: Unix seconds (the clock of the state file); one outside [0, 1e12) does nothing.
  * Returns the number of commands queued. Never blocks on I/O except the state save, which
  * happens before the queued commands become visible to hes_relay_next (a crash can lose a
- * command, never repeat one after a restart). */
+ * command, never repeat one after a restart). When that save fails, no command of this
+ * event is queued: each pair that would have been is reported as SKIP_STATE, and its
+ * holdoff and rate stay charged. */
 size_t hes_relay_submit(hes_relay_t *r, const hes_relay_event_t *ev, double now,
                         hes_relay_decision_cb cb, void *ctx);
 
@@ -146,7 +150,7 @@ int hes_relay_sent(hes_relay_t *r, const hes_relay_cmd_t *cmd, const char *plan_
 bool hes_relay_take(hes_relay_t *r, const char *plan_id, const char *meter, hes_relay_cmd_t *out);
 
 /* Persists the last-command times (atomically: write a temp file, fsync, rename). Called by
- * submit itself whenever it queues; exposed for tests. 0 or an errno. */
+ * submit itself whenever it would queue; exposed for tests. 0 or an errno. */
 int hes_relay_state_save(hes_relay_t *r);
 /* The result of the latest state save (0 or an errno): submit cannot return it. */
 int hes_relay_state_errno(hes_relay_t *r);

@@ -126,7 +126,7 @@ static void hes_frozen_history(hes_server_t *s, struct hes_frozen *f, int64_t t,
     hes_api_result_t r = h != NULL ? HES_API_OK : err.kind;
     hes_push_t page;
     while (r == HES_API_OK) {
-      r = hes_api_history_next(h, hes_now(), &page, &err);
+      r = hes_api_history_next(h, hes_clock_wall(), &page, &err);
       if (r != HES_API_OK || page.entries == 0)
         break;
       if (page.kind == HES_PUSH_CHANNELS)
@@ -151,7 +151,7 @@ static void hes_frozen_read(hes_server_t *s, struct hes_frozen *f, int64_t t, co
   while ((n = hes_frozen_batch(s, f, t, &from)) > 0) {
     hes_api_plan_t plan;
     hes_api_error_t err;
-    double now = hes_now();
+    double now = hes_clock_wall();
     hes_plans_request_begin(s->plans);
     uint64_t sent = hes_api_requests(s->api);
     hes_api_result_t r = hes_api_read_frozen(s->api, now, s->batch_meters, n, f->item->cgcode, when,

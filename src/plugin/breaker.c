@@ -46,9 +46,7 @@ void hes_relay_outcome(const char *plan_id, const char *meter, bool success, con
 /* ---------------------------------------------------------------------------------------
  * relay: notifications in, breaker commands out */
 
-static double hes_unix_now(void) {
-  return CDTIME_T_TO_DOUBLE(cdtime());
-}
+static hes_ratelimit_t hes_log_holdoff = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void hes_relay_decision(void *ctx, hes_relay_decision_t d, const char *rule,
                                const char *meter, hes_relay_action_t action) {
@@ -60,10 +58,30 @@ static void hes_relay_decision(void *ctx, hes_relay_decision_t d, const char *ru
   const char *what = action != 0 ? hes_relay_action_string(action) : "act";
   switch (d) {
   case HES_RELAY_SKIP_HOLDOFF:
-    INFO(HES_PLUGIN " plugin: relay: rule \"%s\": not sending %s to meter %s: it got a command "
-                    "less than Holdoff (%.0f s) ago.",
-         rule, what, meter, rc->holdoff);
+    /* A threshold that stays crossed notifies every interval: one line each would flood the
+     * log, so holdoff skips have their own limiter (not the warnings' one). */
+    HES_LOG_LIMITED(&hes_log_holdoff, LOG_INFO,
+                    "relay: rule \"%s\": not sending %s to meter %s: it got a command less than "
+                    "Holdoff (%.0f s) ago.",
+                    rule, what, meter, rc->holdoff);
     break;
+  case HES_RELAY_SKIP_STATE: {
+    /* When in doubt, do not act on a breaker: its time could not be put on disk, so a
+     * restart could repeat it inside Holdoff. Said as a FAILURE, like a failed command. */
+    hes_relay_cmd_t cmd = {.action = action};
+    char why[160];
+    char outcome[176];
+    int err = hes_relay_state_errno(rc->relay);
+    sstrncpy(cmd.rule, rule != NULL ? rule : "-", sizeof(cmd.rule));
+    sstrncpy(cmd.meter, meter != NULL ? meter : "-", sizeof(cmd.meter));
+    snprintf(why, sizeof(why), "the holdoff state could not be saved (%s)",
+             err != 0 ? STRERROR(err) : "unknown error");
+    HES_LOG_LIMITED(&rc->log_skip, LOG_ERR, "relay: rule \"%s\": not sending %s to meter %s: %s",
+                    cmd.rule, what, cmd.meter, why);
+    snprintf(outcome, sizeof(outcome), "not sent: %s", why);
+    hes_relay_notify(&cmd, NOTIF_FAILURE, NULL, outcome);
+    break;
+  }
   case HES_RELAY_SKIP_RATE:
   case HES_RELAY_SKIP_QUEUE_FULL:
   case HES_RELAY_SKIP_UNKNOWN_METER:
@@ -122,7 +140,7 @@ static int hes_notification(const notification_t *n, user_data_t *ud) {
       .value_text = value,
       .threshold_text = threshold,
   };
-  hes_relay_submit(rc->relay, &ev, hes_unix_now(), hes_relay_decision, rc);
+  hes_relay_submit(rc->relay, &ev, hes_clock_wall(), hes_relay_decision, rc);
   return 0;
 }
 
@@ -141,7 +159,7 @@ static void hes_relay_send(hes_relay_conf_t *rc, const hes_relay_cmd_t *cmd) {
   uint32_t index = cmd->meter_index;
   hes_api_plan_t plan;
   hes_api_error_t err;
-  double now = hes_now();
+  double now = hes_clock_wall();
   hes_plans_request_begin(s->plans);
   uint64_t sent = hes_api_requests(rc->api);
   hes_api_result_t r = hes_api_relay(rc->api, now, meters, 1, (int)cmd->action, &plan, &err);
@@ -206,7 +224,7 @@ int hes_relay_start(hes_relay_conf_t *rc) {
       .state_path = path,
       .meters = s->meters,
   };
-  rc->relay = hes_relay_new(&cfg, hes_unix_now(), err, sizeof(err));
+  rc->relay = hes_relay_new(&cfg, hes_clock_wall(), err, sizeof(err));
   if (rc->relay == NULL) {
     ERROR(HES_PLUGIN " plugin: <Relay>: %s", err);
     return -1;

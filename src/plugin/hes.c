@@ -52,10 +52,6 @@ bool hes_ratelimit_allow(hes_ratelimit_t *rl, uint64_t *suppressed_before) {
   return allow;
 }
 
-double hes_now(void) {
-  return CDTIME_T_TO_DOUBLE(cdtime());
-}
-
 /* StateDir, or collectd's BaseDir. */
 const char *hes_state_dir_path(void) {
   if (hes_state_dir != NULL)

@@ -26,6 +26,7 @@
 
 #include "api.h"
 #include "backfill.h"
+#include "clock.h"
 #include "items.h"
 #include "meters.h"
 #include "mqtt.h"
@@ -186,7 +187,6 @@ extern char *hes_state_dir;              /* NULL: collectd's BaseDir */
 /* hes.c: logging, clock, state directory, HTTP client */
 void hes_ratelimit_init(hes_ratelimit_t *rl);
 bool hes_ratelimit_allow(hes_ratelimit_t *rl, uint64_t *suppressed_before);
-double hes_now(void);
 const char *hes_state_dir_path(void);
 hes_api_t *hes_server_api_new(const hes_server_t *s, hes_api_error_t *err);
 

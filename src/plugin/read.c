@@ -229,11 +229,11 @@ void hes_handle_push(hes_server_t *s, hes_push_parser_t *parser, const void *pay
   hes_plan_lookup_t lr;
   if (parked) {
     /* Handed back by hes_plans_add: the plan is known now. */
-    lr = hes_plans_lookup(s->plans, push.plan_id, hes_now(), NULL, 0, &info);
+    lr = hes_plans_lookup(s->plans, push.plan_id, hes_clock_wall(), NULL, 0, &info);
     if (lr != HES_PLAN_OPEN)
       return;
   } else {
-    lr = hes_plans_lookup(s->plans, push.plan_id, hes_now(), payload, len, &info);
+    lr = hes_plans_lookup(s->plans, push.plan_id, hes_clock_wall(), payload, len, &info);
     if (lr == HES_PLAN_DROPPED)
       HES_LOG_LIMITED(&s->log_push, LOG_WARNING,
                       "Server \"%s\": plan %s: no room to keep a push that came before its "
@@ -293,7 +293,7 @@ static void hes_read_batch(hes_server_t *s, const hes_item_t *item, size_t first
   }
   hes_api_plan_t plan;
   hes_api_error_t err;
-  double now = hes_now();
+  double now = hes_clock_wall();
   hes_plans_request_begin(s->plans);
   atomic_fetch_add(&s->count.http, 1);
   hes_api_result_t r =
@@ -324,7 +324,7 @@ static void hes_read_batch(hes_server_t *s, const hes_item_t *item, size_t first
 int hes_read(user_data_t *ud) {
   hes_server_t *s = ud->data;
   hes_missing_ctx_t mctx = {.server = s};
-  hes_plans_expire(s->plans, hes_now(), hes_missing_cb, &mctx);
+  hes_plans_expire(s->plans, hes_clock_wall(), hes_missing_cb, &mctx);
 
   bool ready = hes_mqtt_ready(s->mqtt);
   if (!ready && !s->ready_once)
@@ -342,7 +342,7 @@ int hes_read(user_data_t *ud) {
 
   hes_api_error_t err;
   uint64_t sent = hes_api_requests(s->api);
-  hes_api_result_t tr = hes_api_token(s->api, hes_now(), &err);
+  hes_api_result_t tr = hes_api_token(s->api, hes_clock_wall(), &err);
   atomic_fetch_add(&s->count.http, hes_api_requests(s->api) - sent);
   if (tr != HES_API_OK) {
     atomic_fetch_add(&s->count.http_failed, 1);
@@ -359,7 +359,7 @@ int hes_read(user_data_t *ud) {
 
   for (size_t i = 0; i < s->frozen_num; i++)
     hes_frozen_dispatch(s, &s->frozen[i]);
-  double now = hes_now();
+  double now = hes_clock_wall();
   if (s->frozen_num > 0 && (s->frozen_last == 0 || now - s->frozen_last >= s->retry_interval)) {
     s->frozen_last = now;
     for (size_t i = 0; i < s->frozen_num; i++)

@@ -1937,6 +1937,8 @@ static void usage(FILE *f) {
       "                           first time it is asked (answered from the second ask on;\n"
       "                           history has them only once a readFrozen answered them)\n"
       "  --log F                  one JSON line per API request\n"
+      "  --archive DCU=FILE       DCU's archive starts with FILE's meters (one a line), enabled;\n"
+      "                           addArchive/removeArchive (hesctl dcu add/remove) change it\n"
       "runtime control: POST /sim/silence?meter=M, /sim/unsilence?meter=M,\n"
       "  /sim/overvoltage?meter=M&on=0|1, /sim/relay-fail?meter=M&on=0|1, /sim/fail-rate?rate=R,\n"
       "  /sim/frozen-drop-rate?rate=R, /sim/expire-token, /sim/slow?ms=N (every API answer\n"
@@ -1975,6 +1977,60 @@ static bool add_list(strset_t *set, const char *s) {
   for (size_t i = 0; i < n && ok; i++)
     ok = strset_add(set, list[i]);
   free_list(list, n);
+  return ok;
+}
+
+/* --archive DCU=FILE: DCU's archive starts with FILE's meters, enabled: one a line, '#'
+ * comments. Appended as they come (a 100,000-meter archive loads at once), so FILE must not
+ * repeat a meter. addArchive and removeArchive change the archive later, as for any DCU. */
+static bool seed_archive(const char *arg) {
+  const char *eq = strchr(arg, '=');
+  char dcu[SIM_METER_MAX + 1], line[256];
+  size_t dlen = eq != NULL ? (size_t)(eq - arg) : 0;
+  bool ok = true;
+
+  if (dlen == 0 || dlen > SIM_METER_MAX) {
+    fprintf(stderr, "hes-sim: --archive expects DCU=FILE\n");
+    return false;
+  }
+  memcpy(dcu, arg, dlen);
+  dcu[dlen] = '\0';
+  FILE *f = fopen(eq + 1, "r");
+  if (!valid_id(dcu) || f == NULL) {
+    fprintf(stderr, "hes-sim: --archive %s: %s\n", arg,
+            f == NULL ? strerror(errno) : "not a DCU number");
+    if (f != NULL)
+      fclose(f);
+    return false;
+  }
+  for (size_t lineno = 1; ok && fgets(line, sizeof(line), f) != NULL; lineno++) {
+    line[strcspn(line, "#\r\n")] = '\0';
+    char *m = line + strspn(line, " \t");
+    m[strcspn(m, " \t")] = '\0';
+    if (*m == '\0')
+      continue;
+    if (!valid_id(m) || g.n_archives == SIM_MAX_ARCHIVE) {
+      fprintf(stderr, "hes-sim: --archive %s line %zu: %s\n", arg, lineno,
+              g.n_archives == SIM_MAX_ARCHIVE ? "archive full" : "not a meter number");
+      ok = false;
+      break;
+    }
+    if (g.n_archives == g.cap_archives) {
+      size_t cap = g.cap_archives ? 2 * g.cap_archives : 64;
+      archive_t *na = realloc(g.archives, cap * sizeof(*na));
+      if (na == NULL) {
+        ok = false;
+        break;
+      }
+      g.archives = na;
+      g.cap_archives = cap;
+    }
+    archive_t *a = &g.archives[g.n_archives++];
+    snprintf(a->dcu, sizeof(a->dcu), "%s", dcu);
+    snprintf(a->meter, sizeof(a->meter), "%s", m);
+    a->status = '1';
+  }
+  fclose(f);
   return ok;
 }
 
@@ -2040,6 +2096,7 @@ int main(int argc, char **argv) {
     O_FROZEN_DROP,
     O_VALUE,
     O_OVERVOLTAGE,
+    O_ARCHIVE,
     O_HELP,
   };
   static const struct option longopts[] = {
@@ -2066,6 +2123,7 @@ int main(int argc, char **argv) {
       {"frozen-drop-rate", required_argument, NULL, O_FROZEN_DROP},
       {"value", required_argument, NULL, O_VALUE},
       {"overvoltage", no_argument, NULL, O_OVERVOLTAGE},
+      {"archive", required_argument, NULL, O_ARCHIVE},
       {"help", no_argument, NULL, O_HELP},
       {NULL, 0, NULL, 0},
   };
@@ -2148,6 +2206,9 @@ int main(int argc, char **argv) {
       break;
     case O_OVERVOLTAGE:
       overvoltage = true;
+      break;
+    case O_ARCHIVE:
+      ok = seed_archive(optarg);
       break;
     case O_HELP:
       usage(stdout);

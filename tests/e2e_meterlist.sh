@@ -1,0 +1,173 @@
+#!/bin/bash
+# e2e_meterlist.sh: the meter list follows the utility's records (issue 15), end to end with
+# the HES simulator, a real mosquitto and a real `collectd -f`.
+#
+# Part 1 (the simulator, runs today): a DCU archive seeded with --archive is listed by
+#   readArchive, and `hesctl dcu add` / `dcu remove` change it while the simulator runs.
+# Part 2 (the plugin; skipped until the plugin accepts DCU and DCURefresh):
+#   - a meter added to a DCU with `hesctl dcu add` has values within DCURefresh + Interval;
+#     removed, its values stop, gauge-meters and meters_added/_removed say so, and no relay
+#     command is sent for it although it is over voltage;
+#   - a MeterFile replaced by rename gives the same; a broken one keeps the old list with one
+#     error line naming the file and the line;
+#   - with the HES down at start, the DCU list kept in StateDir is the list.
+# Not yet in Makefile.am's shell_tests: wire it in with the plugin integration.
+# Exit 0 pass, 1 fail, 77 skip.
+set -euo pipefail
+. "${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}/tests/lib.sh"
+. "$top_srcdir/tests/e2e_lib.sh"
+
+HESCTL=${HESCTL_BIN:-$top_builddir/hesctl}
+[ -x "$HESCTL" ] || fail "$HESCTL not built"
+require_cmd curl
+
+DCU=2211000051
+M1=202407100001
+M2=202407100002
+JOINER=202407100003 # over voltage: a relay rule would open it if it were still listed
+FILE_M=202407100004
+REFRESH=2 # DCURefresh
+INTERVAL=1
+OUT=$TEST_TMP/out
+ERR=$TEST_TMP/err
+FAIL_LOGS="$OUT $ERR"
+
+printf '# seeded archive\n%s\n%s\n' "$M1" "$M2" >"$TEST_TMP/archive.list"
+start_mosquitto
+# shellcheck disable=SC2046
+start_sim $(sim_credentials) --overvoltage-meter "$JOINER" --push-delay-ms 50 \
+  --archive "$DCU=$TEST_TMP/archive.list"
+wait_for 10 sim_connected || fail "hes-sim did not connect to the broker"
+
+export HES_PASSWORD=$SIM_PASSWORD
+FLAGS=(--url "$SIM_URL" --tenant "$SIM_TENANT" --username "$SIM_USER" --secret-key "$SIM_SECRET"
+  --broker "127.0.0.1:$MQTT_PORT" --timeout 5)
+
+hesctl() {
+  local want=$1 rc=0
+  shift
+  "$HESCTL" "$@" >"$OUT" 2>"$ERR" </dev/null || rc=$?
+  [ "$rc" = "$want" ] || fail "hesctl $*: exit $rc, expected $want"
+}
+
+# archive_meters: the enabled meters of $DCU, one a line, sorted.
+archive_meters() {
+  hesctl 0 dcu list "$DCU" --csv "${FLAGS[@]}"
+  tr -d '\r' <"$OUT" | awk -F, 'NR > 1 && $3 == "true" { print $2 }' | sort
+}
+
+# --- part 1: the simulator's archives change while it runs ------------------------------------
+[ "$(archive_meters | tr '\n' ' ')" = "$M1 $M2 " ] || fail "seeded archive: $(cat "$OUT")"
+hesctl 0 dcu add "$DCU" "$JOINER" "${FLAGS[@]}"
+[ "$(archive_meters | tr '\n' ' ')" = "$M1 $M2 $JOINER " ] || fail "after add: $(cat "$OUT")"
+hesctl 0 dcu remove "$DCU" "$JOINER" "${FLAGS[@]}"
+[ "$(archive_meters | tr '\n' ' ')" = "$M1 $M2 " ] || fail "after remove: $(cat "$OUT")"
+ok "simulator: --archive seeds a DCU; dcu add/remove change it while it runs"
+
+# --- part 2: the plugin -------------------------------------------------------------------------
+collectd_setup
+STATE=$CD_DIR/state
+mkdir -p "$STATE"
+METER_FILE=$CD_DIR/meters.list
+printf '%s\n' "$M1" >"$METER_FILE"
+
+write_conf() {
+  collectd_conf "$(server_block ml "DCU \"$DCU\"" "DCURefresh $REFRESH" \
+    "MeterFile \"$METER_FILE\"" 'Item "voltageA"' "Interval $INTERVAL" 'PlanTimeout 3')
+  StateDir \"$STATE\"
+  <Relay>
+    Holdoff 1
+    MaxPerMinute 100
+    <Rule \"overvoltage\">
+      Plugin \"hes\"
+      Type \"voltage\"
+      TypeInstance \"A\"
+      Severity \"failure\"
+      Action \"open\"
+    </Rule>
+  </Relay>" "LoadPlugin threshold
+<Plugin threshold>
+  <Plugin \"hes\">
+    <Type \"voltage\">
+      Instance \"A\"
+      FailureMax 255
+    </Type>
+  </Plugin>
+</Plugin>"
+}
+write_conf
+: >"$CD_LOG"
+if ! timeout 60 "$COLLECTD_BIN" -T -C "$CD_CONF" >"$OUT" 2>&1; then
+  grep -q '"DCU"' "$CD_LOG" || fail "collectd -T refused the config: $(grep -h error "$CD_LOG" "$OUT" | head -n 3)"
+  ok "plugin: DCU, DCURefresh, MeterFile reload # SKIP the plugin has no DCU key yet"
+  exit 0
+fi
+
+# relay_requests_for <meter>: relay requests naming it in the simulator's log.
+relay_requests_for() {
+  grep '"endpoint":"relay"' "$SIM_LOG" | grep -c "$1" || true
+}
+self_last() {
+  csv_last ml-self "$1"
+}
+self_is() {
+  [ "$(self_last "$1" | cut -d. -f1)" = "$2" ]
+}
+has_values() {
+  [ "$(csv_rows "$1" voltage-A)" -gt 0 ]
+}
+rows_grow() {
+  local before
+  before=$(csv_rows "$1" voltage-A)
+  sleep $((REFRESH + 2 * INTERVAL))
+  [ "$(csv_rows "$1" voltage-A)" -gt "$before" ]
+}
+
+collectd_start
+wait_for 10 has_values "$M1" || fail "no values for $M1"
+wait_for 10 has_values "$M2" || fail "no values for $M2 (from the DCU archive)"
+wait_for 10 self_is gauge-meters 2 || fail "gauge-meters is $(self_last gauge-meters), expected 2"
+[ "$(csv_rows ml-self total_requests-archive)" -gt 0 ] || fail "no total_requests-archive"
+
+# A meter joins the DCU: values within DCURefresh + Interval (plus a push's delay).
+hesctl 0 dcu add "$DCU" "$JOINER" "${FLAGS[@]}"
+wait_for $((REFRESH + INTERVAL + 3)) has_values "$JOINER" || fail "no values for the joiner"
+wait_for 5 self_is gauge-meters 3 || fail "gauge-meters is $(self_last gauge-meters), expected 3"
+wait_for 5 self_is total_operations-meters_added 1 || fail "meters_added is not 1"
+
+# ... and leaves: its values stop, and no relay command is sent for it from then on.
+hesctl 0 dcu remove "$DCU" "$JOINER" "${FLAGS[@]}"
+wait_for $((REFRESH + INTERVAL + 3)) self_is gauge-meters 2 || fail "the leaver is still listed"
+wait_for 5 self_is total_operations-meters_removed 1 || fail "meters_removed is not 1"
+sleep 1 # a plan requested just before the swap may still answer
+relays=$(relay_requests_for "$JOINER")
+! rows_grow "$JOINER" || fail "values for $JOINER after it left"
+[ "$(relay_requests_for "$JOINER")" = "$relays" ] || fail "a relay command for a meter that left"
+ok "DCU: a joiner is read within DCURefresh + Interval; a leaver stops, with no relay command"
+
+# MeterFile replaced by rename: the new meter is read; broken, the old list stays.
+printf '%s\n%s\n' "$M1" "$FILE_M" >"$METER_FILE.new"
+mv "$METER_FILE.new" "$METER_FILE"
+wait_for $((INTERVAL + 5)) has_values "$FILE_M" || fail "no values for the MeterFile's new meter"
+printf '%s\nnot a meter\n' "$M1" >"$METER_FILE.new"
+mv "$METER_FILE.new" "$METER_FILE"
+sleep $((3 * INTERVAL))
+[ "$(grep -c "MeterFile \"$METER_FILE\": line 2" "$CD_LOG")" = 1 ] ||
+  fail "expected one error line naming the file and line 2"
+rows_grow "$FILE_M" || fail "a broken MeterFile dropped $FILE_M"
+ok "MeterFile: a rename is read next round; a broken file keeps the list, one error line"
+collectd_stop
+
+# The HES down at start: the DCU list kept in StateDir is the list.
+ls "$STATE"/hes-dcu-ml-"$DCU".list >/dev/null || fail "no DCU list in StateDir"
+stop_sim
+collectd_start
+wait_for 10 self_is gauge-meters 3 || fail "gauge-meters is $(self_last gauge-meters) with the HES down, expected 3 ($M1, $M2, $FILE_M)"
+# shellcheck disable=SC2046
+start_sim $(sim_credentials) --http-port "$SIM_PORT" --push-delay-ms 50
+wait_for 10 sim_connected || fail "hes-sim did not come back"
+before=$(csv_rows "$M2" voltage-A)
+wait_for 15 test "$(csv_rows "$M2" voltage-A)" -gt "$before" ||
+  fail "no values for $M2 from the kept list"
+collectd_stop
+ok "StateDir: with the HES down at start, the kept DCU list is read"
