@@ -1,6 +1,7 @@
 /* test_mqtt: the mqtt module against a real mosquitto broker that this program starts,
  * stops and restarts itself (in a temporary directory, on free 127.0.0.1 ports), plus a
- * second libmosquitto client that publishes. Exits 77 (skip) without a mosquitto binary.
+ * second libmosquitto client that publishes. Exits 77 without a mosquitto binary; the
+ * integration.sh that runs it then fails, saying it could not run.
  *
  * The broker has two listeners: an anonymous one, and one that refuses every CONNECT, to see
  * the CONNACK path. Persistence is on, so a restart keeps the sessions. What mosquitto will
