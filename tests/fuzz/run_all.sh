@@ -10,7 +10,7 @@
 #   push_diff    hes_push_parse against json-c's strict parser: both must accept and reject
 #                the same documents, with the same results (shares push's corpus)
 #   api          hes_api_parse_answer, HES answer bodies (src/lib/api.c)
-#   meters       hes_meters_add_file, MeterFile text    (src/lib/meters.c)
+#   meters       hes_meters_add_file, MeterFile text    (src/lib/meters.c, hashtab.c)
 #   hesctl_conf  hesctl_conf_parse, collectd config     (src/lib/hesctl_conf.c; skipped if absent)
 #
 # Every input of tests/fuzz/corpus_<t>/ (and tests/data/<t>/ for push) runs first, so past crashes are regression cases; new inputs go
@@ -47,7 +47,7 @@ for t in $targets; do
   case $t in
   push | push_diff) srcs="src/lib/push.c" cflags=$json_cflags libs=$json_libs ;;
   api) srcs="src/lib/api.c src/lib/push.c" cflags="$json_cflags $curl_cflags" libs="$json_libs $curl_libs -lpthread" ;;
-  meters) srcs="src/lib/meters.c" cflags='' libs='' ;;
+  meters) srcs="src/lib/meters.c src/lib/hashtab.c" cflags='' libs='' ;;
   hesctl_conf) srcs="src/lib/hesctl_conf.c" cflags='' libs=-lm ;;
   *)
     echo "run_all.sh: unknown target $t" >&2
