@@ -50,7 +50,7 @@ check_config fail 'Server "cfg": unknown option "Intervall"' \
   "$(server_block cfg 'Meter "202407100001"' 'Item "voltageA"' 'Intervall 10')"
 check_config fail '<MQTT> of Server "cfg": option "QoS" needs one number from 0 to 2, got 3' \
   "$(server_block cfg 'Meter "202407100001"' 'Item "voltageA"' | sed 's/<MQTT>/<MQTT>\n      QoS 3/')"
-check_config fail 'Server "cfg": at least one "Meter" or "MeterFile" is required' \
+check_config fail 'Server "cfg": at least one "Meter", "MeterFile" or "DCU" is required' \
   "$(server_block cfg 'Item "voltageA"')"
 check_config fail 'Server "cfg": at least one "Item" is required' \
   "$(server_block cfg 'Meter "202407100001"')"

@@ -2,7 +2,8 @@
 # e2e_hesctl.sh: hesctl, the operator's command-line tool, against the HES simulator and a
 # real mosquitto: every subcommand (read, frozen read, history, relay, dcu list/add/remove),
 # the three output formats, the config file reader, bad arguments, HES failures, silent
-# meters, a dead broker and a HES that never pushes, each with its documented exit code.
+# meters, a dead broker, a HES that never pushes and pushes that are rejected, each with its
+# documented exit code.
 # Values are checked against `hes-sim --value`. Times are UTC (TZ) on both sides.
 # Exit 0 pass, 1 fail (also when it cannot run: no mosquitto).
 set -eu
@@ -30,8 +31,8 @@ SIM_ARGS=(--tenant "$SIM_TENANT" --username "$SIM_USER" --password "$SIM_PASSWOR
 start_sim "${SIM_ARGS[@]}"
 wait_for 10 sim_connected || fail "hes-sim did not connect to the broker"
 
-export HES_PASSWORD=$SIM_PASSWORD
-FLAGS=(--url "$SIM_URL" --tenant "$SIM_TENANT" --username "$SIM_USER" --secret-key "$SIM_SECRET"
+export HES_PASSWORD=$SIM_PASSWORD HES_SECRET_KEY=$SIM_SECRET
+FLAGS=(--url "$SIM_URL" --tenant "$SIM_TENANT" --username "$SIM_USER"
   --broker "127.0.0.1:$MQTT_PORT" --timeout 5)
 
 # run <expected exit> <args...>: hesctl with stdin from /dev/null, output in $OUT and $ERR.
@@ -108,9 +109,12 @@ ok "usage errors: exit 2 with a clear message, nothing sent; --help lists the ex
 # --- configuration: flags, environment, the collectd config file ------------------------------
 HES_PASSWORD= run 5 read "$M1" --item voltageA "${FLAGS[@]}"
 expect_err "no Password (the environment variable HES_PASSWORD)"
-run 5 read "$M1" --item voltageA --url "$SIM_URL" --tenant "$SIM_TENANT" --username "$SIM_USER" \
-  --broker "127.0.0.1:$MQTT_PORT"
-expect_err "no SecretKey (--secret-key)"
+HES_SECRET_KEY= run 5 read "$M1" --item voltageA --url "$SIM_URL" --tenant "$SIM_TENANT" \
+  --username "$SIM_USER" --broker "127.0.0.1:$MQTT_PORT"
+expect_err "no SecretKey (the environment variable HES_SECRET_KEY)"
+# A secret on the command line shows in ps: there is no flag for it.
+run 2 read "$M1" --item voltageA "${FLAGS[@]}" --secret-key "$SIM_SECRET"
+expect_err "unknown option --secret-key"
 run 5 read "$M1" --item voltageA --config "$TEST_TMP/nonexistent.conf"
 expect_err "nonexistent.conf: No such file or directory"
 CONF=$TEST_TMP/collectd.conf
@@ -122,12 +126,15 @@ CONF=$TEST_TMP/collectd.conf
   echo '  DataDir "/nowhere"'
   echo '</Plugin>'
   echo '<Plugin hes>'
-  echo '  <Server "other">'
-  echo '    URL "http://127.0.0.1:1"  # a comment after a value'
-  echo '  </Server>'
+  server_block other 'Meter "1"' 'Item "voltageA"' |
+    sed 's|URL ".*"|URL "http://127.0.0.1:1"  # a comment after a value|'
   server_block main 'Meter "1" "2"' 'Item "voltageA" \' '  "voltageB"' 'PlanTimeout 30'
   echo '  <Relay>'
   echo '    Server "main"'
+  echo '    <Rule "r">'
+  echo '      Severity "failure"'
+  echo '      Action "open"'
+  echo '    </Rule>'
   echo '  </Relay>'
   echo '</Plugin>'
 } >"$CONF"
@@ -154,13 +161,20 @@ bad_conf() {
 bad_conf '<Plugin hes>\n  <Server "a">\n    URL "http://x\n  </Server>\n</Plugin>\n' '3: unterminated string'
 bad_conf '<Plugin hes>\n  <Server "a">\n  </MQTT>\n</Plugin>\n' '3: </MQTT> does not close <Server> of line 2'
 bad_conf '<Plugin hes>\n  <Server "a">\n' '3: <Server> of line 2 is not closed'
-bad_conf '<Plugin hes>\n  <Server "a">\n    Colour "red"\n  </Server>\n</Plugin>\n' '3: unknown key Colour in <Server>'
-bad_conf '<Plugin hes>\n  <Server "a">\n    VerifyPeer "yes"\n  </Server>\n</Plugin>\n' '3: VerifyPeer needs true or false'
-bad_conf '<Plugin hes>\n  <Server "a">\n    <MQTT>\n      Port 70000\n    </MQTT>\n  </Server>\n</Plugin>\n' '4: Port needs a whole number from 1 to 65535'
+bad_conf '<Plugin hes>\n  <Server "a">\n    Colour "red"\n  </Server>\n</Plugin>\n' '3: Server "a": unknown option "Colour".'
+bad_conf '<Plugin hes>\n  <Server "a">\n    VerifyPeer "yes"\n  </Server>\n</Plugin>\n' '3: Server "a": option "VerifyPeer" needs exactly one boolean argument (true or false), got "yes".'
+bad_conf '<Plugin hes>\n  <Server "a">\n    <MQTT>\n      Port 70000\n    </MQTT>\n  </Server>\n</Plugin>\n' '4: <MQTT> of Server "a": option "Port" needs one number from 1 to 65535, got 70000.'
 bad_conf '<Plugin hes>\n  <Server "a">\n    URL "a""b"\n  </Server>\n</Plugin>\n' '3: missing blank after a value of "URL"'
 bad_conf '<Plugin hes>\n  <Server "a">\n    URL\n  </Server>\n</Plugin>\n' '3: "URL" needs a value'
 bad_conf '<Plugin hes>\n  <Server "a">\n    URL "\001"\n  </Server>\n</Plugin>\n' '3: control character 0x01'
 bad_conf '<Plugin other>\n</Plugin>\n' ' no <Plugin hes> block'
+# check: the plugin's verdict, without a HES or a broker.
+run 0 --config "$CONF" check
+grep -qF "OK: $CONF: 2 server(s), a <Relay> block" "$OUT" || fail "check: $(cat "$OUT")"
+run 5 --config "$TEST_TMP/bad.conf" check
+expect_err "no <Plugin hes> block"
+run 2 check
+expect_err "check: usage: hesctl -c FILE check"
 [ "$(requests readSingle)" = 1 ] || fail "config errors reached the HES: $(requests readSingle) readSingle"
 ok "config: --config/--server, HES_PASSWORD over the file, strict reader errors at file:line (exit 5)"
 
@@ -339,7 +353,7 @@ expect_err "hesctl: addArchive: HES code 500: System busy, please try again late
 run 3 read "$M1" --item dailyBilling --from 2026-03-01 --to 2026-03-01 "${FLAGS[@]}"
 expect_err "hesctl: readFrozen: HTTP error: HTTP 500"
 sim_control "fail-rate?rate=0" >/dev/null
-run 3 history "$M1" --item voltageA --from 2026-03-01 --to 2026-03-01 "${FLAGS[@]}" --secret-key 00
+HES_SECRET_KEY=00 run 3 history "$M1" --item voltageA --from 2026-03-01 --to 2026-03-01 "${FLAGS[@]}"
 expect_err "hesctl: getToken: HES code 500: Invalid tenantCode, username, password or secretKey"
 run 3 read "$M1" --item voltageA "${FLAGS[@]}" --url "http://127.0.0.1:1"
 expect_err "hesctl: getToken: transport error:"
@@ -409,6 +423,27 @@ $OVERVOLTAGE,2023-11-14 22:13:20,1700000000000,voltageA,,?[2J1e999,V,bad-value
 EOF
 diff "$TEST_TMP/expect" <(tr -d '\r' <"$OUT") >&2 || fail "untrusted push"
 ok "untrusted push: bad unit and bad value flagged (exit 1), escapes neutralised, the first answer counts"
+
+# Rejected pushes are not "no push in time": a push that is no JSON and a relay result for
+# the read plan come, the simulator's own comes after --timeout: exit 6, each one named.
+sent=$(requests readSingle)
+"$HESCTL" read "$M1" --item voltageA "${FLAGS[@]}" --timeout 2 >"$OUT" 2>"$ERR" </dev/null &
+pid=$!
+wait_for 10 more_than "$sent" || fail "hesctl sent nothing"
+plan=$(grep '"endpoint":"readSingle"' "$SIM_LOG" | sed -n 's/.*"planId":"\([^"]*\)".*/\1/p' | tail -n 1)
+mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -t "/$SIM_TENANT/$plan" -m '{"planId":' ||
+  fail "mosquitto_pub"
+mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -t "/$SIM_TENANT/$plan" -m \
+  "{\"planId\":\"$plan\",\"data\":{\"status\":\"00\",\"list\":[{\"devAddr\":\"$M1\",\"successful\":true}]}}" ||
+  fail "mosquitto_pub"
+rc=0
+wait "$pid" || rc=$?
+[ "$rc" = 6 ] || fail "rejected pushes: exit $rc: $(cat "$ERR")"
+expect_err "warning: rejected a push of 10 bytes"
+expect_err "warning: plan $plan: a push of an unexpected kind"
+expect_err "plan $plan: no usable push within 2 s: 2 push(es) were rejected"
+grep -q "^$M1  -  *voltageA  -  *-     missing\$" "$OUT" || fail "rejected: $(cat "$OUT")"
+ok "rejected pushes and no usable one: exit 6, each rejected push named, meters missing"
 
 # --- no credential in any output ------------------------------------------------------------------
 [ -s "$ALL" ] || fail "test setup: $ALL is empty"

@@ -39,8 +39,8 @@ start_sim $(sim_credentials) --overvoltage-meter "$JOINER" --push-delay-ms 50 \
   --archive "$DCU=$TEST_TMP/archive.list"
 wait_for 10 sim_connected || fail "hes-sim did not connect to the broker"
 
-export HES_PASSWORD=$SIM_PASSWORD
-FLAGS=(--url "$SIM_URL" --tenant "$SIM_TENANT" --username "$SIM_USER" --secret-key "$SIM_SECRET"
+export HES_PASSWORD=$SIM_PASSWORD HES_SECRET_KEY=$SIM_SECRET
+FLAGS=(--url "$SIM_URL" --tenant "$SIM_TENANT" --username "$SIM_USER"
   --broker "127.0.0.1:$MQTT_PORT" --timeout 5)
 
 hesctl() {

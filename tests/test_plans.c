@@ -702,6 +702,107 @@ static void test_tombstone_max(void **state) {
   hes_plans_free(p);
 }
 
+/* The missing callback runs after the plans lock is released: a callback that uses the
+ * table again (registers a follow-up plan, reads the stats, finishes another plan) must
+ * not deadlock. With the callback under the lock, this test hangs. */
+typedef struct {
+  hes_plans_t *p;
+  size_t calls;
+  size_t pending_seen;
+} reenter_t;
+
+static void reenter_cb(void *ctx, const char *plan_id, uint32_t tag, void *user,
+                       const uint32_t *meters, size_t n) {
+  (void)tag;
+  (void)user;
+  (void)meters;
+  (void)n;
+  reenter_t *r = ctx;
+  r->calls++;
+  hes_plans_stats_t st;
+  hes_plans_stats(r->p, &st);
+  r->pending_seen = st.plans_pending;
+  char again[64];
+  snprintf(again, sizeof(again), "%s-retry", plan_id);
+  const uint32_t m[] = {1};
+  assert_int_equal(hes_plans_add(r->p, again, 0, NULL, m, 1, 1000, NULL), 0);
+  hes_plans_finish(r->p, "other", NULL, NULL);
+  assert_int_equal(hes_plans_answer(r->p, again, 1), 1);
+}
+
+static void test_missing_reenters(void **state) {
+  (void)state;
+  hes_plans_t *p = hes_plans_new(NULL);
+  reenter_t r = {.p = p};
+  const uint32_t m[] = {1, 2};
+  assert_int_equal(add(p, "A", m, 2, 10), 0);
+  assert_int_equal(add(p, "B", m, 2, 20), 0);
+  assert_int_equal(add(p, "other", m, 2, 500), 0);
+  assert_int_equal(hes_plans_expire(p, 30, reenter_cb, &r), 2);
+  assert_int_equal(r.calls, 2);
+  assert_int_equal(hes_plans_lookup(p, "A-retry", 31, NULL, 0, NULL), HES_PLAN_DUPLICATE);
+  assert_int_equal(hes_plans_lookup(p, "B-retry", 31, NULL, 0, NULL), HES_PLAN_DUPLICATE);
+  assert_int_equal(hes_plans_lookup(p, "other", 31, NULL, 0, NULL), HES_PLAN_DUPLICATE);
+  assert_int_equal(r.pending_seen, 0);
+
+  assert_int_equal(add(p, "C", m, 2, 100), 0);
+  hes_plans_finish(p, "C", reenter_cb, &r);
+  assert_int_equal(r.calls, 3);
+  assert_int_equal(hes_plans_lookup(p, "C-retry", 31, NULL, 0, NULL), HES_PLAN_DUPLICATE);
+  hes_plans_free(p);
+}
+
+/* hes_plans_answer_batch gives what hes_plans_answer gives reading by reading: the same
+ * readings kept, the same counters, the plan finished by its last meter with the repeats
+ * after it counted duplicate, and late or unknown plans. */
+static void test_answer_batch(void **state) {
+  (void)state;
+  hes_plans_t *one = hes_plans_new(NULL), *batch = hes_plans_new(NULL);
+  srand(7);
+  for (int round = 0; round < 200; round++) {
+    char id[32];
+    snprintf(id, sizeof(id), "B%d", round);
+    uint32_t m[8];
+    size_t n = 1 + (size_t)(rand() % 8);
+    for (size_t i = 0; i < n; i++)
+      m[i] = (uint32_t)(rand() % 12);
+    double deadline = round % 10 == 9 ? 1 : 1000; /* some expire before their push */
+    assert_int_equal(hes_plans_add(one, id, 0, NULL, m, n, deadline, NULL) == 0,
+                     hes_plans_add(batch, id, 0, NULL, m, n, deadline, NULL) == 0);
+    hes_plans_expire(one, 2, NULL, NULL);
+    hes_plans_expire(batch, 2, NULL, NULL);
+    uint32_t push[16], want[16];
+    size_t k = (size_t)(rand() % 16);
+    for (size_t i = 0; i < k; i++)
+      push[i] = rand() % 9 == 0 ? UINT32_MAX : (uint32_t)(rand() % 14);
+    size_t kept_one = 0;
+    const char *target = rand() % 20 == 0 ? "nosuch" : id;
+    for (size_t i = 0; i < k; i++) {
+      want[i] = UINT32_MAX;
+      if (push[i] != UINT32_MAX && hes_plans_answer(one, target, push[i]) == 1) {
+        want[i] = push[i];
+        kept_one++;
+      }
+    }
+    assert_int_equal(hes_plans_answer_batch(batch, target, push, k), kept_one);
+    for (size_t i = 0; i < k; i++)
+      assert_int_equal(push[i], want[i]);
+    hes_plans_stats_t a, b;
+    hes_plans_stats(one, &a);
+    hes_plans_stats(batch, &b);
+    assert_int_equal(a.plans_pending, b.plans_pending);
+    assert_int_equal(a.meters_pending, b.meters_pending);
+    assert_int_equal(a.duplicate, b.duplicate);
+    assert_int_equal(a.late, b.late);
+    assert_int_equal(a.missing, b.missing);
+  }
+  hes_plans_stats_t st;
+  hes_plans_stats(batch, &st);
+  assert_true(st.duplicate > 0 && st.late > 0);
+  hes_plans_free(one);
+  hes_plans_free(batch);
+}
+
 static void test_missing_exact(void **state) {
   (void)state;
   hes_plans_t *p = hes_plans_new(NULL);
@@ -930,7 +1031,9 @@ int main(void) {
       cmocka_unit_test(test_expire_random),
       cmocka_unit_test(test_tombstone_ttl),
       cmocka_unit_test(test_tombstone_max),
+      cmocka_unit_test(test_answer_batch),
       cmocka_unit_test(test_missing_exact),
+      cmocka_unit_test(test_missing_reenters),
       cmocka_unit_test(test_100k_meters),
       cmocka_unit_test(test_threads),
   };

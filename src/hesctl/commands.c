@@ -183,31 +183,15 @@ int cmd_read(ctl_t *c) {
   size_t batch = (size_t)c->opt.batch_size;
   bool stop = false;
   for (size_t it = 0; it < c->nitems && !stop && !interrupted; it++) {
-    const hes_item_t *item = c->items[it];
     for (size_t first = 0; first < c->nmeters && !stop && !interrupted; first += batch) {
       size_t n = c->nmeters - first < batch ? c->nmeters - first : batch;
-      hes_api_plan_t plan;
       hes_api_error_t err;
-      hes_plans_request_begin(c->plans);
-      hes_api_result_t r;
-      if (item->category == HES_ITEM_COMPOSITE)
-        r = hes_api_read_frozen(c->api, hes_clock_mono(), c->meter_list + first, n, item->cgcode,
-                                c->from, c->to, &plan, &err);
-      else
-        r = hes_api_read_single(c->api, hes_clock_mono(), c->meter_list + first, n, item->cgcode,
-                                &plan, &err);
+      hes_api_result_t r = plan_request(c, OP_READ, it, first, n, &err);
       if (r != HES_API_OK) {
-        hes_plans_request_end(c->plans);
         report_api_error(&err);
         worst(c, r == HES_API_EINVAL ? EXIT_USAGE : EXIT_HES);
         stop = true;
         break;
-      }
-      int tr = plan_track(c, &plan, OP_READ, it, first, n);
-      hes_plans_request_end(c->plans);
-      if (tr != 0) {
-        worst(c, EXIT_HES);
-        stop = true;
       }
     }
   }
@@ -222,6 +206,9 @@ int cmd_read(ctl_t *c) {
 int cmd_history(ctl_t *c) {
   if (alloc_answered(c, c->nitems * c->nmeters) != 0)
     return EXIT_SOME_FAILED;
+  int rc = session_open(c, false);
+  if (rc != EXIT_ALL_OK)
+    return rc;
   bool tty = isatty(STDERR_FILENO);
   size_t batch = (size_t)c->opt.batch_size;
   bool stop = false;
@@ -231,9 +218,11 @@ int cmd_history(ctl_t *c) {
     for (size_t first = 0; first < c->nmeters && !stop && !interrupted; first += batch) {
       size_t n = c->nmeters - first < batch ? c->nmeters - first : batch;
       hes_api_error_t err;
-      hes_api_history_t *h =
-          hes_api_history_new(c->api, frozen, c->meter_list + first, n, item->cgcode, c->from,
-                              c->to, (int)c->opt.page_size, &err);
+      uint32_t batch_idx[CTL_BATCH_MAX];
+      for (size_t i = 0; i < n; i++)
+        batch_idx[i] = (uint32_t)(first + i);
+      hes_api_history_t *h = hes_session_history_new(c->client, frozen, batch_idx, n, item->cgcode,
+                                                     c->from, c->to, (int)c->opt.page_size, &err);
       if (h == NULL) {
         report_api_error(&err);
         worst(c, err.kind == HES_API_EINVAL ? EXIT_USAGE : EXIT_HES);
@@ -243,7 +232,7 @@ int cmd_history(ctl_t *c) {
       size_t pages = 0, got = 0;
       for (;;) {
         hes_push_t page;
-        hes_api_result_t r = hes_api_history_next(h, hes_clock_mono(), &page, &err);
+        hes_api_result_t r = hes_session_history_next(c->client, h, &page, &err);
         if (r != HES_API_OK) {
           if (tty)
             fputs("\r\033[K", stderr);
@@ -337,20 +326,9 @@ int cmd_relay(ctl_t *c) {
   size_t batch = (size_t)c->opt.batch_size;
   for (size_t first = 0; first < c->nmeters && !interrupted; first += batch) {
     size_t n = c->nmeters - first < batch ? c->nmeters - first : batch;
-    hes_api_plan_t plan;
     hes_api_error_t err;
-    hes_plans_request_begin(c->plans);
-    hes_api_result_t r = hes_api_relay(c->api, hes_clock_mono(), c->meter_list + first, n,
-                                       c->control_mode, &plan, &err);
-    if (r != HES_API_OK) {
-      hes_plans_request_end(c->plans);
+    if (plan_request(c, OP_RELAY, 0, first, n, &err) != HES_API_OK) {
       report_api_error(&err);
-      worst(c, EXIT_HES);
-      break;
-    }
-    int tr = plan_track(c, &plan, OP_RELAY, 0, first, n);
-    hes_plans_request_end(c->plans);
-    if (tr != 0) {
       worst(c, EXIT_HES);
       break;
     }
@@ -379,40 +357,12 @@ int cmd_dcu(ctl_t *c) {
   int rc = session_mqtt(c);
   if (rc != EXIT_ALL_OK)
     return rc;
-  hes_api_plan_t plan;
   hes_api_error_t err;
-  hes_api_result_t r;
-  hes_plans_request_begin(c->plans);
-  if (c->op == OP_DCU_LIST) {
-    r = hes_api_read_archive(c->api, hes_clock_mono(), c->dcu, &plan, &err);
-  } else if (c->op == OP_DCU_ADD) {
-    hes_api_archive_t *a = calloc(c->nmeters, sizeof(*a));
-    if (a == NULL) {
-      hes_plans_request_end(c->plans);
-      errx_("out of memory");
-      return EXIT_SOME_FAILED;
-    }
-    for (size_t i = 0; i < c->nmeters; i++) {
-      a[i].dev_addr = c->meter_list[i];
-      a[i].enabled = !c->opt.disabled;
-    }
-    r = hes_api_add_archive(c->api, hes_clock_mono(), c->dcu, a, c->nmeters, &plan, &err);
-    free(a);
-  } else {
-    r = hes_api_remove_archive(c->api, hes_clock_mono(), c->dcu, c->meter_list, c->nmeters, &plan,
-                               &err);
-  }
+  hes_api_result_t r = plan_request(c, c->op, 0, 0, 0, &err);
   if (r != HES_API_OK) {
-    hes_plans_request_end(c->plans);
     report_api_error(&err);
     session_end(c);
     return r == HES_API_EINVAL ? EXIT_USAGE : EXIT_HES;
-  }
-  int tr = plan_track(c, &plan, c->op, 0, 0, 0);
-  hes_plans_request_end(c->plans);
-  if (tr != 0) {
-    session_end(c);
-    return EXIT_HES;
   }
   wait_pushes(c);
   session_end(c);

@@ -4,8 +4,8 @@
  * library's interface.
  *
  * The files, by duty: main.c (arguments, main), settings.c (the config file's <Server> block,
- * then the flags over it), output.c (table, JSON, CSV), session.c (api, MQTT, plans, pushes),
- * commands.c (read, history, relay, dcu). */
+ * checked by the plugin's rules in conf.c, then the flags over it), output.c (table, JSON, CSV),
+ * session.c (api, MQTT, plans, pushes), commands.c (read, history, relay, dcu). */
 #ifndef HESCTL_H
 #define HESCTL_H
 
@@ -18,12 +18,14 @@
 #include "api.h"
 #include "backfill.h"
 #include "clock.h"
-#include "hesctl_conf.h"
+#include "conf.h"
+#include "conf_tree.h"
 #include "items.h"
 #include "meters.h"
 #include "mqtt.h"
 #include "plans.h"
 #include "push.h"
+#include "session.h"
 #include "tz.h"
 
 enum {
@@ -33,19 +35,20 @@ enum {
   EXIT_HES = 3,
   EXIT_MQTT = 4,
   EXIT_CONFIG = 5,
+  EXIT_PUSH = 6, /* pushes came but were rejected (not parseable, wrong kind, no room) */
 };
 
 #define CTL_ITEMS_MAX     16
 #define CTL_MEMBERS_MAX   100000
-#define CTL_QUEUE_MAX     (256u * 1024u * 1024u) /* bytes of pushes waiting for the main thread */
-#define CTL_READY_MAX     10.0                   /* seconds to wait for the broker at most */
+#define CTL_READY_MAX     10.0 /* seconds to wait for the broker at most */
 #define CTL_UNIT_MAX      16
 #define CTL_TEXT_MAX      64
 #define CTL_DEFAULT_BATCH 100
+#define CTL_BATCH_MAX     10000 /* --batch-size at most */
 
 typedef enum { FMT_TABLE, FMT_JSON, FMT_CSV } fmt_t;
 
-typedef enum { OP_READ, OP_RELAY, OP_DCU_LIST, OP_DCU_ADD, OP_DCU_REMOVE } op_t;
+typedef enum { OP_READ, OP_RELAY, OP_DCU_LIST, OP_DCU_ADD, OP_DCU_REMOVE, OP_CHECK } op_t;
 
 /* ---- settings: the config file's <Server> block, then the flags over it ------------------- */
 
@@ -62,7 +65,7 @@ typedef struct {
 
 typedef struct {
   const char *config, *server;
-  const char *url, *tenant, *username, *secret_key, *broker, *mqtt_user;
+  const char *url, *tenant, *username, *broker, *mqtt_user;
   const char *items[CTL_ITEMS_MAX];
   size_t nitems;
   const char *from, *to;
@@ -96,13 +99,7 @@ typedef struct {
   bool oom;
 } out_t;
 
-/* ---- the session: api, MQTT thread, plans, and the pushes' queue ---------------------------- */
-
-typedef struct msg {
-  struct msg *next;
-  size_t len;
-  char payload[];
-} msg_t;
+/* ---- the session (src/lib/session.h) and this run's plans ------------------------------------ */
 
 typedef struct {
   char plan_id[HES_PLAN_ID_MAX];
@@ -146,20 +143,21 @@ typedef struct {
   int control_mode;
   char from[20], to[20];
 
-  hes_api_t *api;
-  hes_plans_t *plans;
-  hes_push_parser_t *parser;      /* main thread */
-  hes_push_parser_t *mqtt_parser; /* MQTT thread */
-  hes_mqtt_t *mqtt;
+  hes_api_config_t api_cfg;
+  hes_session_t *session;
+  hes_session_client_t *client;              /* main thread */
+  hes_mqtt_t *mqtt;                          /* the session's */
+  hes_session_route_t routes[CTL_ITEMS_MAX]; /* read plans, by item */
+  hes_session_route_t route_relay, route_dcu;
   pthread_t thread;
   bool thread_started;
 
-  pthread_mutex_t lock; /* the queue and mqtt_why */
-  pthread_cond_t cond;
-  msg_t *head, *tail;
-  size_t queued_bytes;
+  /* The sinks run on the MQTT thread and, for parked pushes, on the main thread: plans_made,
+   * rows, answered, mqtt_why and rejected are under lock. */
+  pthread_mutex_t lock;
+  pthread_cond_t cond; /* a plan is done */
   char mqtt_why[256];
-  uint64_t rejected; /* pushes not parseable: MQTT thread, under lock */
+  uint64_t rejected; /* pushes rejected whole (not parseable, wrong kind, no room to park) */
 
   plan_t *plans_made;
   size_t nplans, plans_cap;
@@ -179,6 +177,7 @@ extern volatile sig_atomic_t interrupted; /* set by the handler in session.c */
 void settings_free(settings_t *s);
 void errx_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int load_config(const char *file, const char *name, settings_t *s);
+int check_config(const char *file);
 int settings_finish(settings_t *s, const opts_t *o);
 
 /* output.c */
@@ -192,11 +191,14 @@ void catch_interrupts(void);
 void worst(ctl_t *c, int rc);
 row_t *row_new(ctl_t *c);
 int session_api(ctl_t *c);
+int session_open(ctl_t *c, bool mqtt);
 int session_mqtt(ctl_t *c);
 void session_end(ctl_t *c);
+void session_free(ctl_t *c);
 void report_api_error(const hes_api_error_t *err);
 void set_reading(ctl_t *c, row_t *row, const hes_item_t *item, const char *value, const char *unit);
-int plan_track(ctl_t *c, const hes_api_plan_t *ap, op_t op, size_t item, size_t first, size_t n);
+hes_api_result_t plan_request(ctl_t *c, op_t op, size_t item, size_t first, size_t n,
+                              hes_api_error_t *err);
 void wait_pushes(ctl_t *c);
 
 /* commands.c */

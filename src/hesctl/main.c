@@ -1,18 +1,19 @@
 /* main.c: hesctl, the command-line tool of collectd-hes, for an operator at a terminal. It reads
  * meters, pages through history, switches breakers and edits DCU archives through the same
  * modules as the plugin (api, mqtt, plans, push, items, meters) and the same configuration
- * file (hesctl_conf), and prints what the HES pushed back as a table, JSON or CSV.
+ * file, checked by the same rules (conf_tree, conf), and prints what the HES pushed back as a
+ * table, JSON or CSV.
  *
  * Flow of a command that makes a plan: subscribe to /<TenantCode>/# (own client id, clean
- * session) and wait until the subscription is acknowledged, THEN send the HTTP request
- * bracketed by hes_plans_request_begin/end, so a push that beats the HTTP answer is parked by
- * the plans table and handed back by hes_plans_add. The MQTT thread only classifies pushes
- * (hes_plans_lookup) and queues the ones of open plans; the main thread handles them all, so
- * the results need no lock of their own.
+ * session) and wait until the subscription is acknowledged, THEN send the request through
+ * the session module (src/lib/session.h), the plugin's request path: a push that beats the
+ * HTTP answer is parked and replayed once the plan is registered, and each push is routed to
+ * hesctl's sink (session.c), which turns it into result rows under hesctl's lock.
  *
  * Exit codes (also in hesctl(1)): 0 all ok, 1 some meters failed or are missing, 2 usage
  * error (or a relay command not confirmed), 3 HES or HTTP error, 4 MQTT error or no push at
- * all for a plan within --timeout, 5 configuration error.
+ * all for a plan within --timeout, 5 configuration error, 6 pushes came but were rejected
+ * (not parseable, of the wrong kind, or no room to keep them) and a plan got no usable one.
  *
  * This file: the arguments, and main. */
 #include "config.h"
@@ -44,6 +45,7 @@ static void usage(FILE *f) {
       "       hesctl [options] relay open|close METER... [--yes]\n"
       "       hesctl [options] dcu list DCU\n"
       "       hesctl [options] dcu add|remove DCU METER...\n"
+      "       hesctl -c FILE check   check the <Plugin hes> block as the plugin would\n"
       "\n"
       "Connection (a <Plugin hes> <Server> block of the collectd config, or flags):\n"
       "  -c, --config FILE      read the plugin's collectd config file\n"
@@ -51,10 +53,10 @@ static void usage(FILE *f) {
       "      --url URL          HES base URL (the tool appends /apis/openapi/...)\n"
       "      --tenant CODE      TenantCode\n"
       "      --username USER    Username\n"
-      "      --secret-key KEY   SecretKey (or the environment variable HES_SECRET_KEY)\n"
       "      --broker HOST[:PORT]  the MQTT broker the HES pushes to\n"
       "      --mqtt-user USER   MQTT user (its password: HES_MQTT_PASSWORD)\n"
-      "  The HES password comes from the config or the environment variable HES_PASSWORD.\n"
+      "  Secrets never go on the command line (ps shows it): the HES password and secret key\n"
+      "  come from the config or the environment variables HES_PASSWORD and HES_SECRET_KEY.\n"
       "\n"
       "What and how:\n"
       "  -i, --item ITEM        voltageA, importActiveEnergy, ..., dailyBilling, monthlyBilling,\n"
@@ -129,7 +131,6 @@ enum {
   OPT_URL = 256,
   OPT_TENANT,
   OPT_USERNAME,
-  OPT_SECRET,
   OPT_BROKER,
   OPT_MQTT_USER,
   OPT_FROM,
@@ -148,7 +149,6 @@ static const struct option long_opts[] = {
     {"url", required_argument, NULL, OPT_URL},
     {"tenant", required_argument, NULL, OPT_TENANT},
     {"username", required_argument, NULL, OPT_USERNAME},
-    {"secret-key", required_argument, NULL, OPT_SECRET},
     {"broker", required_argument, NULL, OPT_BROKER},
     {"mqtt-user", required_argument, NULL, OPT_MQTT_USER},
     {"item", required_argument, NULL, 'i'},
@@ -193,9 +193,6 @@ static int parse_args(ctl_t *c, int argc, char **argv) {
       break;
     case OPT_USERNAME:
       o->username = optarg;
-      break;
-    case OPT_SECRET:
-      o->secret_key = optarg;
       break;
     case OPT_BROKER:
       o->broker = optarg;
@@ -269,6 +266,14 @@ static int parse_args(ctl_t *c, int argc, char **argv) {
   }
   const char *cmd = args[0];
   int first_meter = 1;
+  if (strcmp(cmd, "check") == 0) {
+    if (nargs != 1 || o->config == NULL) {
+      errx_("check: usage: hesctl -c FILE check");
+      return EXIT_USAGE;
+    }
+    c->op = OP_CHECK;
+    return -1;
+  }
   if (strcmp(cmd, "read") == 0 || strcmp(cmd, "history") == 0) {
     c->op = OP_READ;
   } else if (strcmp(cmd, "relay") == 0) {
@@ -432,6 +437,10 @@ int main(int argc, char **argv) {
   if (rc >= 0)
     goto out;
   rc = EXIT_ALL_OK;
+  if (c->op == OP_CHECK) {
+    rc = check_config(c->opt.config) == 0 ? EXIT_ALL_OK : EXIT_CONFIG;
+    goto out;
+  }
   if (c->opt.config != NULL && load_config(c->opt.config, c->opt.server, &c->set) != 0) {
     rc = EXIT_CONFIG;
     goto out;
@@ -459,14 +468,6 @@ int main(int argc, char **argv) {
       goto out;
     }
   }
-  c->plans = hes_plans_new(NULL);
-  c->parser = hes_push_parser_new(0);
-  c->mqtt_parser = hes_push_parser_new(0);
-  if (c->plans == NULL || c->parser == NULL || c->mqtt_parser == NULL) {
-    errx_("out of memory");
-    rc = EXIT_SOME_FAILED;
-    goto out;
-  }
   rc = session_api(c);
   if (rc != EXIT_ALL_OK)
     goto out;
@@ -484,12 +485,8 @@ int main(int argc, char **argv) {
   }
 
 out:
-  session_end(c);
-  hes_api_free(c->api);
-  hes_plans_free(c->plans);
+  session_free(c);
   hes_tz_free(c->tz);
-  hes_push_parser_free(c->parser);
-  hes_push_parser_free(c->mqtt_parser);
   hes_meters_free(c->meters);
   free(c->meter_list);
   free(c->plans_made);

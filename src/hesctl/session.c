@@ -1,5 +1,5 @@
-/* session.c: hesctl's session: the api handle, the MQTT thread and its queue of pushes, the
- * plans this run made, and the handling of each push on the main thread. */
+/* session.c: hesctl on the session module (src/lib/session.h): the MQTT thread, the sink
+ * that turns this run's pushes into result rows, and the requests that make plans. */
 #include "config.h"
 
 #include "hesctl.h"
@@ -38,8 +38,9 @@ void catch_interrupts(void) {
 
 /* The exit code that wins when several things went wrong: the cause an operator must see. */
 void worst(ctl_t *c, int rc) {
-  static const int rank[] = {[EXIT_ALL_OK] = 0, [EXIT_SOME_FAILED] = 1, [EXIT_MQTT] = 2,
-                             [EXIT_HES] = 3,    [EXIT_USAGE] = 4,       [EXIT_CONFIG] = 5};
+  static const int rank[] = {
+      [EXIT_ALL_OK] = 0, [EXIT_SOME_FAILED] = 1, [EXIT_MQTT] = 2,  [EXIT_PUSH] = 3,
+      [EXIT_HES] = 4,    [EXIT_USAGE] = 5,       [EXIT_CONFIG] = 6};
   if (rank[rc] > rank[c->rc])
     c->rc = rc;
 }
@@ -61,55 +62,15 @@ row_t *row_new(ctl_t *c) {
   return r;
 }
 
-static void on_message(void *ctx, const char *topic, const void *payload, size_t len) {
-  (void)topic; /* the planId in the payload counts: the seed's topics disagree */
-  ctl_t *c = ctx;
-  hes_push_t push;
-  if (hes_push_parse(c->mqtt_parser, payload, len, &push, NULL, 0) != HES_PUSH_OK) {
-    pthread_mutex_lock(&c->lock);
-    c->rejected++;
-    pthread_mutex_unlock(&c->lock);
-    return;
-  }
-  hes_plan_lookup_t lr =
-      hes_plans_lookup(c->plans, push.plan_id, hes_clock_mono(), payload, len, NULL);
-  if (lr != HES_PLAN_OPEN)
-    return; /* parked for hes_plans_add, or not ours */
-  pthread_mutex_lock(&c->lock);
-  msg_t *m = c->queued_bytes + len <= CTL_QUEUE_MAX ? malloc(sizeof(*m) + len) : NULL;
-  if (m != NULL) {
-    m->next = NULL;
-    m->len = len;
-    memcpy(m->payload, payload, len);
-    if (c->tail != NULL)
-      c->tail->next = m;
-    else
-      c->head = m;
-    c->tail = m;
-    c->queued_bytes += len;
-    pthread_cond_signal(&c->cond);
-  } else {
-    c->rejected++;
-  }
-  pthread_mutex_unlock(&c->lock);
-}
-
-static void on_state(void *ctx, bool ready, const char *why) {
-  ctl_t *c = ctx;
-  if (ready)
-    return;
-  pthread_mutex_lock(&c->lock);
-  snprintf(c->mqtt_why, sizeof(c->mqtt_why), "%s", why != NULL ? why : "connection lost");
-  pthread_mutex_unlock(&c->lock);
-}
-
 static void *mqtt_thread(void *arg) {
   hes_mqtt_run(arg);
   return NULL;
 }
 
+/* Checks the HES settings: a config the api module refuses is a config error, before
+ * anything is sent. */
 int session_api(ctl_t *c) {
-  hes_api_config_t cfg = {
+  c->api_cfg = (hes_api_config_t){
       .url = c->set.url,
       .tenant_code = c->set.tenant,
       .username = c->set.username,
@@ -121,20 +82,20 @@ int session_api(ctl_t *c) {
       .timeout_ms = c->set.timeout_ms,
   };
   hes_api_error_t err;
-  c->api = hes_api_new(&cfg, &err);
-  if (c->api == NULL) {
+  hes_api_t *api = hes_api_new(&c->api_cfg, &err);
+  if (api == NULL) {
     errx_("HES %s: %s", c->set.url, err.msg);
     return EXIT_CONFIG;
   }
+  hes_api_free(api);
   return EXIT_ALL_OK;
 }
 
-/* Connects and subscribes; returns once the subscription is acknowledged. */
-int session_mqtt(ctl_t *c) {
-  if (c->set.mqtt_host == NULL) {
-    errx_("no MQTT broker: give --broker HOST[:PORT] or an <MQTT> Host in the config");
-    return EXIT_CONFIG;
-  }
+static const hes_session_sink_t ctl_sink;
+
+/* The session, with MQTT (read, relay, dcu) or without (history). With MQTT it returns once
+ * the subscription is acknowledged. */
+int session_open(ctl_t *c, bool mqtt) {
   char topic[HES_METER_MAX_LEN + 8], client_id[128], host[64] = "host";
   snprintf(topic, sizeof(topic), "/%s/#", c->set.tenant);
   gethostname(host, sizeof(host) - 1);
@@ -144,7 +105,7 @@ int session_mqtt(ctl_t *c) {
   /* unique per run: two operators, or the plugin, must not take each other's session */
   snprintf(client_id, sizeof(client_id), "hesctl-%.40s-%ld-%08lx", host, (long)getpid(),
            (unsigned long)(ts.tv_nsec ^ ts.tv_sec));
-  hes_mqtt_config_t cfg = {
+  hes_mqtt_config_t mc = {
       .host = c->set.mqtt_host,
       .port = c->set.mqtt_port,
       .user = c->set.mqtt_user,
@@ -161,16 +122,46 @@ int session_mqtt(ctl_t *c) {
       .backoff_min = 0.2,
       .backoff_max = 1,
       .connect_timeout = CTL_READY_MAX,
-      .on_message = on_message,
-      .on_state = on_state,
-      .ctx = c,
   };
-  char err[256];
-  c->mqtt = hes_mqtt_new(&cfg, err, sizeof(err));
-  if (c->mqtt == NULL) {
-    errx_("MQTT: %s", err);
+  hes_session_config_t sc = {
+      .api = &c->api_cfg,
+      .meters = c->meters,
+      .mqtt = mqtt ? &mc : NULL,
+      .sink = &ctl_sink,
+      .user = c,
+      .now = hes_clock_mono,
+  };
+  char why[256] = "";
+  c->session = hes_session_new(&sc, why, sizeof(why));
+  if (c->session == NULL) {
+    errx_("%s%s", mqtt ? "MQTT: " : "", why);
     return EXIT_CONFIG;
   }
+  hes_api_error_t err;
+  c->client = hes_session_client_new(c->session, &err);
+  if (c->client == NULL) {
+    errx_("HES %s: %s", c->set.url, err.msg);
+    return EXIT_CONFIG;
+  }
+  for (size_t i = 0; i < c->nitems; i++) {
+    bool frozen = c->items[i]->category == HES_ITEM_COMPOSITE;
+    c->routes[i] = (hes_session_route_t){
+        .sink = &ctl_sink,
+        .user = c,
+        .kind = frozen ? HES_PUSH_CHANNELS : HES_PUSH_READINGS,
+        .cgcode = frozen ? 0 : c->items[i]->cgcode,
+        .one_push = true, /* one message per plan (seed): whatever it holds is final */
+    };
+  }
+  c->route_relay =
+      (hes_session_route_t){.sink = &ctl_sink, .user = c, .kind = HES_PUSH_RELAY, .one_push = true};
+  /* DCU add/remove answer with a status only (an empty push) */
+  c->route_dcu = (hes_session_route_t){
+      .sink = &ctl_sink, .user = c, .kind = HES_PUSH_ARCHIVE, .one_push = true};
+  if (!mqtt)
+    return EXIT_ALL_OK;
+
+  c->mqtt = hes_session_mqtt(c->session);
   /* The signals are the main thread's: libmosquitto's poll must not see EINTR. */
   sigset_t block, old;
   sigemptyset(&block);
@@ -187,28 +178,41 @@ int session_mqtt(ctl_t *c) {
   double wait = c->opt.timeout < CTL_READY_MAX ? c->opt.timeout : CTL_READY_MAX;
   if (!hes_mqtt_wait_ready(c->mqtt, wait)) {
     pthread_mutex_lock(&c->lock);
-    errx_("MQTT broker %s:%d: not ready after %g s: %s", c->set.mqtt_host,
-          c->set.mqtt_port ? c->set.mqtt_port : (c->set.mqtt_tls ? 8883 : 1883), wait,
-          c->mqtt_why[0] ? c->mqtt_why : "no answer");
+    char reason[sizeof(c->mqtt_why)];
+    snprintf(reason, sizeof(reason), "%s", c->mqtt_why[0] ? c->mqtt_why : "no answer");
     pthread_mutex_unlock(&c->lock);
+    errx_("MQTT broker %s:%d: not ready after %g s: %s", c->set.mqtt_host, c->set.mqtt_port, wait,
+          reason);
     return EXIT_MQTT;
   }
   return EXIT_ALL_OK;
 }
 
+/* Connects and subscribes; returns once the subscription is acknowledged. */
+int session_mqtt(ctl_t *c) {
+  if (c->set.mqtt_host == NULL) {
+    errx_("no MQTT broker: give --broker HOST[:PORT] or an <MQTT> Host in the config");
+    return EXIT_CONFIG;
+  }
+  return session_open(c, true);
+}
+
+/* Stops the MQTT thread: no sink runs after this. */
 void session_end(ctl_t *c) {
   if (c->thread_started) {
     hes_mqtt_stop(c->mqtt);
     pthread_join(c->thread, NULL);
     c->thread_started = false;
   }
-  hes_mqtt_free(c->mqtt);
+}
+
+void session_free(ctl_t *c) {
+  session_end(c);
+  hes_session_client_free(c->client);
+  c->client = NULL;
+  hes_session_free(c->session);
+  c->session = NULL;
   c->mqtt = NULL;
-  for (msg_t *m = c->head, *next; m != NULL; m = next) {
-    next = m->next;
-    free(m);
-  }
-  c->head = c->tail = NULL;
 }
 
 void report_api_error(const hes_api_error_t *err) {
@@ -250,14 +254,29 @@ void set_reading(ctl_t *c, row_t *row, const hes_item_t *item, const char *value
   row->number = true;
 }
 
-static void handle_readings(ctl_t *c, plan_t *pl, const hes_push_t *push) {
-  const hes_item_t *item = c->items[pl->item];
-  bool frozen = item->category == HES_ITEM_COMPOSITE;
+/* ---- the sink: the MQTT thread's pushes and the main thread's replays, under c->lock ------ */
+
+static void on_entries(void *user, const hes_session_plan_t *plan, const hes_push_t *push,
+                       const uint32_t *meter) {
+  ctl_t *c = user;
+  pthread_mutex_lock(&c->lock);
+  const plan_t *pl = &c->plans_made[plan->tag];
   for (size_t i = 0; i < push->count; i++) {
-    const hes_push_reading_t *r = &push->readings[i];
-    uint32_t idx = hes_meters_find(c->meters, r->dev_addr, r->dev_addr_len);
-    if (idx == HES_METER_NONE || idx < pl->first || idx >= pl->first + pl->n)
+    if (meter[i] == HES_METER_NONE)
       continue;
+    row_t *row = NULL;
+    if (pl->op == OP_RELAY) {
+      const hes_push_relay_t *r = &push->relays[i];
+      if ((row = row_new(c)) == NULL)
+        break;
+      row->meter = meter[i];
+      row->status = r->successful ? "ok" : "failed";
+      c->answered[meter[i]] = true;
+      continue;
+    }
+    const hes_push_reading_t *r = &push->readings[i];
+    const hes_item_t *item = c->items[pl->item];
+    bool frozen = item->category == HES_ITEM_COMPOSITE;
     const hes_item_t *chan = NULL;
     if (frozen) {
       chan = hes_item_by_cgcode(r->cgcode);
@@ -265,126 +284,189 @@ static void handle_readings(ctl_t *c, plan_t *pl, const hes_push_t *push) {
         chan = NULL;
       if (chan == NULL && !c->opt.raw)
         continue; /* the vendor's channels without a unit of their own: --raw shows them */
-      hes_plans_answer(c->plans, pl->plan_id, idx); /* several rows per meter */
-    } else {
-      if (r->cgcode != 0 && r->cgcode != item->cgcode)
-        continue;
-      if (hes_plans_answer(c->plans, pl->plan_id, idx) != 1)
-        continue; /* a repeat */
     }
-    row_t *row = row_new(c);
-    if (row == NULL)
-      return;
-    row->meter = idx;
+    if ((row = row_new(c)) == NULL)
+      break;
+    row->meter = meter[i];
     row->item = pl->item;
     row->ts_ms = r->timestamp_ms;
     row->channel = frozen ? r->cgcode : 0;
     set_reading(c, row, frozen ? chan : item, r->value, r->unit);
-    c->answered[pl->item * c->nmeters + idx] = true;
+    c->answered[pl->item * c->nmeters + meter[i]] = true;
   }
+  pthread_mutex_unlock(&c->lock);
 }
 
-static void handle_relay(ctl_t *c, plan_t *pl, const hes_push_t *push) {
-  for (size_t i = 0; i < push->count; i++) {
-    const hes_push_relay_t *r = &push->relays[i];
-    uint32_t idx = hes_meters_find(c->meters, r->dev_addr, r->dev_addr_len);
-    if (idx == HES_METER_NONE || hes_plans_answer(c->plans, pl->plan_id, idx) != 1)
-      continue;
-    row_t *row = row_new(c);
-    if (row == NULL)
-      return;
-    row->meter = idx;
-    row->status = r->successful ? "ok" : "failed";
-    c->answered[idx] = true;
-  }
-}
-
-static void handle_archive(ctl_t *c, const hes_push_t *push) {
+static void on_archive(void *user, const hes_session_plan_t *plan, const hes_push_t *push) {
+  (void)plan;
+  ctl_t *c = user;
+  pthread_mutex_lock(&c->lock);
   for (size_t i = 0; i < push->count; i++) {
     const hes_push_archive_t *a = &push->archives[i];
     row_t *row = row_new(c);
     if (row == NULL)
-      return;
+      break;
     sanitize(row->dev, sizeof(row->dev), a->dev_addr, a->dev_addr_len);
     row->enabled = a->enabled;
     sanitize(row->comm_type, sizeof(row->comm_type), a->comm_type, strlen(a->comm_type));
     sanitize(row->module_next, sizeof(row->module_next), a->module_next, strlen(a->module_next));
   }
+  pthread_mutex_unlock(&c->lock);
 }
 
-/* Handles a push of one of our open plans (from the queue, or parked). Main thread only. */
-static void handle_push(ctl_t *c, const void *payload, size_t len) {
-  hes_push_t push;
-  char why[256];
-  if (hes_push_parse(c->parser, payload, len, &push, why, sizeof(why)) != HES_PUSH_OK) {
-    errx_("warning: rejected a push of %zu bytes: %s", len, why);
-    return;
-  }
-  hes_plan_info_t info;
-  if (hes_plans_lookup(c->plans, push.plan_id, hes_clock_mono(), NULL, 0, &info) != HES_PLAN_OPEN)
-    return; /* a redelivery of a plan handled already */
-  plan_t *pl = &c->plans_made[(size_t)info.tag];
-  if (push.skipped > 0)
-    errx_("warning: plan %s: skipped %zu malformed entr%s: %s", push.plan_id, push.skipped,
-          push.skipped == 1 ? "y" : "ies", push.skipped_reason);
-  bool frozen = pl->op == OP_READ && c->items[pl->item]->category == HES_ITEM_COMPOSITE;
-  if (push.kind == HES_PUSH_READINGS && pl->op == OP_READ && !frozen)
-    handle_readings(c, pl, &push);
-  else if (push.kind == HES_PUSH_CHANNELS && pl->op == OP_READ && frozen)
-    handle_readings(c, pl, &push);
-  else if (push.kind == HES_PUSH_RELAY && pl->op == OP_RELAY)
-    handle_relay(c, pl, &push);
-  else if (push.kind == HES_PUSH_ARCHIVE && pl->op == OP_DCU_LIST)
-    handle_archive(c, &push);
-  else if (push.kind != HES_PUSH_EMPTY)
-    errx_("warning: plan %s: a push of an unexpected kind", push.plan_id);
-  pl->failed = push.status != HES_PUSH_SUCCESS;
+static void on_done(void *user, const hes_session_plan_t *plan, hes_push_status_t status) {
+  ctl_t *c = user;
+  pthread_mutex_lock(&c->lock);
+  plan_t *pl = &c->plans_made[plan->tag];
+  pl->failed = status != HES_PUSH_SUCCESS;
   pl->done = true;
-  /* One message per plan (seed): whatever it holds is final. */
-  hes_plans_finish(c->plans, push.plan_id, NULL, NULL);
+  pthread_cond_signal(&c->cond);
+  pthread_mutex_unlock(&c->lock);
 }
 
-/* Registers a plan the HES created; handles pushes that came before its HTTP answer.
- * Call between hes_plans_request_begin and _end. */
-int plan_track(ctl_t *c, const hes_api_plan_t *ap, op_t op, size_t item, size_t first, size_t n) {
+static void on_rejected(void *user, const hes_session_reject_t *why) {
+  ctl_t *c = user;
+  switch (why->kind) {
+  case HES_SESSION_REJECT_PARSE:
+  case HES_SESSION_REJECT_DROPPED:
+  case HES_SESSION_REJECT_KIND:
+    pthread_mutex_lock(&c->lock);
+    c->rejected++;
+    pthread_mutex_unlock(&c->lock);
+    if (why->kind == HES_SESSION_REJECT_PARSE)
+      errx_("warning: rejected a push of %zu bytes: %s", why->len, why->detail);
+    else if (why->kind == HES_SESSION_REJECT_DROPPED)
+      errx_("warning: plan %s: no room to keep a push that came before its plan; dropped",
+            why->plan_id);
+    else
+      errx_("warning: plan %s: a push of an unexpected kind", why->plan_id);
+    break;
+  case HES_SESSION_REJECT_SKIPPED:
+    errx_("warning: plan %s: skipped %zu malformed entr%s: %s", why->plan_id, why->count,
+          why->count == 1 ? "y" : "ies", why->detail);
+    break;
+  default:
+    break; /* readings for meters or items not asked for: not shown */
+  }
+}
+
+static void on_broker(void *user, bool ready, const char *why) {
+  ctl_t *c = user;
+  if (ready)
+    return;
+  pthread_mutex_lock(&c->lock);
+  snprintf(c->mqtt_why, sizeof(c->mqtt_why), "%s", why != NULL ? why : "connection lost");
+  pthread_mutex_unlock(&c->lock);
+}
+
+static const hes_session_sink_t ctl_sink = {
+    .readings = on_entries,
+    .frozen = on_entries,
+    .relay = on_entries,
+    .archive = on_archive,
+    .done = on_done,
+    .rejected = on_rejected,
+    .broker = on_broker,
+};
+
+/* ---- requests ------------------------------------------------------------------------------- */
+
+typedef struct {
+  ctl_t *c;
+  plan_t plan; /* filled but for plan_id */
+  bool sent;
+} sent_ctx_t;
+
+/* The HES named the planId: the plan joins plans_made before any push of it is handled. */
+static void on_sent(void *ctx, const hes_api_plan_t *ap) {
+  sent_ctx_t *sc = ctx;
+  ctl_t *c = sc->c;
+  pthread_mutex_lock(&c->lock);
   if (c->nplans == c->plans_cap) {
     size_t cap = c->plans_cap ? c->plans_cap * 2 : 16;
     plan_t *np = realloc(c->plans_made, cap * sizeof(*np));
-    if (np == NULL)
-      return -1;
+    if (np == NULL) {
+      pthread_mutex_unlock(&c->lock);
+      return; /* the tag points nowhere: plan_request fails the request */
+    }
     c->plans_made = np;
     c->plans_cap = cap;
   }
-  plan_t *pl = &c->plans_made[c->nplans];
-  memset(pl, 0, sizeof(*pl));
+  plan_t *pl = &c->plans_made[c->nplans++];
+  *pl = sc->plan;
   snprintf(pl->plan_id, sizeof(pl->plan_id), "%s", ap->plan_id);
-  pl->op = op;
-  pl->item = item;
-  pl->first = first;
-  pl->n = n;
   pl->deadline = hes_clock_mono() + c->opt.timeout;
+  sc->sent = true;
+  pthread_mutex_unlock(&c->lock);
+}
+
+/* One request that makes a plan: op's call for meters [first, first + n) (read: of item;
+ * dcu: the whole meter list), its plan registered for the sink. */
+hes_api_result_t plan_request(ctl_t *c, op_t op, size_t item, size_t first, size_t n,
+                              hes_api_error_t *err) {
   uint32_t *idx = malloc((n ? n : 1) * sizeof(*idx));
-  if (idx == NULL)
-    return -1;
+  if (idx == NULL) {
+    memset(err, 0, sizeof(*err));
+    err->kind = HES_API_ENOMEM;
+    snprintf(err->msg, sizeof(err->msg), "out of memory");
+    return HES_API_ENOMEM;
+  }
   for (size_t i = 0; i < n; i++)
     idx[i] = (uint32_t)(first + i);
-  if (n == 0)
-    idx[0] = 0; /* DCU plans: one stand-in for the DCU */
-  hes_parked_t *parked = NULL;
-  int ar = hes_plans_add(c->plans, pl->plan_id, (uint32_t)c->nplans, NULL, idx, n ? n : 1,
-                         pl->deadline, &parked);
-  free(idx);
-  if (ar != 0) {
-    errx_("plan %s: cannot track it: %s", pl->plan_id,
-          ar == EEXIST ? "the HES reused a planId" : strerror(ar));
-    hes_parked_free(parked);
-    return -1;
+  sent_ctx_t sc = {.c = c, .plan = {.op = op, .item = item, .first = first, .n = n}};
+  hes_session_request_t rq = {
+      .route = op == OP_READ    ? &c->routes[item]
+               : op == OP_RELAY ? &c->route_relay
+                                : &c->route_dcu,
+      .tag = (uint32_t)c->nplans, /* on_sent puts the plan there: only this thread adds */
+      .meters = idx,
+      .n = n,
+      .timeout = c->opt.timeout,
+      .sent = on_sent,
+      .ctx = &sc,
+  };
+  hes_api_plan_t plan;
+  hes_api_result_t r = HES_API_EINVAL;
+  const hes_item_t *it = op == OP_READ ? c->items[item] : NULL;
+  if (op == OP_READ && it->category == HES_ITEM_COMPOSITE) {
+    r = hes_session_read_frozen(c->client, &rq, it->cgcode, c->from, c->to, &plan, err);
+  } else if (op == OP_READ) {
+    r = hes_session_read_single(c->client, &rq, it->cgcode, &plan, err);
+  } else if (op == OP_RELAY) {
+    r = hes_session_relay(c->client, &rq, c->control_mode, &plan, err);
+  } else if (op == OP_DCU_LIST) {
+    r = hes_session_read_archive(c->client, &rq, c->dcu, &plan, err);
+  } else if (op == OP_DCU_ADD) {
+    hes_api_archive_t *a = calloc(c->nmeters ? c->nmeters : 1, sizeof(*a));
+    if (a != NULL) {
+      for (size_t i = 0; i < c->nmeters; i++) {
+        a[i].dev_addr = c->meter_list[i];
+        a[i].enabled = !c->opt.disabled;
+      }
+      r = hes_session_add_archive(c->client, &rq, c->dcu, a, c->nmeters, &plan, err);
+      free(a);
+    } else {
+      r = HES_API_ENOMEM;
+      snprintf(err->msg, sizeof(err->msg), "out of memory");
+    }
+  } else {
+    r = hes_session_remove_archive(c->client, &rq, c->dcu, c->meter_list, c->nmeters, &plan, err);
   }
-  c->nplans++;
-  for (hes_parked_t *p = parked; p != NULL; p = p->next)
-    handle_push(c, p->payload, p->len);
-  hes_parked_free(parked);
-  return 0;
+  free(idx);
+  if (r == HES_API_OK && !sc.sent) {
+    memset(err, 0, sizeof(*err));
+    err->kind = HES_API_ENOMEM;
+    snprintf(err->msg, sizeof(err->msg), "out of memory");
+    r = HES_API_ENOMEM;
+  }
+  if (r != HES_API_OK && sc.sent) {
+    /* The HES made the plan but it cannot be tracked: nothing to wait for. */
+    pthread_mutex_lock(&c->lock);
+    c->plans_made[c->nplans - 1].done = true;
+    c->plans_made[c->nplans - 1].failed = true;
+    pthread_mutex_unlock(&c->lock);
+  }
+  return r;
 }
 
 static bool all_done(const ctl_t *c) {
@@ -394,37 +476,40 @@ static bool all_done(const ctl_t *c) {
   return true;
 }
 
-/* Handles pushes until every plan is done or the last deadline passed. */
+/* Waits until every plan is done or the last deadline passed; the sinks do the work. */
 void wait_pushes(ctl_t *c) {
+  pthread_mutex_lock(&c->lock);
   double deadline = 0;
   for (size_t i = 0; i < c->nplans; i++)
     if (c->plans_made[i].deadline > deadline)
       deadline = c->plans_made[i].deadline;
-  pthread_mutex_lock(&c->lock);
   while (!all_done(c) && !interrupted) {
-    if (c->head == NULL) {
-      double left = deadline - hes_clock_mono();
-      if (left <= 0)
-        break;
-      struct timespec ts = hes_clock_after(CLOCK_REALTIME, left < 0.2 ? left : 0.2);
-      pthread_cond_timedwait(&c->cond, &c->lock, &ts);
-      continue;
-    }
-    msg_t *m = c->head;
-    c->head = m->next;
-    if (c->head == NULL)
-      c->tail = NULL;
-    c->queued_bytes -= m->len;
-    pthread_mutex_unlock(&c->lock);
-    handle_push(c, m->payload, m->len);
-    free(m);
-    pthread_mutex_lock(&c->lock);
+    double left = deadline - hes_clock_mono();
+    if (left <= 0)
+      break;
+    struct timespec ts = hes_clock_after(CLOCK_REALTIME, left < 0.2 ? left : 0.2);
+    pthread_cond_timedwait(&c->cond, &c->lock, &ts);
   }
+  uint64_t rejected = c->rejected;
   pthread_mutex_unlock(&c->lock);
+  /* The MQTT thread is stopped by the caller (session_end) before the rows are read; plans
+   * not done by now stay so. */
   for (size_t i = 0; i < c->nplans; i++) {
-    if (!c->plans_made[i].done && !interrupted) {
-      errx_("plan %s: no push within %g s (is the HES publishing to this broker?)",
-            c->plans_made[i].plan_id, c->opt.timeout);
+    pthread_mutex_lock(&c->lock);
+    bool done = c->plans_made[i].done;
+    char id[HES_PLAN_ID_MAX];
+    snprintf(id, sizeof(id), "%s", c->plans_made[i].plan_id);
+    pthread_mutex_unlock(&c->lock);
+    if (done || interrupted)
+      continue;
+    if (rejected > 0) {
+      errx_("plan %s: no usable push within %g s: %" PRIu64 " push(es) were rejected (see the "
+            "warnings above)",
+            id, c->opt.timeout, rejected);
+      worst(c, EXIT_PUSH);
+    } else {
+      errx_("plan %s: no push within %g s (is the HES publishing to this broker?)", id,
+            c->opt.timeout);
       worst(c, EXIT_MQTT);
     }
   }

@@ -539,6 +539,10 @@ static bool bf__load(hes_backfill_t *b, char *err, size_t errlen) {
   return true;
 }
 
+int64_t hes_backfill_give_up_max(hes_backfill_kind_t kind, unsigned periods) {
+  return ((int64_t)HES_BACKFILL_SLOTS_MAX - (int64_t)periods - 2) * bf__shortest(kind);
+}
+
 hes_backfill_t *hes_backfill_new(const hes_backfill_config_t *cfg, char *err, size_t errlen) {
   hes_backfill_t *b;
   size_t nmeters;
@@ -568,7 +572,7 @@ hes_backfill_t *hes_backfill_new(const hes_backfill_config_t *cfg, char *err, si
   if (cfg->give_up < 0 ||
       cfg->give_up / shortest + cfg->periods + 2 > (int64_t)HES_BACKFILL_SLOTS_MAX) {
     bf__err(err, errlen, "GiveUpAfter %" PRId64 " is out of range (0..%" PRId64 " for this item)",
-            cfg->give_up, ((int64_t)HES_BACKFILL_SLOTS_MAX - (int64_t)cfg->periods - 2) * shortest);
+            cfg->give_up, hes_backfill_give_up_max(cfg->kind, cfg->periods));
     return NULL;
   }
   b = calloc(1, sizeof(*b));

@@ -140,6 +140,9 @@ size_t hes_backfill_periods(hes_backfill_kind_t kind, const hes_tz_t *tz, int64_
 
 /* --- the loop's state ----------------------------------------------------------------------- */
 
+/* The longest GiveUpAfter (seconds) hes_backfill_new accepts for kind and periods: the
+ * config module checks it, so a config is refused when read, not at start. */
+int64_t hes_backfill_give_up_max(hes_backfill_kind_t kind, unsigned periods);
 /* Copies cfg (not meters, tz). Loads the state file if there is one. Returns NULL with err
  * filled on a bad cfg (no server, a newline in it, bad kind, meters NULL or empty, tz NULL,
  * periods 0 or > HES_BACKFILL_PERIODS_MAX, give_up negative) or no memory. Otherwise err is

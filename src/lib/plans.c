@@ -1,7 +1,8 @@
-/* plans: the table shared by the read thread (which adds plans and expires them) and the
- * MQTT thread (which classifies pushes and answers meters). Everything sits behind one
- * mutex; every operation is O(1) or O(log n) in the number of open plans, so the MQTT thread
- * never waits behind a scan.
+/* plans: the table shared by the threads that send requests (which add plans; the read
+ * thread also expires them) and the MQTT thread (which classifies pushes and answers
+ * meters). Everything sits behind one mutex; every operation is O(1) or O(log n) in the
+ * number of open plans, so the MQTT thread never waits behind a scan, and no callback runs
+ * under it.
  *
  * Three hash tables keyed by planId (open plans, tombstones, parked pushes), each a
  * directory of the library's one hash index (hashtab.h). Open plans also sit in a binary min-heap
@@ -22,8 +23,6 @@
 /* planIds are 1..PLAN_ID_MAX-1 bytes: the HES issues short ids, and a bound keeps a hostile
  * push from making us hash megabytes. */
 #define PLAN_ID_MAX 64
-/* Meters reported per callback when the scratch array cannot grow. */
-#define MISSING_CHUNK 256
 
 /* The head of every object in a table: its key and the key's hash. */
 typedef struct hnode {
@@ -43,6 +42,7 @@ typedef struct plan {
   uint32_t answered; /* bits set in `bits` */
   uint64_t *bits;    /* one bit per entry of meters[], after meters[] in this allocation */
   size_t alloc_size;
+  struct plan *closed_next; /* closed, to be reported after the lock (report_closed) */
   char id[PLAN_ID_MAX];
   uint32_t meters[]; /* sorted, distinct */
 } plan_t;
@@ -73,8 +73,6 @@ struct hes_plans {
   size_t heap_len, heap_cap;
   tomb_t *tomb_oldest, *tomb_newest;
   pgroup_t *group_first, *group_last;
-  uint32_t *scratch;
-  size_t scratch_cap;
   size_t in_flight;
   /* The largest `now` seen: answer and finish take no time, yet their tombstones need one. */
   double clock;
@@ -377,55 +375,49 @@ static long plan_index(const plan_t *pl, uint32_t meter) {
   return (lo < pl->n && pl->meters[lo] == meter) ? (long)lo : -1;
 }
 
-static void report_missing(hes_plans_t *p, const plan_t *pl, hes_plans_missing_cb cb, void *ctx) {
-  size_t k = pl->n - pl->answered;
-  if (k == 0 || cb == NULL)
-    return;
-  if (p->scratch_cap < k) {
-    uint32_t *ns = realloc(p->scratch, k * sizeof(*ns));
-    if (ns != NULL) {
-      p->st.memory += (k - p->scratch_cap) * sizeof(*ns);
-      p->scratch = ns;
-      p->scratch_cap = k;
-    }
-  }
-  if (p->scratch_cap >= k) {
-    size_t j = 0;
-    for (size_t i = 0; i < pl->n; i++) {
-      if (!plan_bit(pl, i))
-        p->scratch[j++] = pl->meters[i];
-    }
-    cb(ctx, pl->id, pl->tag, pl->user, p->scratch, j);
-    return;
-  }
-  /* Out of memory: several calls for one plan are better than none. */
-  uint32_t chunk[MISSING_CHUNK];
-  size_t j = 0;
-  for (size_t i = 0; i < pl->n; i++) {
-    if (plan_bit(pl, i))
-      continue;
-    chunk[j++] = pl->meters[i];
-    if (j == MISSING_CHUNK) {
-      cb(ctx, pl->id, pl->tag, pl->user, chunk, j);
-      j = 0;
-    }
-  }
-  if (j > 0)
-    cb(ctx, pl->id, pl->tag, pl->user, chunk, j);
-}
-
-/* Ends an open plan: reports what never answered, leaves a tombstone of `kind`. */
-static void plan_close(hes_plans_t *p, plan_t *pl, hes_plan_lookup_t kind, hes_plans_missing_cb cb,
-                       void *ctx) {
+/* Ends an open plan: leaves a tombstone of `kind`. A plan with meters that never answered
+ * goes onto *closed (detached, no longer counted in st.memory) when closed is not NULL, to be
+ * reported by report_closed once the lock is released; otherwise it is freed. */
+static void plan_close(hes_plans_t *p, plan_t *pl, hes_plan_lookup_t kind, plan_t **closed) {
   size_t unanswered = pl->n - pl->answered;
-  report_missing(p, pl, cb, ctx);
   p->st.missing += unanswered;
   p->st.meters_pending -= unanswered;
   p->st.plans_pending--;
   heap_remove(p, pl);
   table_remove(&p->plans, &pl->h);
   tomb_add(p, pl->id, pl->h.hash, kind);
+  if (closed != NULL && unanswered > 0) {
+    p->st.memory -= pl->alloc_size;
+    pl->closed_next = *closed;
+    *closed = pl;
+    return;
+  }
   plans__release(p, pl, pl->alloc_size);
+}
+
+/* Reports the meters that never answered of the plans plan_close set aside, and frees them.
+ * Called without the lock: the callback may log, notify, or call hes_plans_* again. The
+ * plans are detached, so their meters[] can hold the unanswered meters in place. */
+static void report_closed(plan_t *closed, hes_plans_missing_cb cb, void *ctx) {
+  plan_t *in_order = NULL; /* plan_close pushed them newest first */
+  while (closed != NULL) {
+    plan_t *pl = closed;
+    closed = pl->closed_next;
+    pl->closed_next = in_order;
+    in_order = pl;
+  }
+  closed = in_order;
+  while (closed != NULL) {
+    plan_t *pl = closed;
+    closed = pl->closed_next;
+    size_t j = 0;
+    for (size_t i = 0; i < pl->n; i++)
+      if (!plan_bit(pl, i))
+        pl->meters[j++] = pl->meters[i];
+    if (cb != NULL && j > 0)
+      cb(ctx, pl->id, pl->tag, pl->user, pl->meters, j);
+    free(pl);
+  }
 }
 
 static void plans_clock(hes_plans_t *p, double now) {
@@ -490,7 +482,6 @@ void hes_plans_free(hes_plans_t *p) {
     hes_parked_free(g->head);
     free(g);
   }
-  free(p->scratch);
   table_free(p, &p->plans);
   table_free(p, &p->tombs);
   table_free(p, &p->groups);
@@ -671,7 +662,7 @@ int hes_plans_answer(hes_plans_t *p, const char *plan_id, uint32_t meter) {
       pl->answered++;
       p->st.meters_pending--;
       if (pl->answered == pl->n)
-        plan_close(p, pl, HES_PLAN_DUPLICATE, NULL, NULL);
+        plan_close(p, pl, HES_PLAN_DUPLICATE, NULL);
       r = 1;
     }
   } else {
@@ -688,26 +679,76 @@ int hes_plans_answer(hes_plans_t *p, const char *plan_id, uint32_t meter) {
   return r;
 }
 
+size_t hes_plans_answer_batch(hes_plans_t *p, const char *plan_id, uint32_t *meters, size_t n) {
+  size_t id_len = valid_id_len(plan_id);
+  if (p == NULL || id_len == 0) {
+    for (size_t i = 0; i < n; i++)
+      meters[i] = UINT32_MAX;
+    return 0;
+  }
+  uint32_t hash = plans__hash(plan_id, id_len);
+  size_t kept = 0, i = 0;
+  pthread_mutex_lock(&p->lock);
+  plan_t *pl = (plan_t *)table_find(&p->plans, plan_id, hash);
+  for (; pl != NULL && i < n; i++) {
+    if (meters[i] == UINT32_MAX)
+      continue;
+    long k = plan_index(pl, meters[i]);
+    if (k < 0) {
+      meters[i] = UINT32_MAX;
+    } else if (plan_bit(pl, (size_t)k)) {
+      p->st.duplicate++;
+      meters[i] = UINT32_MAX;
+    } else {
+      pl->bits[k / 64] |= UINT64_C(1) << (k % 64);
+      pl->answered++;
+      p->st.meters_pending--;
+      kept++;
+      if (pl->answered == pl->n) {
+        plan_close(p, pl, HES_PLAN_DUPLICATE, NULL);
+        pl = NULL; /* the rest are repeats of a finished plan, as for hes_plans_answer */
+      }
+    }
+  }
+  if (i < n) {
+    const tomb_t *t = (const tomb_t *)table_find(&p->tombs, plan_id, hash);
+    for (; i < n; i++) {
+      if (meters[i] == UINT32_MAX)
+        continue;
+      if (t != NULL && t->kind == HES_PLAN_DUPLICATE)
+        p->st.duplicate++;
+      else if (t != NULL)
+        p->st.late++;
+      meters[i] = UINT32_MAX;
+    }
+  }
+  pthread_mutex_unlock(&p->lock);
+  return kept;
+}
+
 void hes_plans_finish(hes_plans_t *p, const char *plan_id, hes_plans_missing_cb cb, void *ctx) {
   size_t id_len = valid_id_len(plan_id);
   if (p == NULL || id_len == 0)
     return;
   uint32_t hash = plans__hash(plan_id, id_len);
+  plan_t *closed = NULL;
   pthread_mutex_lock(&p->lock);
   plan_t *pl = (plan_t *)table_find(&p->plans, plan_id, hash);
   if (pl != NULL)
-    plan_close(p, pl, HES_PLAN_DUPLICATE, cb, ctx);
+    plan_close(p, pl, HES_PLAN_DUPLICATE, cb != NULL ? &closed : NULL);
   pthread_mutex_unlock(&p->lock);
+  report_closed(closed, cb, ctx);
 }
 
 size_t hes_plans_expire(hes_plans_t *p, double now, hes_plans_missing_cb cb, void *ctx) {
   if (p == NULL || isnan(now))
     return 0;
   size_t expired = 0;
+  plan_t *closed = NULL;
   pthread_mutex_lock(&p->lock);
   plans_clock(p, now);
   while (p->heap_len > 0 && p->heap[0]->deadline <= now) {
-    plan_close(p, p->heap[0], HES_PLAN_LATE, cb, ctx);
+    plan_close(p, p->heap[0], HES_PLAN_LATE, cb != NULL ? &closed : NULL);
     expired++;
   }
   if (p->st.parked > 0)
@@ -715,6 +756,7 @@ size_t hes_plans_expire(hes_plans_t *p, double now, hes_plans_missing_cb cb, voi
   while (p->tomb_oldest != NULL && p->tomb_oldest->at + p->cfg.tombstone_ttl <= now)
     tomb_forget_oldest(p);
   pthread_mutex_unlock(&p->lock);
+  report_closed(closed, cb, ctx);
   return expired;
 }
 

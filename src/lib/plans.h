@@ -14,7 +14,7 @@
  * - Expiry: plans past their deadline report the meters that never answered.
  *
  * Thread-safe: one mutex, held for lookups and updates only, never across I/O or callbacks
- * into the caller other than hes_plans_missing_cb (see there). O(1) lookups by planId. */
+ * into the caller. O(1) lookups by planId. */
 #ifndef HES_PLANS_H
 #define HES_PLANS_H
 
@@ -70,8 +70,9 @@ typedef struct {
 } hes_plans_stats_t;
 
 /* Called for the meters of a plan that never answered: from hes_plans_finish and
- * hes_plans_expire, with the plans lock held: it must not call hes_plans_* itself.
- * `meters` is valid during the call only. */
+ * hes_plans_expire, after the plans lock is released (what expired is collected under the
+ * lock, reported after it), so it may log, notify, or call hes_plans_* itself. One call per
+ * plan, in expiry order. `meters` and `plan_id` are valid during the call only. */
 typedef void (*hes_plans_missing_cb)(void *ctx, const char *plan_id, uint32_t tag, void *user,
                                      const uint32_t *meters, size_t n);
 
@@ -107,6 +108,11 @@ hes_plan_lookup_t hes_plans_lookup(hes_plans_t *p, const char *plan_id, double n
  * answers, the plan finishes by itself. A plan that expired meanwhile also gives 0, counted
  * as late. */
 int hes_plans_answer(hes_plans_t *p, const char *plan_id, uint32_t meter);
+
+/* hes_plans_answer for meters[0..n-1] under one lock and one lookup (a push's readings):
+ * each entry that hes_plans_answer would not answer 1 for is set to UINT32_MAX (entries that
+ * are UINT32_MAX already are skipped), with the same counting. Returns the entries kept. */
+size_t hes_plans_answer_batch(hes_plans_t *p, const char *plan_id, uint32_t *meters, size_t n);
 
 /* Finishes a plan whose final push has been handled (status partial or failure, or a
  * push kind that answers as a whole): meters that never answered are reported missing. */

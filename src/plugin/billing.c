@@ -1,6 +1,7 @@
 /* billing.c: the frozen items (dailyBilling, monthlyBilling, loadProfile) and the seed's
- * 4.1 loop: per freeze time still incomplete, history first, then a real-time read of the
- * meters history lacked; the backfill module keeps the books, this file dispatches. */
+ * 4.1 loop, on a thread of its own: per freeze time still incomplete, history first, then
+ * a real-time read of the meters history lacked; the backfill module keeps the books, this
+ * file dispatches. A round ends by RetryInterval, so a slow HES never delays the readings. */
 #include "config.h"
 
 #include "plugin.h"
@@ -11,22 +12,17 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 /* ---------------------------------------------------------------------------------------
  * frozen items: the 4.1 loop */
 
-struct hes_frozen *hes_frozen_of(hes_server_t *s, uint32_t cgcode) {
-  for (size_t i = 0; i < s->frozen_num; i++)
-    if ((uint32_t)s->frozen[i].item->cgcode == cgcode)
-      return &s->frozen[i];
-  return NULL;
-}
-
 /* Records the composite entries of a push or a history page: one meter at one freeze time
- * each, its channels converted to SI. Dispatching is the read thread's (hes_frozen_dispatch),
- * so each identifier's values go out in time order. Called from the MQTT and read threads. */
-void hes_frozen_record(hes_server_t *s, struct hes_frozen *f, const hes_push_t *push,
-                       const char *source) {
+ * each, its channels converted to SI. Dispatching is the billing thread's (hes_frozen_dispatch),
+ * so each identifier's values go out in time order. Called from the MQTT and billing
+ * threads. */
+static void hes_frozen_record(hes_server_t *s, struct hes_frozen *f, const hes_push_t *push,
+                              const char *source) {
   size_t i = 0;
   while (i < push->count) {
     const hes_push_reading_t *first = &push->readings[i];
@@ -68,7 +64,7 @@ void hes_frozen_record(hes_server_t *s, struct hes_frozen *f, const hes_push_t *
 
 /* Dispatches at most one period per meter (the oldest waiting): collectd's write threads
  * may reorder two values of one identifier dispatched back to back. */
-void hes_frozen_dispatch(hes_server_t *s, struct hes_frozen *f) {
+static void hes_frozen_dispatch(hes_server_t *s, struct hes_frozen *f) {
   const hes_backfill_entry_t *entries;
   size_t n = hes_backfill_take(f->backfill, &entries);
   if (n == 0)
@@ -100,6 +96,48 @@ void hes_frozen_dispatch(hes_server_t *s, struct hes_frozen *f) {
                     s->name, f->item->name, STRERROR(err));
 }
 
+/* ---------------------------------------------------------------------------------------
+ * the frozen sink: readFrozen plans' pushes */
+
+static void hes_frozen_entries(void *user, const hes_session_plan_t *plan, const hes_push_t *push,
+                               const uint32_t *meter) {
+  (void)meter; /* the backfill books take the meter by number, as for history pages */
+  struct hes_frozen *f = user;
+  hes_frozen_record(f->server, f, push, plan->plan_id);
+}
+
+static void hes_frozen_rejected(void *user, const hes_session_reject_t *why) {
+  hes_count_rejected(((struct hes_frozen *)user)->server, why);
+}
+
+/* No missing callback: the backfill books track what is missing, per period. */
+static const hes_session_sink_t hes_frozen_sink = {
+    .frozen = hes_frozen_entries,
+    .rejected = hes_frozen_rejected,
+};
+
+void hes_billing_routes(hes_server_t *s) {
+  for (size_t i = 0; i < s->frozen_num; i++) {
+    struct hes_frozen *f = &s->frozen[i];
+    f->server = s;
+    f->route = (hes_session_route_t){
+        .sink = &hes_frozen_sink,
+        .user = f,
+        .kind = HES_PUSH_CHANNELS,
+        .one_push = true, /* the books know what is still missing */
+    };
+  }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * the 4.1 loop */
+
+/* Whether the round must stop sending: its deadline passed, or shutdown is under way (a round
+ * may otherwise outlast collectd's shutdown by up to RetryInterval). */
+static bool hes_billing_over(hes_server_t *s, double deadline) {
+  return atomic_load(&s->billing_stop) || hes_clock_wall() >= deadline;
+}
+
 /* Gathers up to batch_size meters still missing at freeze time t, from index *from on. */
 static size_t hes_frozen_batch(hes_server_t *s, struct hes_frozen *f, int64_t t, uint32_t *from) {
   size_t n = 0;
@@ -107,88 +145,178 @@ static size_t hes_frozen_batch(hes_server_t *s, struct hes_frozen *f, int64_t t,
     uint32_t m = hes_backfill_next_missing(f->backfill, t, *from);
     if (m == HES_METER_NONE)
       break;
-    s->batch_index[n] = m;
-    s->batch_meters[n] = hes_meters_at(s->meters, m);
-    n++;
+    s->billing_index[n++] = m;
     *from = m + 1;
   }
   return n;
 }
 
-static void hes_frozen_history(hes_server_t *s, struct hes_frozen *f, int64_t t, const char *when) {
+static void hes_frozen_log(hes_server_t *s, struct hes_frozen *f, const hes_api_error_t *err,
+                           const char *when, size_t n) {
+  char what[128];
+  snprintf(what, sizeof(what), "%s at %s for %zu meter(s) from %s", f->item->name, when, n,
+           hes_meters_at(s->meters, s->billing_index[0]));
+  hes_log_api_error(s, err, what);
+}
+
+/* Returns false when the round's deadline passed. */
+static bool hes_frozen_history(hes_server_t *s, struct hes_frozen *f, int64_t t, const char *when,
+                               double deadline) {
   uint32_t from = 0;
   size_t n;
   while ((n = hes_frozen_batch(s, f, t, &from)) > 0 && hes_backfill_room(f->backfill) > 0) {
+    if (hes_billing_over(s, deadline))
+      return false;
     hes_api_error_t err;
-    uint64_t sent = hes_api_requests(s->api);
-    hes_api_history_t *h = hes_api_history_new(s->api, true, s->batch_meters, n, f->item->cgcode,
-                                               when, when, 100, &err);
+    hes_api_history_t *h = hes_session_history_new(s->billing_client, true, s->billing_index, n,
+                                                   f->item->cgcode, when, when, 100, &err);
     hes_api_result_t r = h != NULL ? HES_API_OK : err.kind;
     hes_push_t page;
     while (r == HES_API_OK) {
-      r = hes_api_history_next(h, hes_clock_wall(), &page, &err);
+      r = hes_session_history_next(s->billing_client, h, &page, &err);
       if (r != HES_API_OK || page.entries == 0)
         break;
       if (page.kind == HES_PUSH_CHANNELS)
         hes_frozen_record(s, f, &page, "historyFrozen");
+      if (hes_billing_over(s, deadline))
+        break; /* what this page brought is kept; the rest waits for the next round */
     }
     hes_api_history_free(h);
-    atomic_fetch_add(&s->count.http, hes_api_requests(s->api) - sent);
     if (r != HES_API_OK) {
-      atomic_fetch_add(&s->count.http_failed, 1);
-      char what[128];
-      snprintf(what, sizeof(what), "%s at %s for %zu meter(s) from %s", f->item->name, when, n,
-               s->batch_meters[0]);
-      hes_log_api_error(s, &err, what);
-      return; /* the re-read below still asks the meters */
+      hes_frozen_log(s, f, &err, when, n);
+      return true; /* the re-read still asks the meters */
     }
   }
+  return true;
 }
 
-static void hes_frozen_read(hes_server_t *s, struct hes_frozen *f, int64_t t, const char *when) {
+static bool hes_frozen_read(hes_server_t *s, struct hes_frozen *f, int64_t t, const char *when,
+                            double deadline) {
   uint32_t from = 0;
   size_t n;
   while ((n = hes_frozen_batch(s, f, t, &from)) > 0) {
+    if (hes_billing_over(s, deadline))
+      return false;
+    hes_session_request_t rq = {
+        .route = &f->route,
+        .tag = (uint32_t)f->item->cgcode,
+        .meters = s->billing_index,
+        .n = n,
+        .timeout = s->plan_timeout,
+    };
     hes_api_plan_t plan;
     hes_api_error_t err;
-    double now = hes_clock_wall();
-    hes_plans_request_begin(s->plans);
-    uint64_t sent = hes_api_requests(s->api);
-    hes_api_result_t r = hes_api_read_frozen(s->api, now, s->batch_meters, n, f->item->cgcode, when,
-                                             when, &plan, &err);
-    atomic_fetch_add(&s->count.http, hes_api_requests(s->api) - sent);
-    if (r != HES_API_OK) {
-      hes_plans_request_end(s->plans);
-      atomic_fetch_add(&s->count.http_failed, 1);
-      char what[128];
-      snprintf(what, sizeof(what), "%s at %s for %zu meter(s) from %s", f->item->name, when, n,
-               s->batch_meters[0]);
-      hes_log_api_error(s, &err, what);
-      continue;
-    }
-    hes_parked_t *parked = NULL;
-    int ar = hes_plans_add(s->plans, plan.plan_id, (uint32_t)f->item->cgcode, NULL, s->batch_index,
-                           n, now + s->plan_timeout, &parked);
-    hes_plans_request_end(s->plans);
-    if (ar != 0)
-      continue;
-    for (hes_parked_t *p = parked; p != NULL; p = p->next)
-      hes_handle_push(s, s->read_parser, p->payload, p->len, true);
-    hes_parked_free(parked);
+    if (hes_session_read_frozen(s->billing_client, &rq, f->item->cgcode, when, when, &plan, &err) !=
+        HES_API_OK)
+      hes_frozen_log(s, f, &err, when, n);
   }
+  return true;
 }
 
 /* One round of the seed's 4.1 loop for one frozen item: for every freeze time still
- * incomplete, history first, then a real-time read of the meters history lacked. */
-void hes_frozen_round(hes_server_t *s, struct hes_frozen *f, int64_t now) {
+ * incomplete, history first, then a real-time read of the meters history lacked. A round cut
+ * short by its deadline leaves f->resume at the freeze time it was on, and the next round
+ * starts there (then wraps to the older ones), so a slow HES cannot keep the newer freeze
+ * times waiting behind the oldest. Returns false when the deadline passed. */
+static bool hes_frozen_round(hes_server_t *s, struct hes_frozen *f, int64_t now, double deadline) {
   int64_t times[64];
   hes_backfill_advance(f->backfill, now);
   size_t nt = hes_backfill_due(f->backfill, times, STATIC_ARRAY_SIZE(times));
-  for (size_t i = 0; i < nt; i++) {
+  size_t start = 0;
+  while (f->resume != 0 && start < nt && times[start] < f->resume)
+    start++;
+  if (start == nt)
+    start = 0;
+  for (size_t k = 0; k < nt; k++) {
+    int64_t t = times[(start + k) % nt];
     char when[HES_TZ_FORMAT_SIZE];
-    if (!hes_tz_format(s->tz, times[i], when, sizeof(when)))
+    if (!hes_tz_format(s->tz, t, when, sizeof(when)))
       continue;
-    hes_frozen_history(s, f, times[i], when);
-    hes_frozen_read(s, f, times[i], when);
+    if (!hes_frozen_history(s, f, t, when, deadline) || !hes_frozen_read(s, f, t, when, deadline)) {
+      f->resume = t;
+      return false;
+    }
+    /* Periods complete now go out without waiting for the round to end. */
+    hes_frozen_dispatch(s, f);
   }
+  f->resume = 0;
+  return true;
+}
+
+/* Waits up to `seconds`; returns false when the thread must stop. */
+static bool hes_billing_wait(hes_server_t *s, double seconds) {
+  /* billing_cond waits on CLOCK_REALTIME, pthread's default */
+  struct timespec ts = hes_clock_after(CLOCK_REALTIME, seconds);
+  pthread_mutex_lock(&s->billing_lock);
+  if (!atomic_load(&s->billing_stop))
+    pthread_cond_timedwait(&s->billing_cond, &s->billing_lock, &ts);
+  bool go_on = !atomic_load(&s->billing_stop);
+  pthread_mutex_unlock(&s->billing_lock);
+  return go_on;
+}
+
+/* The billing thread: every Interval, dispatch what the pushes completed; every
+ * RetryInterval, a 4.1 round that ends by the next one is due. */
+static void *hes_billing_thread(void *arg) {
+  hes_server_t *s = arg;
+  double step = CDTIME_T_TO_DOUBLE(s->interval);
+  do {
+    for (size_t i = 0; i < s->frozen_num; i++)
+      hes_frozen_dispatch(s, &s->frozen[i]);
+    double now = hes_clock_wall();
+    if (!hes_mqtt_ready(s->mqtt) ||
+        (s->frozen_last != 0 && now - s->frozen_last < s->retry_interval))
+      continue;
+    s->frozen_last = now;
+    double deadline = now + s->retry_interval;
+    /* The item a round cut short was on goes first next time: none starves the others. */
+    size_t first = s->frozen_next;
+    for (size_t k = 0; k < s->frozen_num; k++) {
+      size_t i = (first + k) % s->frozen_num;
+      if (!hes_frozen_round(s, &s->frozen[i], (int64_t)hes_clock_wall(), deadline)) {
+        s->frozen_next = i;
+        if (!atomic_load(&s->billing_stop))
+          HES_LOG_LIMITED(&s->log_http, LOG_WARNING,
+                          "Server \"%s\": the billing round took longer than RetryInterval "
+                          "(%.0f s); the next one resumes with %s",
+                          s->name, s->retry_interval, s->frozen[i].item->name);
+        break;
+      }
+    }
+    for (size_t i = 0; i < s->frozen_num; i++)
+      hes_frozen_dispatch(s, &s->frozen[i]);
+  } while (hes_billing_wait(s, step));
+  return NULL;
+}
+
+int hes_billing_start(hes_server_t *s) {
+  if (s->frozen_num == 0)
+    return 0;
+  hes_api_error_t err;
+  s->billing_client = hes_session_client_new(s->session, &err);
+  s->billing_index = calloc(s->batch_size, sizeof(*s->billing_index));
+  if (s->billing_client == NULL || s->billing_index == NULL) {
+    ERROR(HES_PLUGIN " plugin: Server \"%s\": cannot set up the billing thread's HTTP client: %s",
+          s->name, s->billing_client == NULL ? err.msg : "out of memory");
+    return -1;
+  }
+  int status = plugin_thread_create(&s->billing_thread, hes_billing_thread, s, "hes billing");
+  if (status != 0) {
+    ERROR(HES_PLUGIN " plugin: Server \"%s\": cannot start the billing thread: %s", s->name,
+          STRERROR(status));
+    return -1;
+  }
+  s->billing_started = true;
+  return 0;
+}
+
+void hes_billing_stop(hes_server_t *s) {
+  if (!s->billing_started)
+    return;
+  pthread_mutex_lock(&s->billing_lock);
+  atomic_store(&s->billing_stop, true);
+  pthread_cond_signal(&s->billing_cond);
+  pthread_mutex_unlock(&s->billing_lock);
+  pthread_join(s->billing_thread, NULL);
+  s->billing_started = false;
 }

@@ -31,8 +31,10 @@ static void hes_relay_notify(const hes_relay_cmd_t *cmd, int severity, const cha
   plugin_dispatch_notification(&n);
 }
 
-/* The audit line of an outcome, and its notification. */
-void hes_relay_outcome(const char *plan_id, const char *meter, bool success, const char *why) {
+/* The audit line of an outcome, and its notification. Never called with a lock held: the
+ * notification runs every notification plugin. */
+static void hes_relay_outcome(const char *plan_id, const char *meter, bool success,
+                              const char *why) {
   hes_relay_cmd_t cmd;
   if (hes_relay_conf == NULL || !hes_relay_take(hes_relay_conf->relay, plan_id, meter, &cmd))
     return;
@@ -42,6 +44,39 @@ void hes_relay_outcome(const char *plan_id, const char *meter, bool success, con
   hes_relay_notify(&cmd, success ? NOTIF_OKAY : NOTIF_FAILURE, plan_id,
                    success ? "success" : (why != NULL ? why : "failure"));
 }
+
+/* ---------------------------------------------------------------------------------------
+ * the relay sink: relay plans' pushes */
+
+static void hes_relay_results(void *user, const hes_session_plan_t *plan, const hes_push_t *push,
+                              const uint32_t *meter) {
+  hes_relay_conf_t *rc = user;
+  for (size_t i = 0; i < push->count; i++) {
+    if (meter[i] == HES_METER_NONE)
+      continue;
+    const hes_push_relay_t *r = &push->relays[i];
+    hes_relay_outcome(plan->plan_id, hes_meters_at(rc->server->meters, meter[i]), r->successful,
+                      r->successful ? NULL : "the HES reports the operation failed");
+  }
+}
+
+static void hes_relay_missing(void *user, const hes_session_plan_t *plan, const uint32_t *meters,
+                              size_t n) {
+  hes_relay_conf_t *rc = user;
+  for (size_t i = 0; i < n; i++)
+    hes_relay_outcome(plan->plan_id, hes_meters_at(rc->server->meters, meters[i]), false,
+                      "no result");
+}
+
+static void hes_relay_rejected(void *user, const hes_session_reject_t *why) {
+  hes_count_rejected(((hes_relay_conf_t *)user)->server, why);
+}
+
+static const hes_session_sink_t hes_relay_sink = {
+    .relay = hes_relay_results,
+    .missing = hes_relay_missing,
+    .rejected = hes_relay_rejected,
+};
 
 /* ---------------------------------------------------------------------------------------
  * relay: notifications in, breaker commands out */
@@ -144,6 +179,26 @@ static int hes_notification(const notification_t *n, user_data_t *ud) {
   return 0;
 }
 
+typedef struct {
+  hes_relay_conf_t *rc;
+  const hes_relay_cmd_t *cmd;
+  bool sent;
+} hes_relay_sent_ctx_t;
+
+/* The HES took the command: registered as outstanding before the plan, so a push that
+ * arrived already (parked, replayed once the plan is registered) finds it. */
+static void hes_relay_sent_cb(void *ctx, const hes_api_plan_t *plan) {
+  hes_relay_sent_ctx_t *sc = ctx;
+  const hes_relay_cmd_t *cmd = sc->cmd;
+  sc->sent = true;
+  atomic_fetch_add(&sc->rc->server->count.relay_sent, 1);
+  hes_relay_sent(sc->rc->relay, cmd, plan->plan_id);
+  INFO(HES_PLUGIN " plugin: relay audit: rule \"%s\" meter %s action %s value %s threshold %s "
+                  "planId %s outcome sent, waiting for the result",
+       cmd->rule, cmd->meter, hes_relay_action_string(cmd->action), cmd->value_text,
+       cmd->threshold_text[0] != '\0' ? cmd->threshold_text : "-", plan->plan_id);
+}
+
 static void hes_relay_send(hes_relay_conf_t *rc, const hes_relay_cmd_t *cmd) {
   hes_server_t *s = rc->server;
   const char *action = hes_relay_action_string(cmd->action);
@@ -155,18 +210,26 @@ static void hes_relay_send(hes_relay_conf_t *rc, const hes_relay_cmd_t *cmd) {
     hes_relay_notify(cmd, NOTIF_OKAY, NULL, "dry run, nothing sent");
     return;
   }
-  const char *meters[1] = {cmd->meter};
   uint32_t index = cmd->meter_index;
+  hes_relay_sent_ctx_t sc = {.rc = rc, .cmd = cmd};
+  hes_session_request_t rq = {
+      .route = &rc->route,
+      .tag = HES_TAG_RELAY | (uint32_t)cmd->action,
+      .meters = &index,
+      .n = 1,
+      .timeout = s->plan_timeout,
+      .sent = hes_relay_sent_cb,
+      .ctx = &sc,
+  };
   hes_api_plan_t plan;
   hes_api_error_t err;
-  double now = hes_clock_wall();
-  hes_plans_request_begin(s->plans);
-  uint64_t sent = hes_api_requests(rc->api);
-  hes_api_result_t r = hes_api_relay(rc->api, now, meters, 1, (int)cmd->action, &plan, &err);
-  atomic_fetch_add(&s->count.http, hes_api_requests(rc->api) - sent);
+  hes_api_result_t r = hes_session_relay(rc->client, &rq, (int)cmd->action, &plan, &err);
+  if (r != HES_API_OK && sc.sent) {
+    /* Sent, but the plan could not be tracked. */
+    hes_relay_outcome(plan.plan_id, cmd->meter, false, "the plan could not be tracked");
+    return;
+  }
   if (r != HES_API_OK) {
-    hes_plans_request_end(s->plans);
-    atomic_fetch_add(&s->count.http_failed, 1);
     char why[HES_API_MSG_MAX + 64];
     if (err.kind == HES_API_EHES)
       snprintf(why, sizeof(why), "HES code %d: %s", err.code, err.msg);
@@ -177,26 +240,7 @@ static void hes_relay_send(hes_relay_conf_t *rc, const hes_relay_cmd_t *cmd) {
          cmd->rule, cmd->meter, action, cmd->value_text,
          cmd->threshold_text[0] != '\0' ? cmd->threshold_text : "-", why);
     hes_relay_notify(cmd, NOTIF_FAILURE, NULL, "the command could not be sent");
-    return;
   }
-  atomic_fetch_add(&s->count.relay_sent, 1);
-  /* Registered as outstanding before the plan, so a push that arrives at once finds it. */
-  hes_relay_sent(rc->relay, cmd, plan.plan_id);
-  INFO(HES_PLUGIN " plugin: relay audit: rule \"%s\" meter %s action %s value %s threshold %s "
-                  "planId %s outcome sent, waiting for the result",
-       cmd->rule, cmd->meter, action, cmd->value_text,
-       cmd->threshold_text[0] != '\0' ? cmd->threshold_text : "-", plan.plan_id);
-  hes_parked_t *parked = NULL;
-  int ar = hes_plans_add(s->plans, plan.plan_id, HES_TAG_RELAY | (uint32_t)cmd->action, NULL,
-                         &index, 1, now + s->plan_timeout, &parked);
-  hes_plans_request_end(s->plans);
-  if (ar != 0) {
-    hes_relay_outcome(plan.plan_id, cmd->meter, false, "the plan could not be tracked");
-    return;
-  }
-  for (hes_parked_t *p = parked; p != NULL; p = p->next)
-    hes_handle_push(s, rc->parser, p->payload, p->len, true);
-  hes_parked_free(parked);
 }
 
 static void *hes_relay_thread(void *arg) {
@@ -249,13 +293,16 @@ int hes_relay_start(hes_relay_conf_t *rc) {
     }
   }
   hes_api_error_t aerr;
-  rc->api = hes_server_api_new(s, &aerr);
-  rc->parser = hes_push_parser_new(0);
-  if (rc->api == NULL || rc->parser == NULL) {
-    ERROR(HES_PLUGIN " plugin: <Relay>: cannot set up the HTTP client: %s",
-          rc->api == NULL ? aerr.msg : "out of memory");
+  rc->client = hes_session_client_new(s->session, &aerr);
+  if (rc->client == NULL) {
+    ERROR(HES_PLUGIN " plugin: <Relay>: cannot set up the HTTP client: %s", aerr.msg);
     return -1;
   }
+  rc->route = (hes_session_route_t){
+      .sink = &hes_relay_sink,
+      .user = rc,
+      .kind = HES_PUSH_RELAY,
+  };
   int status = plugin_thread_create(&rc->thread, hes_relay_thread, rc, "hes relay");
   if (status != 0) {
     ERROR(HES_PLUGIN " plugin: <Relay>: cannot start the relay thread: %s", STRERROR(status));

@@ -1,9 +1,10 @@
 /* hes.c: the collectd plugin's entry points. It wires the collectd-free modules together:
- * a read callback asks the HES for readings (api), an MQTT thread receives the results (mqtt),
- * matches them to the plans this instance made (plans), parses them (push), converts them
- * (items) and dispatches collectd values. Here: module_register, init (the types, then per
- * <Server> the HTTP client, the MQTT thread and the read callback, and the relay thread),
- * shutdown, and the helpers every glue file uses. */
+ * per <Server> a session (the request path: api, mqtt, plans, push), a read callback that
+ * asks the HES for readings, an MQTT thread whose pushes the session routes to the sinks
+ * of read.c, billing.c and breaker.c, and a billing thread for frozen items. Here:
+ * module_register, init (the types, then per <Server> the session, the MQTT thread, the
+ * billing thread and the read callback, and the relay thread), shutdown, and the helpers
+ * every glue file uses. */
 #include "config.h"
 
 #include "plugin.h"
@@ -61,25 +62,7 @@ const char *hes_state_dir_path(void) {
 }
 
 /* ---------------------------------------------------------------------------------------
- * the MQTT thread: pushes in */
-
-static void hes_mqtt_on_message(void *ctx, const char *topic, const void *payload, size_t len) {
-  (void)topic; /* the planId in the payload is what counts: the seed's topics disagree */
-  hes_server_t *s = ctx;
-  hes_handle_push(s, s->mqtt_parser, payload, len, false);
-}
-
-static void hes_mqtt_on_state(void *ctx, bool ready, const char *why) {
-  hes_server_t *s = ctx;
-  if (ready)
-    INFO(HES_PLUGIN " plugin: Server \"%s\": MQTT %s:%d connected, subscribed to \"%s\".", s->name,
-         s->mqtt_host, s->mqtt_port, s->topic_filter);
-  else if (!atomic_load(&hes_initialised))
-    INFO(HES_PLUGIN " plugin: Server \"%s\": MQTT disconnected (shutdown).", s->name);
-  else /* the reason names the broker */
-    WARNING(HES_PLUGIN " plugin: Server \"%s\": MQTT not connected: %s.", s->name,
-            why != NULL ? why : "unknown reason");
-}
+ * the MQTT thread: pushes in, routed by the session to their plans' sinks */
 
 static void *hes_mqtt_thread(void *arg) {
   hes_server_t *s = arg;
@@ -90,20 +73,28 @@ static void *hes_mqtt_thread(void *arg) {
 /* ---------------------------------------------------------------------------------------
  * init and shutdown */
 
-/* An HTTP client for the server: the read thread and the relay thread each have one. */
-hes_api_t *hes_server_api_new(const hes_server_t *s, hes_api_error_t *err) {
-  const hes_api_config_t ac = {
-      .url = s->url,
-      .tenant_code = s->tenant,
-      .username = s->username,
-      .password = s->password,
-      .secret_key = s->secret_key,
-      .verify_peer = s->verify_peer,
-      .verify_host = s->verify_host,
-      .ca_cert = s->ca_cert,
-      .timeout_ms = s->timeout_ms,
-  };
-  return hes_api_new(&ac, err);
+/* What hes_server_start made; the MQTT thread, the billing thread and the relay thread are
+ * gone by now. */
+void hes_server_runtime_free(hes_server_t *s) {
+  hes_session_client_free(s->read_client);
+  hes_session_client_free(s->billing_client);
+  s->read_client = s->billing_client = NULL;
+  hes_session_free(s->session);
+  s->session = NULL;
+  s->mqtt = NULL;
+  free(s->batch_index);
+  free(s->billing_index);
+  s->batch_index = s->billing_index = NULL;
+  if (s->billing_sync) {
+    pthread_mutex_destroy(&s->billing_lock);
+    pthread_cond_destroy(&s->billing_cond);
+    s->billing_sync = false;
+  }
+}
+
+void hes_relay_runtime_free(hes_relay_conf_t *rc) {
+  hes_session_client_free(rc->client);
+  rc->client = NULL;
 }
 
 static int hes_check_type(const char *type) {
@@ -117,19 +108,11 @@ static int hes_check_type(const char *type) {
 }
 
 static int hes_server_start(hes_server_t *s) {
-  hes_api_error_t err;
-  s->api = hes_server_api_new(s, &err);
-  if (s->api == NULL) {
-    ERROR(HES_PLUGIN " plugin: Server \"%s\": cannot set up the HTTP client: %s", s->name, err.msg);
-    return -1;
-  }
-  s->read_parser = hes_push_parser_new(0);
-  s->mqtt_parser = hes_push_parser_new(0);
-  s->plans = hes_plans_new(NULL);
-  s->batch_meters = calloc(s->batch_size, sizeof(*s->batch_meters));
+  pthread_mutex_init(&s->billing_lock, NULL);
+  pthread_cond_init(&s->billing_cond, NULL);
+  s->billing_sync = true;
   s->batch_index = calloc(s->batch_size, sizeof(*s->batch_index));
-  if (s->read_parser == NULL || s->mqtt_parser == NULL || s->plans == NULL ||
-      s->batch_meters == NULL || s->batch_index == NULL) {
+  if (s->batch_index == NULL) {
     ERROR(HES_PLUGIN " plugin: Server \"%s\": out of memory.", s->name);
     return -1;
   }
@@ -166,7 +149,17 @@ static int hes_server_start(hes_server_t *s) {
       return -1;
   }
   snprintf(s->topic_filter, sizeof(s->topic_filter), "/%s/#", s->tenant);
-  char merr[256] = "";
+  s->api_config = (hes_api_config_t){
+      .url = s->url,
+      .tenant_code = s->tenant,
+      .username = s->username,
+      .password = s->password,
+      .secret_key = s->secret_key,
+      .verify_peer = s->verify_peer,
+      .verify_host = s->verify_host,
+      .ca_cert = s->ca_cert,
+      .timeout_ms = s->timeout_ms,
+  };
   hes_mqtt_config_t mc = {
       .host = s->mqtt_host,
       .port = s->mqtt_port,
@@ -182,17 +175,30 @@ static int hes_server_start(hes_server_t *s) {
       .key_file = s->mqtt_key_file,
       .tls_protocol = s->mqtt_tls_protocol,
       .topic = s->topic_filter,
-      .on_message = hes_mqtt_on_message,
-      .on_state = hes_mqtt_on_state,
-      .ctx = s,
   };
-  s->mqtt = hes_mqtt_new(&mc, merr, sizeof(merr));
-  if (s->mqtt == NULL) {
-    ERROR(HES_PLUGIN " plugin: Server \"%s\": <MQTT>: %s", s->name, merr);
+  hes_session_config_t sc = {
+      .api = &s->api_config,
+      .meters = s->meters,
+      .mqtt = &mc,
+      .sink = &hes_server_sink,
+      .user = s,
+      .now = hes_clock_wall,
+  };
+  char why[256] = "";
+  s->session = hes_session_new(&sc, why, sizeof(why));
+  if (s->session == NULL) {
+    ERROR(HES_PLUGIN " plugin: Server \"%s\": <MQTT>: %s", s->name, why);
     return -1;
   }
-  if (s->mqtt_port == 0)
-    s->mqtt_port = (s->mqtt_tls || s->mqtt_ca_cert || s->mqtt_cert_file) ? 8883 : 1883;
+  s->mqtt = hes_session_mqtt(s->session);
+  hes_api_error_t err;
+  s->read_client = hes_session_client_new(s->session, &err);
+  if (s->read_client == NULL) {
+    ERROR(HES_PLUGIN " plugin: Server \"%s\": cannot set up the HTTP client: %s", s->name, err.msg);
+    return -1;
+  }
+  hes_read_routes(s);
+  hes_billing_routes(s);
   int status = plugin_thread_create(&s->mqtt_thread, hes_mqtt_thread, s, "hes mqtt");
   if (status != 0) {
     ERROR(HES_PLUGIN " plugin: Server \"%s\": cannot start the MQTT thread: %s", s->name,
@@ -200,6 +206,8 @@ static int hes_server_start(hes_server_t *s) {
     return -1;
   }
   s->mqtt_thread_started = true;
+  if (hes_billing_start(s) != 0)
+    return -1;
 
   char cb_name[DATA_MAX_NAME_LEN];
   snprintf(cb_name, sizeof(cb_name), HES_PLUGIN "-%s", s->name);
@@ -260,9 +268,11 @@ static int hes_shutdown(void) {
       pthread_join(hes_relay_conf->thread, NULL);
     }
   }
-  for (hes_server_t *s = hes_servers; s != NULL; s = s->next)
+  for (hes_server_t *s = hes_servers; s != NULL; s = s->next) {
+    hes_billing_stop(s);
     if (s->mqtt_thread_started)
       hes_mqtt_stop(s->mqtt);
+  }
   while (hes_servers != NULL) {
     hes_server_t *s = hes_servers;
     hes_servers = s->next;

@@ -8,10 +8,18 @@
  * (frozen items, the 4.1 loop), breaker.c (notifications in, breaker commands out). These are
  * the only files that include collectd's headers.
  *
- * Threads: collectd's read threads call hes_read (never twice at once for one server); one
- * MQTT thread per server, made with plugin_thread_create so dispatches carry the plugin's
- * context. They share the plans table (its own lock) and atomic counters; each thread has
- * its own push parser and api handle. */
+ * The request path (token, request, plan, parked pushes, routing, expiry) is the session
+ * module's (src/lib/session.h); these files implement its sinks: read.c the readings,
+ * billing.c the frozen entries, breaker.c the relay results, hes.c the broker state.
+ *
+ * Threads, one per duty: collectd's read thread calls hes_read (instantaneous readings,
+ * never twice at once for one server); a billing thread per server with frozen items runs
+ * the 4.1 loop; the relay thread sends breaker commands; one MQTT thread per server routes
+ * pushes. All are made with plugin_thread_create so dispatches carry the plugin's context.
+ * Each thread that sends requests has its own session client (its own curl handle); they
+ * share the session (its own locks) and atomic counters. Every round has a deadline: a
+ * read round stops at Interval, a billing round at RetryInterval, so a slow HES delays only
+ * the duty it slows. */
 #ifndef HES_PLUGIN_H
 #define HES_PLUGIN_H
 
@@ -27,17 +35,19 @@
 #include "api.h"
 #include "backfill.h"
 #include "clock.h"
+#include "conf.h"
 #include "items.h"
 #include "meters.h"
 #include "mqtt.h"
 #include "plans.h"
 #include "push.h"
 #include "relay.h"
+#include "session.h"
 #include "tz.h"
 
 #define HES_PLUGIN    "hes"
-#define HES_BATCH_MAX 10000
-#define HES_ITEMS_MAX 64
+#define HES_BATCH_MAX HES_CONF_BATCH_MAX
+#define HES_ITEMS_MAX HES_CONF_ITEMS_MAX
 /* How long the first read waits for the MQTT subscription before it gives up on the round:
  * without the subscription the round's results would be lost. */
 #define HES_READY_WAIT 2.0
@@ -45,7 +55,7 @@
 #define HES_LOG_BURST 5
 /* Plans of relay commands carry this bit in their tag; reading plans carry the cgcode. */
 #define HES_TAG_RELAY 0x80000000u
-#define HES_RULES_MAX 64
+#define HES_RULES_MAX HES_CONF_RULES_MAX
 
 /* A small log rate limiter: HES_LOG_BURST lines per minute, then one line saying how many
  * were suppressed. c_complain does not fit: it backs off to a day and is not thread-safe. */
@@ -56,15 +66,21 @@ typedef struct {
   uint64_t suppressed;
 } hes_ratelimit_t;
 
+/* HTTP requests are counted by the session (hes_session_stats). */
 typedef struct {
-  atomic_uint_fast64_t http;
-  atomic_uint_fast64_t http_failed;
   atomic_uint_fast64_t dispatched;
   atomic_uint_fast64_t missing;
   atomic_uint_fast64_t rejected;
   atomic_uint_fast64_t relay_sent;
   atomic_uint_fast64_t relay_skipped;
 } hes_counters_t;
+
+struct hes_server;
+/* The sink's user pointer of a readSingle route. */
+typedef struct {
+  struct hes_server *server;
+  const hes_item_t *item;
+} hes_read_route_t;
 
 typedef struct hes_server {
   struct hes_server *next;
@@ -98,6 +114,11 @@ typedef struct hes_server {
 
   /* what to read */
   hes_meters_t *meters;
+  char **meter_files; /* MeterFile paths, in order */
+  size_t meter_files_num;
+  char **dcus; /* DCU numbers: their archives' enabled meters are read too */
+  size_t dcus_num;
+  double dcu_refresh; /* DCURefresh, seconds */
   const hes_item_t *items[HES_ITEMS_MAX];
   size_t items_num;
   size_t batch_size;
@@ -108,6 +129,9 @@ typedef struct hes_server {
   struct hes_frozen {
     const hes_item_t *item;
     hes_backfill_t *backfill;
+    hes_session_route_t route; /* its readFrozen plans' pushes */
+    struct hes_server *server;
+    int64_t resume; /* billing thread: the freeze time a round cut short was on; 0: none */
   } frozen[3];
   size_t frozen_num;
   int backfill_periods;
@@ -115,20 +139,31 @@ typedef struct hes_server {
   double give_up_after; /* 0: the backfill module's default */
   char *time_zone;      /* NULL: the host's */
   hes_tz_t *tz;
-  double frozen_last; /* when the last 4.1 round ran */
+  double frozen_last; /* billing thread: when the last 4.1 round ran */
+  size_t frozen_next; /* billing thread: the item the next round starts with */
 
   /* runtime */
   char topic_filter[128];
-  hes_api_t *api;                 /* read thread only */
-  hes_push_parser_t *read_parser; /* read thread only: parked pushes */
-  hes_push_parser_t *mqtt_parser; /* MQTT thread only */
-  hes_plans_t *plans;
-  hes_mqtt_t *mqtt;
+  hes_api_config_t api_config; /* the session's clients are made from it */
+  hes_session_t *session;
+  hes_mqtt_t *mqtt;                               /* the session's */
+  hes_session_client_t *read_client;              /* read thread only */
+  hes_session_client_t *billing_client;           /* billing thread only */
+  hes_session_route_t read_routes[HES_ITEMS_MAX]; /* readSingle plans, by item */
+  hes_read_route_t read_route_user[HES_ITEMS_MAX];
   pthread_t mqtt_thread;
   bool mqtt_thread_started;
-  const char **batch_meters; /* read thread scratch: batch_size entries */
-  uint32_t *batch_index;
+  uint32_t *batch_index;   /* read thread scratch: batch_size entries */
+  uint32_t *billing_index; /* billing thread scratch: batch_size entries */
+  size_t read_cursor;      /* the batch the next read round starts with */
   bool ready_once;
+  /* the billing thread */
+  pthread_t billing_thread;
+  bool billing_started;
+  pthread_mutex_t billing_lock;
+  pthread_cond_t billing_cond;
+  bool billing_sync;        /* billing_lock and _cond initialised */
+  atomic_bool billing_stop; /* read without the lock by the billing round */
   hes_counters_t count;
   hes_ratelimit_t log_http;
   hes_ratelimit_t log_push;
@@ -159,8 +194,8 @@ typedef struct {
   size_t rules_num;
 
   hes_relay_t *relay;
-  hes_api_t *api;            /* relay thread only */
-  hes_push_parser_t *parser; /* relay thread only: parked pushes */
+  hes_session_client_t *client; /* relay thread only */
+  hes_session_route_t route;    /* relay plans' pushes */
   pthread_t thread;
   bool thread_started;
   hes_ratelimit_t log_skip;
@@ -184,11 +219,12 @@ extern atomic_bool hes_initialised;
 extern hes_relay_conf_t *hes_relay_conf; /* NULL: no <Relay> block */
 extern char *hes_state_dir;              /* NULL: collectd's BaseDir */
 
-/* hes.c: logging, clock, state directory, HTTP client */
+/* hes.c: logging, clock, state directory, runtime teardown */
 void hes_ratelimit_init(hes_ratelimit_t *rl);
 bool hes_ratelimit_allow(hes_ratelimit_t *rl, uint64_t *suppressed_before);
 const char *hes_state_dir_path(void);
-hes_api_t *hes_server_api_new(const hes_server_t *s, hes_api_error_t *err);
+void hes_server_runtime_free(hes_server_t *s);
+void hes_relay_runtime_free(hes_relay_conf_t *rc);
 
 /* config.c */
 void hes_server_free(hes_server_t *s);
@@ -196,22 +232,20 @@ void hes_relay_conf_free(hes_relay_conf_t *rc);
 int hes_config(oconfig_item_t *ci);
 
 /* read.c */
+extern const hes_session_sink_t hes_server_sink; /* the session's own: rejected, broker */
 void hes_dispatch_gauge(const char *plugin_instance, const char *type, const char *type_instance,
                         cdtime_t time, cdtime_t interval, gauge_t g);
-void hes_handle_push(hes_server_t *s, hes_push_parser_t *parser, const void *payload, size_t len,
-                     bool parked);
 void hes_log_api_error(hes_server_t *s, const hes_api_error_t *err, const char *what);
+void hes_count_rejected(hes_server_t *s, const hes_session_reject_t *why);
+void hes_read_routes(hes_server_t *s);
 int hes_read(user_data_t *ud);
 
 /* billing.c */
-struct hes_frozen *hes_frozen_of(hes_server_t *s, uint32_t cgcode);
-void hes_frozen_record(hes_server_t *s, struct hes_frozen *f, const hes_push_t *push,
-                       const char *source);
-void hes_frozen_dispatch(hes_server_t *s, struct hes_frozen *f);
-void hes_frozen_round(hes_server_t *s, struct hes_frozen *f, int64_t now);
+void hes_billing_routes(hes_server_t *s);
+int hes_billing_start(hes_server_t *s);
+void hes_billing_stop(hes_server_t *s);
 
 /* breaker.c */
-void hes_relay_outcome(const char *plan_id, const char *meter, bool success, const char *why);
 int hes_relay_start(hes_relay_conf_t *rc);
 
 #endif

@@ -1,6 +1,7 @@
-/* read.c: the read round (a readSingle request per item and batch of meters, then the
- * frozen items' turn), the pushes that come back (matched to their plan, converted,
- * dispatched), and the plugin's own metrics (<server>-self). */
+/* read.c: the read round (a readSingle request per item and batch of meters, on collectd's
+ * read thread, within the Interval), the readings sink (converted, dispatched), the
+ * session's own sink (rejected pushes, broker state), and the plugin's own metrics
+ * (<server>-self). */
 #include "config.h"
 
 #include "plugin.h"
@@ -51,11 +52,11 @@ static void hes_dispatch_self(hes_server_t *s) {
   char instance[DATA_MAX_NAME_LEN];
   snprintf(instance, sizeof(instance), "%s-self", s->name);
   cdtime_t now = cdtime();
-  hes_plans_stats_t ps;
-  hes_plans_stats(s->plans, &ps);
-  hes_dispatch_derive(s, instance, "total_requests", "http", now, atomic_load(&s->count.http));
-  hes_dispatch_derive(s, instance, "total_requests", "http_failed", now,
-                      atomic_load(&s->count.http_failed));
+  hes_session_stats_t ss;
+  hes_session_stats(s->session, &ss);
+  const hes_plans_stats_t ps = ss.plans;
+  hes_dispatch_derive(s, instance, "total_requests", "http", now, ss.http);
+  hes_dispatch_derive(s, instance, "total_requests", "http_failed", now, ss.http_failed);
   hes_dispatch_gauge(instance, "gauge", "plans_pending", now, s->interval,
                      (gauge_t)ps.plans_pending);
   hes_dispatch_derive(s, instance, "total_values", "dispatched", now,
@@ -92,26 +93,69 @@ static void hes_dispatch_self(hes_server_t *s) {
 }
 
 /* ---------------------------------------------------------------------------------------
- * pushes */
+ * the readings sink */
 
-typedef struct {
-  hes_server_t *server;
-} hes_missing_ctx_t;
+/* Counts and logs what the session rejected (rate-limited). Any thread. */
+void hes_count_rejected(hes_server_t *s, const hes_session_reject_t *why) {
+  switch (why->kind) {
+  case HES_SESSION_REJECT_PARSE:
+    atomic_fetch_add(&s->count.rejected, 1);
+    HES_LOG_LIMITED(&s->log_push, LOG_WARNING, "Server \"%s\": rejected a push of %zu bytes: %s",
+                    s->name, why->len, why->detail);
+    break;
+  case HES_SESSION_REJECT_DROPPED:
+    /* counted as "dropped" by the plans table */
+    HES_LOG_LIMITED(&s->log_push, LOG_WARNING,
+                    "Server \"%s\": plan %s: no room to keep a push that came before its "
+                    "plan; dropped",
+                    s->name, why->plan_id);
+    break;
+  case HES_SESSION_REJECT_SKIPPED:
+    atomic_fetch_add(&s->count.rejected, why->count);
+    HES_LOG_LIMITED(&s->log_push, LOG_WARNING,
+                    "Server \"%s\": plan %s: skipped %zu malformed entr%s: %s", s->name,
+                    why->plan_id, why->count, why->count == 1 ? "y" : "ies", why->detail);
+    break;
+  case HES_SESSION_REJECT_METER:
+    atomic_fetch_add(&s->count.rejected, 1);
+    HES_LOG_LIMITED(&s->log_value, LOG_WARNING,
+                    "Server \"%s\": plan %s: dropped a reading for meter \"%.*s\", which is "
+                    "not configured",
+                    s->name, why->plan_id, (int)(why->dev_len > 32 ? 32 : why->dev_len), why->dev);
+    break;
+  case HES_SESSION_REJECT_CGCODE: /* only readSingle routes check the cgcode */
+    atomic_fetch_add(&s->count.rejected, 1);
+    break;
+  case HES_SESSION_REJECT_KIND:
+    atomic_fetch_add(&s->count.rejected, 1);
+    HES_LOG_LIMITED(&s->log_push, LOG_WARNING,
+                    "Server \"%s\": plan %s: a push of an unexpected kind for its plan", s->name,
+                    why->plan_id);
+    break;
+  }
+}
 
-/* Runs with the plans lock held: count and log, nothing else. */
-static void hes_missing_cb(void *ctx, const char *plan_id, uint32_t tag, void *user,
-                           const uint32_t *meters, size_t n) {
-  (void)user;
-  hes_server_t *s = ((hes_missing_ctx_t *)ctx)->server;
-  if (tag <= 3)
-    return; /* frozen plans: the backfill bookkeeping tracks what is missing, per period */
-  if (tag & HES_TAG_RELAY) {
-    for (size_t i = 0; i < n; i++)
-      hes_relay_outcome(plan_id, hes_meters_at(s->meters, meters[i]), false, "no result");
+static void hes_read_rejected(void *user, const hes_session_reject_t *why) {
+  const hes_read_route_t *rr = user;
+  hes_server_t *s = rr->server;
+  if (why->kind != HES_SESSION_REJECT_CGCODE) {
+    hes_count_rejected(s, why);
     return;
   }
+  atomic_fetch_add(&s->count.rejected, 1);
+  HES_LOG_LIMITED(&s->log_value, LOG_WARNING,
+                  "Server \"%s\": plan %s: meter %s: dropped a reading of cgcode %d, the plan "
+                  "asked for %s",
+                  s->name, why->plan_id, hes_meters_at(s->meters, why->meter), why->cgcode,
+                  rr->item->name);
+}
+
+/* Count and log. Runs without any lock held (the session's contract). */
+static void hes_read_missing(void *user, const hes_session_plan_t *plan, const uint32_t *meters,
+                             size_t n) {
+  const hes_read_route_t *rr = user;
+  hes_server_t *s = rr->server;
   atomic_fetch_add(&s->count.missing, n);
-  const hes_item_t *item = hes_item_by_cgcode((int)tag);
   char few[160] = "";
   size_t used = 0;
   for (size_t i = 0; i < n && i < 3; i++) {
@@ -123,72 +167,39 @@ static void hes_missing_cb(void *ctx, const char *plan_id, uint32_t tag, void *u
   }
   HES_LOG_LIMITED(&s->log_missing, LOG_WARNING,
                   "Server \"%s\": plan %s (%s): %zu meter(s) never answered: %s%s", s->name,
-                  plan_id, item != NULL ? item->name : "?", n, few, n > 3 ? ", ..." : "");
+                  plan->plan_id, rr->item->name, n, few, n > 3 ? ", ..." : "");
 }
 
 _Static_assert(HES_METER_MAX_LEN < DATA_MAX_NAME_LEN, "a meter number fits a plugin_instance");
 
-/* The meter a reading is for. The HES answers in devList order and reading plans cover
- * consecutive meter indices, so the one after the previous reading's meter is tried first:
- * one comparison instead of a hash probe and its cache misses, per reading. */
-static uint32_t hes_reading_meter(const hes_server_t *s, const hes_push_reading_t *r,
-                                  uint32_t guess) {
-  if (guess < hes_meters_count(s->meters)) {
-    const char *m = hes_meters_at(s->meters, guess);
-    if (strncmp(m, r->dev_addr, r->dev_addr_len) == 0 && m[r->dev_addr_len] == '\0')
-      return guess;
-  }
-  return hes_meters_find(s->meters, r->dev_addr, r->dev_addr_len);
-}
-
 /* The hot path: every reading of every push. Nothing here allocates or formats; the value
  * list is filled once per push and only the meter, time and value change per reading. */
-static void hes_handle_readings(hes_server_t *s, const hes_push_t *push,
-                                const hes_plan_info_t *info) {
-  const hes_item_t *plan_item = hes_item_by_cgcode((int)info->tag);
-  if (plan_item == NULL)
-    return;
+static void hes_read_readings(void *user, const hes_session_plan_t *plan, const hes_push_t *push,
+                              const uint32_t *meter) {
+  const hes_read_route_t *rr = user;
+  hes_server_t *s = rr->server;
+  const hes_item_t *item = rr->item;
   value_list_t vl = VALUE_LIST_INIT;
   value_t v;
   vl.values = &v;
   vl.values_len = 1;
   vl.interval = s->interval; /* the threshold plugin's missing-value timer is based on it */
   sstrncpy(vl.plugin, HES_PLUGIN, sizeof(vl.plugin));
-  sstrncpy(vl.type, plan_item->type, sizeof(vl.type));
-  sstrncpy(vl.type_instance, plan_item->type_instance, sizeof(vl.type_instance));
+  sstrncpy(vl.type, item->type, sizeof(vl.type));
+  sstrncpy(vl.type_instance, item->type_instance, sizeof(vl.type_instance));
   uint64_t dispatched = 0;
-  uint32_t idx = HES_METER_NONE;
   for (size_t i = 0; i < push->count; i++) {
+    if (meter[i] == HES_METER_NONE)
+      continue;
     const hes_push_reading_t *r = &push->readings[i];
-    idx = hes_reading_meter(s, r, idx + 1);
-    if (idx == HES_METER_NONE) {
-      atomic_fetch_add(&s->count.rejected, 1);
-      HES_LOG_LIMITED(&s->log_value, LOG_WARNING,
-                      "Server \"%s\": plan %s: dropped a reading for meter \"%.*s\", which is "
-                      "not configured",
-                      s->name, push->plan_id, (int)(r->dev_addr_len > 32 ? 32 : r->dev_addr_len),
-                      r->dev_addr);
-      continue;
-    }
-    if (r->cgcode != 0 && r->cgcode != plan_item->cgcode) {
-      atomic_fetch_add(&s->count.rejected, 1);
-      HES_LOG_LIMITED(&s->log_value, LOG_WARNING,
-                      "Server \"%s\": plan %s: meter %s: dropped a reading of cgcode %d, the "
-                      "plan asked for %s",
-                      s->name, push->plan_id, hes_meters_at(s->meters, idx), r->cgcode,
-                      plan_item->name);
-      continue;
-    }
-    if (hes_plans_answer(s->plans, push->plan_id, idx) != 1)
-      continue; /* a repeat: counted by plans */
-    hes_item_result_t cr = hes_item_convert(plan_item, r->value, r->unit, &v.gauge);
+    hes_item_result_t cr = hes_item_convert(item, r->value, r->unit, &v.gauge);
     if (cr != HES_ITEM_OK) {
       atomic_fetch_add(&s->count.rejected, 1);
       HES_LOG_LIMITED(
           &s->log_value, LOG_WARNING,
           "Server \"%s\": plan %s: meter %s: dropped %s value \"%.64s\" unit "
           "\"%.16s\": %s",
-          s->name, push->plan_id, hes_meters_at(s->meters, idx), plan_item->name, r->value, r->unit,
+          s->name, plan->plan_id, hes_meters_at(s->meters, meter[i]), item->name, r->value, r->unit,
           cr == HES_ITEM_EUNIT ? "the unit does not fit the item" : "not a finite number");
       continue;
     }
@@ -202,75 +213,43 @@ static void hes_handle_readings(hes_server_t *s, const hes_push_t *push,
   atomic_fetch_add(&s->count.dispatched, dispatched);
 }
 
-static void hes_handle_relay(hes_server_t *s, const hes_push_t *push) {
-  for (size_t i = 0; i < push->count; i++) {
-    const hes_push_relay_t *r = &push->relays[i];
-    uint32_t idx = hes_meters_find(s->meters, r->dev_addr, r->dev_addr_len);
-    if (idx == HES_METER_NONE || hes_plans_answer(s->plans, push->plan_id, idx) != 1)
-      continue;
-    hes_relay_outcome(push->plan_id, hes_meters_at(s->meters, idx), r->successful,
-                      r->successful ? NULL : "the HES reports the operation failed");
-  }
+static const hes_session_sink_t hes_read_sink = {
+    .readings = hes_read_readings,
+    .missing = hes_read_missing,
+    .rejected = hes_read_rejected,
+};
+
+static void hes_server_rejected(void *user, const hes_session_reject_t *why) {
+  hes_count_rejected(user, why);
 }
 
-/* Handles one push payload. `parser` belongs to the calling thread. */
-void hes_handle_push(hes_server_t *s, hes_push_parser_t *parser, const void *payload, size_t len,
-                     bool parked) {
-  hes_push_t push;
-  char err[256];
-  hes_push_result_t pr = hes_push_parse(parser, payload, len, &push, err, sizeof(err));
-  if (pr != HES_PUSH_OK) {
-    atomic_fetch_add(&s->count.rejected, 1);
-    HES_LOG_LIMITED(&s->log_push, LOG_WARNING, "Server \"%s\": rejected a push of %zu bytes: %s",
-                    s->name, len, err);
-    return;
-  }
-  hes_plan_info_t info;
-  hes_plan_lookup_t lr;
-  if (parked) {
-    /* Handed back by hes_plans_add: the plan is known now. */
-    lr = hes_plans_lookup(s->plans, push.plan_id, hes_clock_wall(), NULL, 0, &info);
-    if (lr != HES_PLAN_OPEN)
-      return;
-  } else {
-    lr = hes_plans_lookup(s->plans, push.plan_id, hes_clock_wall(), payload, len, &info);
-    if (lr == HES_PLAN_DROPPED)
-      HES_LOG_LIMITED(&s->log_push, LOG_WARNING,
-                      "Server \"%s\": plan %s: no room to keep a push that came before its "
-                      "plan; dropped",
-                      s->name, push.plan_id);
-    if (lr != HES_PLAN_OPEN)
-      return; /* parked, foreign, duplicate or late: counted by plans */
-  }
-  if (push.skipped > 0) {
-    atomic_fetch_add(&s->count.rejected, push.skipped);
-    HES_LOG_LIMITED(
-        &s->log_push, LOG_WARNING, "Server \"%s\": plan %s: skipped %zu malformed entr%s: %s",
-        s->name, push.plan_id, push.skipped, push.skipped == 1 ? "y" : "ies", push.skipped_reason);
-  }
-  bool relay_plan = (info.tag & HES_TAG_RELAY) != 0;
-  struct hes_frozen *frozen = relay_plan ? NULL : hes_frozen_of(s, info.tag);
-  if (frozen != NULL) {
-    if (push.kind == HES_PUSH_CHANNELS)
-      hes_frozen_record(s, frozen, &push, push.plan_id);
-    /* The backfill bookkeeping knows what is still missing; the plan is done. */
-    hes_plans_finish(s->plans, push.plan_id, hes_missing_cb, &(hes_missing_ctx_t){.server = s});
-    return;
-  }
-  if (relay_plan && push.kind == HES_PUSH_RELAY)
-    hes_handle_relay(s, &push);
-  else if (!relay_plan && push.kind == HES_PUSH_READINGS)
-    hes_handle_readings(s, &push, &info);
-  else if (push.kind != HES_PUSH_EMPTY) {
-    atomic_fetch_add(&s->count.rejected, 1);
-    HES_LOG_LIMITED(&s->log_push, LOG_WARNING,
-                    "Server \"%s\": plan %s: a push of an unexpected kind for a %s plan", s->name,
-                    push.plan_id, relay_plan ? "relay" : "reading");
-  }
-  /* One message per plan (seed): a partial or failed result is final. */
-  if (push.status != HES_PUSH_SUCCESS) {
-    hes_missing_ctx_t mctx = {.server = s};
-    hes_plans_finish(s->plans, push.plan_id, hes_missing_cb, &mctx);
+static void hes_server_broker(void *user, bool ready, const char *why) {
+  hes_server_t *s = user;
+  if (ready)
+    INFO(HES_PLUGIN " plugin: Server \"%s\": MQTT %s:%d connected, subscribed to \"%s\".", s->name,
+         s->mqtt_host, s->mqtt_port, s->topic_filter);
+  else if (!atomic_load(&hes_initialised))
+    INFO(HES_PLUGIN " plugin: Server \"%s\": MQTT disconnected (shutdown).", s->name);
+  else /* the reason names the broker */
+    WARNING(HES_PLUGIN " plugin: Server \"%s\": MQTT not connected: %s.", s->name,
+            why != NULL ? why : "unknown reason");
+}
+
+const hes_session_sink_t hes_server_sink = {
+    .rejected = hes_server_rejected,
+    .broker = hes_server_broker,
+};
+
+/* The routes of the readSingle plans, one per item. */
+void hes_read_routes(hes_server_t *s) {
+  for (size_t i = 0; i < s->items_num; i++) {
+    s->read_route_user[i] = (hes_read_route_t){.server = s, .item = s->items[i]};
+    s->read_routes[i] = (hes_session_route_t){
+        .sink = &hes_read_sink,
+        .user = &s->read_route_user[i],
+        .kind = HES_PUSH_READINGS,
+        .cgcode = s->items[i]->cgcode,
+    };
   }
 }
 
@@ -286,45 +265,59 @@ void hes_log_api_error(hes_server_t *s, const hes_api_error_t *err, const char *
                     what, hes_api_result_string(err->kind), err->msg);
 }
 
-static void hes_read_batch(hes_server_t *s, const hes_item_t *item, size_t first, size_t n) {
-  for (size_t i = 0; i < n; i++) {
+static void hes_read_batch(hes_server_t *s, size_t item, size_t first, size_t n) {
+  for (size_t i = 0; i < n; i++)
     s->batch_index[i] = (uint32_t)(first + i);
-    s->batch_meters[i] = hes_meters_at(s->meters, (uint32_t)(first + i));
-  }
+  hes_session_request_t rq = {
+      .route = &s->read_routes[item],
+      .tag = (uint32_t)s->items[item]->cgcode,
+      .meters = s->batch_index,
+      .n = n,
+      .timeout = s->plan_timeout,
+  };
   hes_api_plan_t plan;
   hes_api_error_t err;
-  double now = hes_clock_wall();
-  hes_plans_request_begin(s->plans);
-  atomic_fetch_add(&s->count.http, 1);
-  hes_api_result_t r =
-      hes_api_read_single(s->api, now, s->batch_meters, n, item->cgcode, &plan, &err);
-  if (r != HES_API_OK) {
-    hes_plans_request_end(s->plans);
-    atomic_fetch_add(&s->count.http_failed, 1);
+  if (hes_session_read_single(s->read_client, &rq, s->items[item]->cgcode, &plan, &err) !=
+      HES_API_OK) {
     char what[128];
-    snprintf(what, sizeof(what), "%s for %zu meter(s) from %s", item->name, n, s->batch_meters[0]);
+    snprintf(what, sizeof(what), "%s for %zu meter(s) from %s", s->items[item]->name, n,
+             hes_meters_at(s->meters, (uint32_t)first));
     hes_log_api_error(s, &err, what);
-    return;
   }
-  hes_parked_t *parked = NULL;
-  int ar = hes_plans_add(s->plans, plan.plan_id, (uint32_t)item->cgcode, NULL, s->batch_index, n,
-                         now + s->plan_timeout, &parked);
-  hes_plans_request_end(s->plans);
-  if (ar != 0) {
-    HES_LOG_LIMITED(&s->log_http, LOG_ERR, "Server \"%s\": readSingle %s: cannot track plan %s: %s",
-                    s->name, item->name, plan.plan_id,
-                    ar == EEXIST ? "planId reused" : STRERROR(ar));
+}
+
+/* Reads every (item, batch) once, starting at the batch where the last round stopped, until
+ * all are done or the round's deadline (Interval) passes: a slow HES then thins the rounds
+ * out instead of piling them up, and every batch still gets its turn. */
+static void hes_read_round(hes_server_t *s, double deadline) {
+  size_t meters = hes_meters_count(s->meters);
+  size_t per_item = (meters + s->batch_size - 1) / s->batch_size;
+  size_t total = per_item * s->items_num;
+  if (total == 0)
     return;
+  if (s->read_cursor >= total)
+    s->read_cursor = 0;
+  size_t done = 0;
+  while (done < total) {
+    if (done > 0 && hes_clock_wall() >= deadline) {
+      HES_LOG_LIMITED(&s->log_http, LOG_WARNING,
+                      "Server \"%s\": the read round took longer than the Interval; %zu of %zu "
+                      "request(s) left for the next round",
+                      s->name, total - done, total);
+      return;
+    }
+    size_t b = s->read_cursor;
+    size_t item = b / per_item, first = (b % per_item) * s->batch_size;
+    hes_read_batch(s, item, first, meters - first < s->batch_size ? meters - first : s->batch_size);
+    s->read_cursor = (b + 1) % total;
+    done++;
   }
-  for (hes_parked_t *p = parked; p != NULL; p = p->next)
-    hes_handle_push(s, s->read_parser, p->payload, p->len, true);
-  hes_parked_free(parked);
 }
 
 int hes_read(user_data_t *ud) {
   hes_server_t *s = ud->data;
-  hes_missing_ctx_t mctx = {.server = s};
-  hes_plans_expire(s->plans, hes_clock_wall(), hes_missing_cb, &mctx);
+  double start = hes_clock_wall();
+  hes_session_expire(s->session);
 
   bool ready = hes_mqtt_ready(s->mqtt);
   if (!ready && !s->ready_once)
@@ -341,30 +334,12 @@ int hes_read(user_data_t *ud) {
   s->ready_once = true;
 
   hes_api_error_t err;
-  uint64_t sent = hes_api_requests(s->api);
-  hes_api_result_t tr = hes_api_token(s->api, hes_clock_wall(), &err);
-  atomic_fetch_add(&s->count.http, hes_api_requests(s->api) - sent);
-  if (tr != HES_API_OK) {
-    atomic_fetch_add(&s->count.http_failed, 1);
+  if (hes_session_token(s->read_client, &err) != HES_API_OK) {
     hes_log_api_error(s, &err, "cannot get a token");
     hes_dispatch_self(s);
     return 0;
   }
-
-  size_t meters = hes_meters_count(s->meters);
-  for (size_t i = 0; i < s->items_num; i++)
-    for (size_t first = 0; first < meters; first += s->batch_size)
-      hes_read_batch(s, s->items[i], first,
-                     meters - first < s->batch_size ? meters - first : s->batch_size);
-
-  for (size_t i = 0; i < s->frozen_num; i++)
-    hes_frozen_dispatch(s, &s->frozen[i]);
-  double now = hes_clock_wall();
-  if (s->frozen_num > 0 && (s->frozen_last == 0 || now - s->frozen_last >= s->retry_interval)) {
-    s->frozen_last = now;
-    for (size_t i = 0; i < s->frozen_num; i++)
-      hes_frozen_round(s, &s->frozen[i], (int64_t)now);
-  }
+  hes_read_round(s, start + CDTIME_T_TO_DOUBLE(s->interval));
   hes_dispatch_self(s);
   return 0;
 }

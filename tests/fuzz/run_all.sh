@@ -3,7 +3,7 @@
 # each for N seconds over its corpus: the CI entry point for fuzzing.
 #
 #   tests/fuzz/run_all.sh [SECONDS [TARGET...]]   SECONDS defaults to 60; TARGET one of
-#                                                 push push_diff api meters hesctl_conf
+#                                                 push push_diff api meters conf_tree
 #                                                 (default all)
 #
 #   push         hes_push_parse / hes_push_parse_list   (src/lib/push.c)
@@ -11,7 +11,7 @@
 #                the same documents, with the same results (shares push's corpus)
 #   api          hes_api_parse_answer, HES answer bodies (src/lib/api.c)
 #   meters       hes_meters_add_file, MeterFile text    (src/lib/meters.c, hashtab.c)
-#   hesctl_conf  hesctl_conf_parse, collectd config     (src/lib/hesctl_conf.c; skipped if absent)
+#   conf_tree  hes_conf_tree_parse, collectd config     (src/lib/conf_tree.c; skipped if absent)
 #
 # Every input of tests/fuzz/corpus_<t>/ (and tests/data/<t>/ for push) runs first, so past crashes are regression cases; new inputs go
 # to a scratch directory (FUZZ_WORK, default a new one under TMPDIR); a crashing input is
@@ -21,7 +21,7 @@ set -u
 
 secs=${1:-60}
 [ $# -gt 0 ] && shift
-targets=${*:-push push_diff api meters hesctl_conf}
+targets=${*:-push push_diff api meters conf_tree}
 max_len=${FUZZ_MAX_LEN:-16384}
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -48,7 +48,7 @@ for t in $targets; do
   push | push_diff) srcs="src/lib/push.c" cflags=$json_cflags libs=$json_libs ;;
   api) srcs="src/lib/api.c src/lib/push.c" cflags="$json_cflags $curl_cflags" libs="$json_libs $curl_libs -lpthread" ;;
   meters) srcs="src/lib/meters.c src/lib/hashtab.c" cflags='' libs='' ;;
-  hesctl_conf) srcs="src/lib/hesctl_conf.c" cflags='' libs=-lm ;;
+  conf_tree) srcs="src/lib/conf_tree.c" cflags='' libs=-lm ;;
   *)
     echo "run_all.sh: unknown target $t" >&2
     exit 2

@@ -141,6 +141,9 @@ static struct {
   double fail_rate;
   double frozen_drop_rate;
   long slow_ms; /* /sim/slow: every API answer waits this long first */
+  /* /sim/slow?endpoint=NAME: only this endpoint is slowed; "history" names both history
+   * endpoints; "" slows all of them */
+  char slow_endpoint[32];
   bool fail_alternate;
   uint64_t prng;
   unsigned plan_counter;
@@ -1708,6 +1711,20 @@ static void handle_api(struct MHD_Connection *c, req_t *r, const conn_t *cn) {
   }
 }
 
+/* Whether /sim/slow's endpoint=NAME slows endpoint ep ("" slows every one). */
+static bool slow_endpoint_matches(const char *name, int ep) {
+  if (name[0] == '\0' || strcmp(name, endpoints[ep].name) == 0)
+    return true;
+  return strcmp(name, "history") == 0 && (ep == EP_HISTORY_FROZEN || ep == EP_HISTORY_SINGLE);
+}
+
+static bool slow_endpoint_known(const char *name) {
+  for (int i = 0; i < EP_COUNT; i++)
+    if (name[0] != '\0' && slow_endpoint_matches(name, i))
+      return true;
+  return false;
+}
+
 /* /sim/...: the test's remote control. */
 static enum MHD_Result handle_control(struct MHD_Connection *c, const char *url,
                                       const char *method) {
@@ -1715,6 +1732,7 @@ static enum MHD_Result handle_control(struct MHD_Connection *c, const char *url,
   const char *arg_on = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "on");
   const char *arg_rate = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "rate");
   const char *arg_ms = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "ms");
+  const char *arg_ep = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "endpoint");
   bool is_post = strcmp(method, "POST") == 0;
   const char *err = NULL;
   unsigned status = 200;
@@ -1766,9 +1784,13 @@ static enum MHD_Result handle_control(struct MHD_Connection *c, const char *url,
     if (end == NULL || end == arg_ms || *end != '\0' || ms < 0 || ms > 600000) {
       status = 400;
       err = "ms must be a number of milliseconds in [0, 600000]";
+    } else if (arg_ep != NULL && !slow_endpoint_known(arg_ep)) {
+      status = 400;
+      err = "endpoint must be an endpoint's name (readSingle, historyFrozen...) or history";
     } else {
       pthread_mutex_lock(&g.lock);
       g.slow_ms = ms;
+      snprintf(g.slow_endpoint, sizeof(g.slow_endpoint), "%s", arg_ep != NULL ? arg_ep : "");
       pthread_mutex_unlock(&g.lock);
     }
   } else if (strcmp(url, "/sim/fail-rate") == 0 || strcmp(url, "/sim/frozen-drop-rate") == 0) {
@@ -1871,7 +1893,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   } else {
     /* /sim/slow: held back before anything is done, as a HES stuck in a queue would. */
     pthread_mutex_lock(&g.lock);
-    r.slow_ms = g.slow_ms;
+    r.slow_ms = slow_endpoint_matches(g.slow_endpoint, r.ep) ? g.slow_ms : 0;
     pthread_mutex_unlock(&g.lock);
     if (r.slow_ms > 0) {
       struct timespec ts = {.tv_sec = r.slow_ms / 1000, .tv_nsec = (r.slow_ms % 1000) * 1000000L};
@@ -1941,8 +1963,9 @@ static void usage(FILE *f) {
       "                           addArchive/removeArchive (hesctl dcu add/remove) change it\n"
       "runtime control: POST /sim/silence?meter=M, /sim/unsilence?meter=M,\n"
       "  /sim/overvoltage?meter=M&on=0|1, /sim/relay-fail?meter=M&on=0|1, /sim/fail-rate?rate=R,\n"
-      "  /sim/frozen-drop-rate?rate=R, /sim/expire-token, /sim/slow?ms=N (every API answer\n"
-      "  N ms late; logged as slow_ms); GET /sim/stats\n",
+      "  /sim/frozen-drop-rate?rate=R, /sim/expire-token, /sim/slow?ms=N[&endpoint=NAME]\n"
+      "  (every API answer, or NAME's only, N ms late; NAME history: both history endpoints;\n"
+      "  logged as slow_ms); GET /sim/stats\n",
       f);
 }
 

@@ -1,7 +1,7 @@
-/* libFuzzer target for hesctl's collectd-config reader (hesctl_conf_parse in
- * src/lib/hesctl_conf.c). Any byte sequence is parsed; an accepted tree is checked against
- * hesctl_conf.h's promises (key syntax, typed values, depth, line numbers in file order),
- * printed back as config text and parsed again, and the two trees must be equal. A refused
+/* libFuzzer target for the config tree's reader of collectd's syntax (hes_conf_tree_parse
+ * in src/lib/conf_tree.c), which hesctl uses. Any byte sequence is parsed; an accepted tree is
+ * checked against conf_tree.h's promises (key syntax, typed values, depth, line numbers in file
+ * order), printed back as config text and parsed again, and the two trees must be equal. A refused
  * input must come with a "fuzz:<line>: why" message. Built and run by tests/fuzz/run_all.sh. */
 #include "config.h"
 
@@ -15,14 +15,14 @@
 #include <string.h>
 #include <strings.h>
 
-#include "hesctl_conf.h"
+#include "conf_tree.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define CHECK(cond)                                                                                \
   do {                                                                                             \
     if (!(cond)) {                                                                                 \
-      fprintf(stderr, "fuzz_hesctl_conf: broken promise: %s (line %d)\n", #cond, __LINE__);        \
+      fprintf(stderr, "fuzz_conf_tree: broken promise: %s (line %d)\n", #cond, __LINE__);          \
       abort();                                                                                     \
     }                                                                                              \
   } while (0)
@@ -35,24 +35,26 @@ static bool is_bool_word(const char *s) {
   return false;
 }
 
-static void check_item(const hesctl_ci_t *ci, size_t depth, int *last_line) {
+static void check_item(const hes_conf_node_t *ci, size_t depth, int *last_line) {
   CHECK(ci->key != NULL && ci->key[0] != '\0');
   CHECK(isalpha((unsigned char)ci->key[0]) || ci->key[0] == '_');
   for (const char *k = ci->key; *k; k++)
     CHECK(isalnum((unsigned char)*k) || *k == '_' || *k == '.' || *k == '-');
+  CHECK(ci->file != NULL && strcmp(ci->file, "fuzz") == 0);
+  CHECK(!ci->block || ci->nvalues > 0 || ci->nchildren > 0); /* empty blocks are dropped */
   CHECK(ci->line >= *last_line);
   *last_line = ci->line;
   CHECK(ci->nvalues == 0 || ci->values != NULL);
   for (size_t i = 0; i < ci->nvalues; i++) {
-    const hesctl_cv_t *v = &ci->values[i];
+    const hes_conf_value_t *v = &ci->values[i];
     CHECK(v->s != NULL);
     switch (v->type) {
-    case HESCTL_CV_STRING:
+    case HES_CONF_STRING:
       break;
-    case HESCTL_CV_NUMBER:
+    case HES_CONF_NUMBER:
       CHECK(!v->quoted && isfinite(v->n));
       break;
-    case HESCTL_CV_BOOL:
+    case HES_CONF_BOOL:
       CHECK(!v->quoted && is_bool_word(v->s));
       break;
     default:
@@ -64,7 +66,7 @@ static void check_item(const hesctl_ci_t *ci, size_t depth, int *last_line) {
     CHECK(ci->children == NULL && ci->nchildren == 0);
     return;
   }
-  CHECK(depth <= HESCTL_CONF_MAX_DEPTH);
+  CHECK(depth <= HES_CONF_MAX_DEPTH);
   for (size_t i = 0; i < ci->nchildren; i++)
     check_item(&ci->children[i], depth + 1, last_line);
 }
@@ -93,12 +95,12 @@ static void puts_(buf_t *b, const char *s) {
   put(b, s, strlen(s));
 }
 
-static void print_item(buf_t *b, const hesctl_ci_t *ci) {
+static void print_item(buf_t *b, const hes_conf_node_t *ci) {
   if (ci->block)
     puts_(b, "<");
   puts_(b, ci->key);
   for (size_t i = 0; i < ci->nvalues; i++) {
-    const hesctl_cv_t *v = &ci->values[i];
+    const hes_conf_value_t *v = &ci->values[i];
     puts_(b, " ");
     if (!v->quoted) {
       puts_(b, v->s);
@@ -124,15 +126,15 @@ static void print_item(buf_t *b, const hesctl_ci_t *ci) {
   puts_(b, ">\n");
 }
 
-static void check_equal(const hesctl_ci_t *a, const hesctl_ci_t *b) {
+static void check_equal(const hes_conf_node_t *a, const hes_conf_node_t *b) {
   CHECK(strcmp(a->key, b->key) == 0);
   CHECK(a->block == b->block);
   CHECK(a->nvalues == b->nvalues);
   for (size_t i = 0; i < a->nvalues; i++) {
-    const hesctl_cv_t *x = &a->values[i], *y = &b->values[i];
+    const hes_conf_value_t *x = &a->values[i], *y = &b->values[i];
     CHECK(x->type == y->type && x->quoted == y->quoted && strcmp(x->s, y->s) == 0);
-    CHECK(x->type != HESCTL_CV_NUMBER || x->n == y->n);
-    CHECK(x->type != HESCTL_CV_BOOL || x->b == y->b);
+    CHECK(x->type != HES_CONF_NUMBER || x->n == y->n);
+    CHECK(x->type != HES_CONF_BOOL || x->b == y->b);
   }
   CHECK(a->nchildren == b->nchildren);
   for (size_t i = 0; i < a->nchildren; i++)
@@ -142,7 +144,7 @@ static void check_equal(const hesctl_ci_t *a, const hesctl_ci_t *b) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char err[512];
   memset(err, 'x', sizeof err);
-  hesctl_ci_t *root = hesctl_conf_parse((const char *)data, size, "fuzz", err, sizeof err);
+  hes_conf_node_t *root = hes_conf_tree_parse((const char *)data, size, "fuzz", err, sizeof err);
   if (root == NULL) {
     CHECK(memchr(err, '\0', sizeof err) != NULL);
     CHECK(strncmp(err, "fuzz:", 5) == 0 && strlen(err) > 6);
@@ -158,15 +160,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   puts_(&b, "");
   for (size_t i = 0; i < root->nchildren; i++)
     print_item(&b, &root->children[i]);
-  hesctl_ci_t *again = hesctl_conf_parse(b.p, b.len, "fuzz", err, sizeof err);
+  hes_conf_node_t *again = hes_conf_tree_parse(b.p, b.len, "fuzz", err, sizeof err);
   if (again == NULL)
-    fprintf(stderr, "fuzz_hesctl_conf: reprint refused: %s\n%s\n", err, b.p);
+    fprintf(stderr, "fuzz_conf_tree: reprint refused: %s\n%s\n", err, b.p);
   CHECK(again != NULL);
   CHECK(again->nchildren == root->nchildren);
   for (size_t i = 0; i < root->nchildren; i++)
     check_equal(&root->children[i], &again->children[i]);
-  hesctl_conf_free(again);
-  hesctl_conf_free(root);
+  hes_conf_tree_free(again);
+  hes_conf_tree_free(root);
   free(b.p);
   return 0;
 }

@@ -1,13 +1,17 @@
-/* hesctl_conf: the reader of collectd's config syntax subset for hesctl (see the header).
+/* conf_tree: the reader of collectd's config syntax subset for hesctl (see the header).
  *
  * It works a logical line at a time (physical lines joined where one ends in a backslash):
  * collectd's grammar is line based, and so are the error messages an operator needs. */
 #include "config.h"
 
-#include "hesctl_conf.h"
+#include "conf_tree.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fnmatch.h>
+#include <sys/stat.h>
+#include <wordexp.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -35,10 +39,11 @@ static void conf__fail(conf_ctx_t *c, int line, const char *fmt, ...) {
     snprintf(c->err, c->errlen, "%s:%d: %s", c->name, line, why);
 }
 
-static void conf__free_item(hesctl_ci_t *ci) {
+static void conf__free_item(hes_conf_node_t *ci) {
   if (ci == NULL)
     return;
   free(ci->key);
+  free(ci->file);
   for (size_t i = 0; i < ci->nvalues; i++)
     free(ci->values[i].s);
   free(ci->values);
@@ -47,7 +52,7 @@ static void conf__free_item(hesctl_ci_t *ci) {
   free(ci->children);
 }
 
-void hesctl_conf_free(hesctl_ci_t *root) {
+void hes_conf_tree_free(hes_conf_node_t *root) {
   conf__free_item(root);
   free(root);
 }
@@ -63,26 +68,38 @@ static bool conf__word_char(int ch) {
   return ch > ' ' && ch < 0x7f && ch != '"' && ch != '<' && ch != '>' && ch != '#' && ch != '\\';
 }
 
-/* collectd's NUMBER: [+-]?digits[.digits][e[+-]digits] (no hex: the plugin uses none). */
+/* collectd's NUMBER: [+-]?digits, [+-]?[digits].digits[e{+|-}digits], 0x hex; converted by
+ * strtod as collectd does (so an "octal" 017 is 17). Anything else is a word (1e4 too). */
 static bool conf__is_number(const char *s, double *out) {
   const char *p = s;
+  if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X') && isxdigit((unsigned char)p[2])) {
+    for (p += 2; isxdigit((unsigned char)*p); p++)
+      ;
+    if (*p != '\0')
+      return false;
+    *out = strtod(s, NULL);
+    return isfinite(*out);
+  }
   if (*p == '+' || *p == '-')
     p++;
-  if (!isdigit((unsigned char)*p))
+  if (!isdigit((unsigned char)*p) && !(*p == '.' && isdigit((unsigned char)p[1])))
     return false;
   while (isdigit((unsigned char)*p))
     p++;
-  if (*p == '.') {
+  bool fraction = *p == '.';
+  if (fraction) {
     p++;
     if (!isdigit((unsigned char)*p))
       return false;
     while (isdigit((unsigned char)*p))
       p++;
   }
-  if (*p == 'e' || *p == 'E') {
+  /* collectd's scanner: an exponent only after a fraction, and with its sign (1.5e+3) */
+  if (fraction && (*p == 'e' || *p == 'E')) {
     p++;
-    if (*p == '+' || *p == '-')
-      p++;
+    if (*p != '+' && *p != '-')
+      return false;
+    p++;
     if (!isdigit((unsigned char)*p))
       return false;
     while (isdigit((unsigned char)*p))
@@ -110,8 +127,8 @@ static int conf__bool_word(const char *s) {
   return -1;
 }
 
-static int conf__add_value(hesctl_ci_t *ci, hesctl_cv_t v) {
-  hesctl_cv_t *nv = realloc(ci->values, (ci->nvalues + 1) * sizeof(*nv));
+int hes_conf_tree_add_value(hes_conf_node_t *ci, hes_conf_value_t v) {
+  hes_conf_value_t *nv = realloc(ci->values, (ci->nvalues + 1) * sizeof(*nv));
   if (nv == NULL)
     return -1;
   ci->values = nv;
@@ -121,14 +138,14 @@ static int conf__add_value(hesctl_ci_t *ci, hesctl_cv_t v) {
 
 /* Parses the values of one statement from *pp, up to the end of the line, or up to '>'
  * when in_tag. Leaves *pp after what it read. */
-static bool conf__values(conf_ctx_t *c, const char **pp, hesctl_ci_t *ci, bool in_tag) {
+static bool conf__values(conf_ctx_t *c, const char **pp, hes_conf_node_t *ci, bool in_tag) {
   const char *p = *pp;
   for (;;) {
     while (*p == ' ' || *p == '\t')
       p++;
     if (*p == '\0' || *p == '#' || (in_tag && *p == '>'))
       break;
-    hesctl_cv_t v = {0};
+    hes_conf_value_t v = {0};
     if (*p == '"') {
       p++;
       size_t cap = strlen(p) + 1, n = 0;
@@ -155,7 +172,7 @@ static bool conf__values(conf_ctx_t *c, const char **pp, hesctl_ci_t *ci, bool i
       }
       p++;
       s[n] = '\0';
-      v.type = HESCTL_CV_STRING;
+      v.type = HES_CONF_STRING;
       v.quoted = true;
       v.s = s;
     } else if (conf__word_char((unsigned char)*p)) {
@@ -169,12 +186,12 @@ static bool conf__values(conf_ctx_t *c, const char **pp, hesctl_ci_t *ci, bool i
       }
       int b = conf__bool_word(v.s);
       if (b >= 0) {
-        v.type = HESCTL_CV_BOOL;
+        v.type = HES_CONF_BOOL;
         v.b = b == 1;
       } else if (conf__is_number(v.s, &v.n)) {
-        v.type = HESCTL_CV_NUMBER;
+        v.type = HES_CONF_NUMBER;
       } else {
-        v.type = HESCTL_CV_STRING;
+        v.type = HES_CONF_STRING;
       }
     } else {
       conf__fail(c, c->line, "unexpected character '%c'%s", *p,
@@ -186,7 +203,7 @@ static bool conf__values(conf_ctx_t *c, const char **pp, hesctl_ci_t *ci, bool i
       conf__fail(c, c->line, "missing blank after a value of \"%s\"", ci->key);
       return false;
     }
-    if (conf__add_value(ci, v) != 0) {
+    if (hes_conf_tree_add_value(ci, v) != 0) {
       free(v.s);
       conf__fail(c, c->line, "out of memory");
       return false;
@@ -225,25 +242,25 @@ static bool conf__line_end(conf_ctx_t *c, const char *p) {
 }
 
 /* Appends an empty child to block and returns it. */
-static hesctl_ci_t *conf__child(hesctl_ci_t *block) {
-  hesctl_ci_t *nc = realloc(block->children, (block->nchildren + 1) * sizeof(*nc));
+hes_conf_node_t *hes_conf_tree_child(hes_conf_node_t *block) {
+  hes_conf_node_t *nc = realloc(block->children, (block->nchildren + 1) * sizeof(*nc));
   if (nc == NULL)
     return NULL;
   block->children = nc;
-  hesctl_ci_t *ci = &block->children[block->nchildren++];
+  hes_conf_node_t *ci = &block->children[block->nchildren++];
   memset(ci, 0, sizeof(*ci));
   return ci;
 }
 
 typedef struct {
-  hesctl_ci_t *root;
+  hes_conf_node_t *root;
   /* the open blocks, by their path of child indices from root (children move on realloc) */
-  size_t path[HESCTL_CONF_MAX_DEPTH];
+  size_t path[HES_CONF_MAX_DEPTH];
   size_t depth;
 } conf_state_t;
 
-static hesctl_ci_t *conf__current(conf_state_t *st) {
-  hesctl_ci_t *b = st->root;
+static hes_conf_node_t *conf__current(conf_state_t *st) {
+  hes_conf_node_t *b = st->root;
   for (size_t i = 0; i < st->depth; i++)
     b = &b->children[st->path[i]];
   return b;
@@ -254,7 +271,7 @@ static bool conf__statement(conf_ctx_t *c, conf_state_t *st, const char *p) {
     p++;
   if (*p == '\0' || *p == '#')
     return true;
-  hesctl_ci_t *block = conf__current(st);
+  hes_conf_node_t *block = conf__current(st);
   if (p[0] == '<' && p[1] == '/') {
     p += 2;
     char *key = NULL;
@@ -278,23 +295,35 @@ static bool conf__statement(conf_ctx_t *c, conf_state_t *st, const char *p) {
       return false;
     }
     st->depth--;
+    /* collectd's parser keeps a statement only if it has values or children: an empty
+     * <Relay></Relay> is not there at all. The closed block is its parent's last child. */
+    if (block->nvalues == 0 && block->nchildren == 0) {
+      hes_conf_node_t *parent = conf__current(st);
+      conf__free_item(block);
+      parent->nchildren--;
+    }
     return conf__line_end(c, p + 1);
   }
   bool tag = *p == '<';
   if (tag) {
     p++;
-    if (st->depth == HESCTL_CONF_MAX_DEPTH) {
-      conf__fail(c, c->line, "blocks nested deeper than %d", HESCTL_CONF_MAX_DEPTH);
+    if (st->depth == HES_CONF_MAX_DEPTH) {
+      conf__fail(c, c->line, "blocks nested deeper than %d", HES_CONF_MAX_DEPTH);
       return false;
     }
   }
-  hesctl_ci_t *ci = conf__child(block);
+  hes_conf_node_t *ci = hes_conf_tree_child(block);
   if (ci == NULL) {
     conf__fail(c, c->line, "out of memory");
     return false;
   }
   ci->line = c->line;
   ci->block = tag;
+  ci->file = strdup(c->name);
+  if (ci->file == NULL) {
+    conf__fail(c, c->line, "out of memory");
+    return false;
+  }
   if (!conf__key(c, &p, &ci->key) || !conf__values(c, &p, ci, tag))
     return false;
   if (tag) {
@@ -312,18 +341,18 @@ static bool conf__statement(conf_ctx_t *c, conf_state_t *st, const char *p) {
   return true;
 }
 
-hesctl_ci_t *hesctl_conf_parse(const char *text, size_t len, const char *name, char *err,
-                               size_t errlen) {
+hes_conf_node_t *hes_conf_tree_parse(const char *text, size_t len, const char *name, char *err,
+                                     size_t errlen) {
   conf_ctx_t c = {.name = name != NULL ? name : "config", .line = 0, .err = err, .errlen = errlen};
   if (text == NULL && len > 0) {
     conf__fail(&c, 0, "no text");
     return NULL;
   }
-  if (len > HESCTL_CONF_MAX_BYTES) {
-    conf__fail(&c, 0, "larger than %u bytes", HESCTL_CONF_MAX_BYTES);
+  if (len > HES_CONF_MAX_BYTES) {
+    conf__fail(&c, 0, "larger than %u bytes", HES_CONF_MAX_BYTES);
     return NULL;
   }
-  conf_state_t st = {.root = calloc(1, sizeof(hesctl_ci_t))};
+  conf_state_t st = {.root = calloc(1, sizeof(hes_conf_node_t))};
   char *buf = malloc(len + 1); /* a logical line is never longer than the text */
   if (st.root == NULL || buf == NULL) {
     free(buf);
@@ -373,19 +402,19 @@ hesctl_ci_t *hesctl_conf_parse(const char *text, size_t len, const char *name, c
     ok = conf__statement(&c, &st, buf);
   }
   if (ok && st.depth > 0) {
-    hesctl_ci_t *b = conf__current(&st);
+    hes_conf_node_t *b = conf__current(&st);
     conf__fail(&c, line, "<%s> of line %d is not closed", b->key, b->line);
     ok = false;
   }
   free(buf);
   if (!ok) {
-    hesctl_conf_free(st.root);
+    hes_conf_tree_free(st.root);
     return NULL;
   }
   return st.root;
 }
 
-hesctl_ci_t *hesctl_conf_parse_file(const char *path, char *err, size_t errlen) {
+static hes_conf_node_t *conf__read_one(const char *path, char *err, size_t errlen) {
   FILE *f = fopen(path, "rb");
   if (f == NULL) {
     snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -396,8 +425,8 @@ hesctl_ci_t *hesctl_conf_parse_file(const char *path, char *err, size_t errlen) 
   bool ok = text != NULL;
   while (ok) {
     if (len == cap) {
-      if (cap > HESCTL_CONF_MAX_BYTES) {
-        snprintf(err, errlen, "%s: larger than %u bytes", path, HESCTL_CONF_MAX_BYTES);
+      if (cap > HES_CONF_MAX_BYTES) {
+        snprintf(err, errlen, "%s: larger than %u bytes", path, HES_CONF_MAX_BYTES);
         ok = false;
         break;
       }
@@ -423,9 +452,174 @@ hesctl_ci_t *hesctl_conf_parse_file(const char *path, char *err, size_t errlen) 
   if (text == NULL)
     snprintf(err, errlen, "%s: out of memory", path);
   fclose(f);
-  hesctl_ci_t *root = NULL;
+  hes_conf_node_t *root = NULL;
   if (ok)
-    root = hesctl_conf_parse(text, len, path, err, errlen);
+    root = hes_conf_tree_parse(text, len, path, err, errlen);
   free(text);
+  return root;
+}
+
+/* ---- Include, the way collectd's configfile.c does it -------------------------------------- */
+
+static hes_conf_node_t *conf__read_generic(const char *path, const char *filter, int depth,
+                                           char *err, size_t errlen);
+static int conf__includes(hes_conf_node_t *node, int depth, char *err, size_t errlen);
+
+/* Moves the children of from to the end of into; from is left empty. */
+static int conf__append(hes_conf_node_t *into, hes_conf_node_t *from) {
+  if (from->nchildren == 0)
+    return 0;
+  hes_conf_node_t *nc = realloc(into->children, (into->nchildren + from->nchildren) * sizeof(*nc));
+  if (nc == NULL)
+    return -1;
+  into->children = nc;
+  memcpy(into->children + into->nchildren, from->children, from->nchildren * sizeof(*nc));
+  into->nchildren += from->nchildren;
+  free(from->children);
+  from->children = NULL;
+  from->nchildren = 0;
+  return 0;
+}
+
+static int conf__name_cmp(const struct dirent **a, const struct dirent **b) {
+  return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+static int conf__dir_filter(const struct dirent *d) {
+  return d->d_name[0] != '.';
+}
+
+static int conf__read_path(hes_conf_node_t *root, const char *path, const char *filter, int depth,
+                           char *err, size_t errlen) {
+  struct stat st;
+  if (stat(path, &st) != 0)
+    return 0; /* collectd logs it and goes on: a glob that matches nothing is no error */
+  if (S_ISDIR(st.st_mode)) {
+    struct dirent **names = NULL;
+    int n = scandir(path, &names, conf__dir_filter, conf__name_cmp);
+    if (n < 0) {
+      snprintf(err, errlen, "%s: %s", path, strerror(errno));
+      return -1;
+    }
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+      char sub[4096];
+      if (rc == 0 &&
+          snprintf(sub, sizeof(sub), "%s/%s", path, names[i]->d_name) < (int)sizeof(sub)) {
+        hes_conf_node_t *part = conf__read_generic(sub, filter, depth, err, errlen);
+        if (part == NULL || conf__append(root, part) != 0)
+          rc = -1;
+        hes_conf_tree_free(part);
+      }
+      free(names[i]);
+    }
+    free(names);
+    return rc;
+  }
+  const char *base = strrchr(path, '/');
+  base = base != NULL ? base + 1 : path;
+  if (filter != NULL && fnmatch(filter, base, 0) != 0)
+    return 0;
+  hes_conf_node_t *part = conf__read_one(path, err, errlen);
+  if (part == NULL)
+    return -1;
+  int rc = conf__includes(part, depth, err, errlen);
+  if (rc == 0 && conf__append(root, part) != 0) {
+    snprintf(err, errlen, "%s: out of memory", path);
+    rc = -1;
+  }
+  hes_conf_tree_free(part);
+  return rc;
+}
+
+/* The items of every file path names (a file, a directory or a glob), as one block. */
+static hes_conf_node_t *conf__read_generic(const char *path, const char *filter, int depth,
+                                           char *err, size_t errlen) {
+  if (depth >= HES_CONF_MAX_INCLUDE) {
+    snprintf(err, errlen, "%s: Include nested deeper than %d", path, HES_CONF_MAX_INCLUDE);
+    return NULL;
+  }
+  hes_conf_node_t *root = calloc(1, sizeof(*root));
+  if (root == NULL) {
+    snprintf(err, errlen, "%s: out of memory", path);
+    return NULL;
+  }
+  root->block = true;
+  wordexp_t we;
+  if (wordexp(path, &we, WRDE_NOCMD) != 0) {
+    snprintf(err, errlen, "Include \"%s\": not a valid path or pattern", path);
+    hes_conf_tree_free(root);
+    return NULL;
+  }
+  int rc = 0;
+  for (size_t i = 0; i < we.we_wordc && rc == 0; i++)
+    rc = conf__read_path(root, we.we_wordv[i], filter, depth, err, errlen);
+  wordfree(&we);
+  if (rc != 0) {
+    hes_conf_tree_free(root);
+    return NULL;
+  }
+  return root;
+}
+
+/* Replaces each Include among a file's top-level items by the items it names. collectd
+ * includes nothing from within a block: an Include there stays an item, and the config
+ * module refuses it as an unknown key, as the plugin does. */
+static int conf__includes(hes_conf_node_t *node, int depth, char *err, size_t errlen) {
+  for (size_t i = 0; i < node->nchildren; i++) {
+    hes_conf_node_t *inc = &node->children[i];
+    if (strcasecmp(inc->key, "Include") != 0)
+      continue;
+    if (inc->nvalues != 1 || inc->values[0].type != HES_CONF_STRING) {
+      snprintf(err, errlen, "%s:%d: Include needs exactly one string argument", inc->file,
+               inc->line);
+      return -1;
+    }
+    const char *filter = NULL;
+    for (size_t j = 0; j < inc->nchildren; j++) {
+      const hes_conf_node_t *f = &inc->children[j];
+      if (strcasecmp(f->key, "Filter") != 0 || f->nvalues != 1 ||
+          f->values[0].type != HES_CONF_STRING) {
+        snprintf(err, errlen, "%s:%d: <Include> takes only Filter \"pattern\"", f->file, f->line);
+        return -1;
+      }
+      filter = f->values[0].s;
+    }
+    hes_conf_node_t *part = conf__read_generic(inc->values[0].s, filter, depth + 1, err, errlen);
+    if (part == NULL)
+      return -1;
+    /* node->children[i] becomes part's children, in their order */
+    size_t n = part->nchildren, tail = node->nchildren - i - 1;
+    hes_conf_node_t *nc = node->children;
+    if (n > 1) {
+      nc = realloc(node->children, (node->nchildren + n - 1) * sizeof(*nc));
+      if (nc == NULL) {
+        snprintf(err, errlen, "%s: out of memory", inc->values[0].s);
+        hes_conf_tree_free(part);
+        return -1;
+      }
+      node->children = nc;
+    }
+    hes_conf_node_t old = nc[i];
+    memmove(nc + i + n, nc + i + 1, tail * sizeof(*nc));
+    if (n > 0)
+      memcpy(nc + i, part->children, n * sizeof(*nc));
+    node->nchildren = node->nchildren - 1 + n;
+    free(part->children);
+    part->children = NULL;
+    part->nchildren = 0;
+    hes_conf_tree_free(part);
+    conf__free_item(&old);
+    i = i + n - 1; /* the included items had their own Includes followed already */
+  }
+  return 0;
+}
+
+hes_conf_node_t *hes_conf_tree_read(const char *path, char *err, size_t errlen) {
+  hes_conf_node_t *root = conf__read_one(path, err, errlen);
+  if (root != NULL && conf__includes(root, 0, err, errlen) != 0) {
+    hes_conf_tree_free(root);
+    return NULL;
+  }
   return root;
 }
