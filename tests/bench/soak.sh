@@ -24,6 +24,8 @@ SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 export top_srcdir=$SRC top_builddir=$BUILD
 # shellcheck source=tests/lib.sh disable=SC1091
 . "$SRC/tests/lib.sh"
+# shellcheck source=tests/bench/bench_lib.sh disable=SC1091
+. "$SRC/tests/bench/bench_lib.sh"
 
 METERS=${SOAK_METERS:-10000}
 INTERVAL=${SOAK_INTERVAL:-10}
@@ -33,98 +35,28 @@ ITEMS='"voltageA" "currentA" "activePowerTotal" "reactivePowerA" "powerFactorTot
 NITEMS=6
 DURATION=$(awk -v m="$MINUTES" 'BEGIN { printf "%d", m * 60 }')
 WARMUP=$((DURATION >= 360 ? 120 : DURATION / 3))
-COLLECTD_BIN=${COLLECTD_BIN:-/usr/sbin/collectd}
-STOCK_PLUGINS=${STOCK_PLUGINS:-/usr/lib/collectd}
-HZ=$(getconf CLK_TCK)
 
 [ "$DURATION" -ge 30 ] || fail "a soak of at least 0.5 minutes, please"
-require_cmd gcc
-[ -x "$COLLECTD_BIN" ] || skip "collectd not found ($COLLECTD_BIN)"
-[ -f /usr/include/collectd/core/daemon/plugin.h ] || skip "collectd-dev not installed"
-[ -f "$BUILD/.libs/hes.so" ] || fail "$BUILD/.libs/hes.so not built (run make in $BUILD)"
-[ -x "$BUILD/tests/sim/hes-sim" ] || fail "$BUILD/tests/sim/hes-sim not built"
-
-B=$TEST_TMP/bin
-PLUGINS=$TEST_TMP/plugins
+bench_init count
 D=$TEST_TMP/collectd
-mkdir -p "$B" "$PLUGINS" "$D/var"
-printf '#define _GNU_SOURCE 1\n' >"$B/config.h"
-gcc -O2 -std=gnu11 -Wall -Wextra -shared -fPIC -DHAVE_CONFIG_H -I"$B" -I/usr/include/collectd \
-  "$SRC/tests/bench/bench_count.c" -o "$PLUGINS/bench_count.so" || fail "cannot build bench_count.so"
-cp "$BUILD/.libs/hes.so" "$PLUGINS/hes.so"
-cp "$STOCK_PLUGINS/logfile.so" "$PLUGINS/"
-awk -v n="$METERS" 'BEGIN { for (i = 0; i < n; i++) printf "%.0f\n", 202407100001 + i }' >"$TEST_TMP/meters.txt"
-
-proc_ticks() {
-  local s
-  s=$(cat "/proc/$1/stat" 2>/dev/null) || {
-    echo 0
-    return
-  }
-  s=${s##*) }
-  awk '{ print $12 + $13 }' <<<"$s"
-}
+mkdir -p "$D/var"
+meter_file "$METERS" "$TEST_TMP/meters.txt"
 
 start_mosquitto
 # The broker queues a round's pushes (60 with the defaults) while the plugin reads them.
-# shellcheck disable=SC2046
-start_sim --tenant 1000000067 --username kuangda --password kd123456 \
-  --secret-key 55be0dc7ac554610165183db43991c50 --push-delay-ms 0 --max-devlist "$BATCH"
+start_sim --tenant "$TENANT" --username kuangda --password kd123456 --secret-key "$SECRET" \
+  --push-delay-ms 0 --max-devlist "$BATCH"
 wait_for 10 sim_connected || fail "simulator not connected to the broker"
 
-cat >"$D/collectd.conf" <<CONF
-Hostname "soak"
-FQDNLookup false
-BaseDir "$D/var"
-PluginDir "$PLUGINS"
-TypesDB "/usr/share/collectd/types.db" "$SRC/conf/hes-types.db"
-Interval $INTERVAL
-LoadPlugin logfile
-<Plugin logfile>
-  LogLevel info
-  File "$D/collectd.log"
-  Timestamp true
-  PrintSeverity true
-</Plugin>
-<LoadPlugin bench_count>
-  Globals true
-</LoadPlugin>
-<Plugin bench_count>
-  File "$D/count.txt"
-  Period 10
-</Plugin>
-LoadPlugin hes
-<Plugin hes>
-  <Server "soak">
-    URL "$SIM_URL"
-    TenantCode "1000000067"
-    Username "kuangda"
-    Password "kd123456"
-    SecretKey "55be0dc7ac554610165183db43991c50"
-    Timeout 5000
-    <MQTT>
-      Host "127.0.0.1"
-      Port $MQTT_PORT
-      ClientId "soak-$$"
-    </MQTT>
-    MeterFile "$TEST_TMP/meters.txt"
-    Item $ITEMS
-    BatchSize $BATCH
-    Interval $INTERVAL
-    PlanTimeout $PLAN_TIMEOUT
-  </Server>
-</Plugin>
-CONF
-FAIL_LOGS="${FAIL_LOGS:-} $D/collectd.log $D/collectd.out"
-# shellcheck disable=SC2086 # a list of VAR=value words
-LIB_OUT=$D/collectd.out run_bg env ${SOAK_COLLECTD_ENV:-} "$COLLECTD_BIN" -f -C "$D/collectd.conf"
-CD_PID=$BG_PID
-wait_for 20 grep -q 'Initialization complete' "$D/collectd.log" || fail "collectd did not start"
+CD_INTERVAL=$INTERVAL cd_conf "$D" "$(hes_conf soak "$SIM_URL" "$TEST_TMP/meters.txt" "$INTERVAL" \
+  "    Timeout 5000
+    PlanTimeout $PLAN_TIMEOUT")" 10
+BENCH_COLLECTD_ENV=${SOAK_COLLECTD_ENV:-} cd_start "$D"
 note "soak: $METERS meters x $NITEMS items every $INTERVAL s for $DURATION s (warm-up $WARMUP s)"
 
 # samples: <monotonic s> <values> <ticks> <minflt> <rss kB> <dispatched missing rejected ...>
 samples() { wc -l <"$D/count.txt" 2>/dev/null || echo 0; }
-wait_samples() { # <n>
+soak_wait() { # <n>
   local i
   for ((i = 0; i < 10 * ($1 * 10 + 60); i++)); do
     [ "$(samples)" -ge "$1" ] && return 0
@@ -135,16 +67,16 @@ wait_samples() { # <n>
 }
 n_warm=$((WARMUP / 10))
 n_end=$((DURATION / 10))
-wait_samples "$n_warm"
+soak_wait "$n_warm"
 sim0=$(proc_ticks "$SIM_PID")
 mq0=$(proc_ticks "$MOSQUITTO_PID")
-wait_samples "$n_end"
+soak_wait "$n_end"
 sim1=$(proc_ticks "$SIM_PID")
 mq1=$(proc_ticks "$MOSQUITTO_PID")
 
 # Stop the reads and let the last plans expire before the balance.
 sim_control "fail-rate?rate=1" >/dev/null
-wait_samples $((n_end + (PLAN_TIMEOUT + 3 * INTERVAL) / 10 + 1))
+soak_wait $((n_end + (PLAN_TIMEOUT + 3 * INTERVAL) / 10 + 1))
 _lib_running "$CD_PID" || fail "collectd died"
 kill -INT "$CD_PID"
 rc=0
