@@ -193,7 +193,7 @@ for m in "$M1" "$OVERVOLTAGE"; do
   [ "$time" = "$(date -u -d "@$((ts / 1000))" '+%Y-%m-%d %H:%M:%S')" ] || fail "$m: time $time for $ts"
   [ "$item,$channel,$status" = "voltageA,,ok" ] || fail "$m: $line"
   # the simulator pushes 100 ms after its answer; hesctl waits 5 s at most
-  awk -v l="$latency" 'BEGIN { exit !(l >= 100 && l < 5000) }' || fail "$m: latency_ms $latency"
+  awk -v l="$latency" 'BEGIN { exit !(l >= 90 && l < 5000) }' || fail "$m: latency_ms $latency"
 done
 [ "$(grep "^$SILENT," "$OUT" | tr -d '\r')" = "$SILENT,,,voltageA,,,,missing," ] ||
   fail "silent meter: $(cat "$OUT")"
@@ -209,8 +209,8 @@ grep -q "^$SILENT  -  *voltageA  -  *-     missing\$" "$OUT" || fail "table: $(c
 run 0 read "$M1" --item voltageA --item importActiveEnergy --json "${FLAGS[@]}"
 json_check "$OUT" 'len(d) == 2 and [r["item"] for r in d] == ["voltageA", "importActiveEnergy"] and all(r["status"] == "ok" and r["meter"] == "'"$M1"'" and r["channel"] is None for r in d)'
 # per meter, the latency of its reading: request sent to push arrived (the push comes 100 ms
-# after the answer)
-json_check "$OUT" 'all(isinstance(r["latency_ms"], float) and 100 <= r["latency_ms"] < 5000 for r in d)'
+# after the answer; 90 leaves room for the two processes' clocks and timers, seen at 99.5)
+json_check "$OUT" 'all(isinstance(r["latency_ms"], float) and 90 <= r["latency_ms"] < 5000 for r in d)'
 line=$(grep '"importActiveEnergy"' "$OUT")
 ts=$(json_num "$line" timestamp_ms)
 expect=$(sim_value "$M1" 5069 "$ts")
