@@ -98,6 +98,41 @@ static void test_first_list(void **state) {
   hes_meterset_free(s);
 }
 
+/* The relay and the backfill books borrow a version's own list instead of copying it: two
+ * holders of one version (repin), each letting go on its own; the list stays readable after
+ * a swap until the last of them unpins, and the retired version goes then. */
+static void test_borrowed_list_and_repin(void **state) {
+  (void)state;
+  const char *a[] = {"100", "101", "102"};
+  const char *b[] = {"102", "200"};
+  hes_meterset_t *s = hes_meterset_new();
+  size_t retired = 0;
+
+  swap_to(s, a, 3, NULL, NULL);
+  const hes_meterver_t *v = hes_meterset_pin(s);
+  assert_ptr_equal(hes_meterset_repin(s, v), v);
+  const hes_meters_t *list = hes_meterver_meters(v);
+  assert_non_null(list);
+  assert_int_equal(hes_meters_count(list), 3);
+  for (uint32_t i = 0; i < 3; i++) {
+    assert_string_equal(hes_meters_at(list, i), a[i]);
+    assert_int_equal(hes_meters_find(list, a[i], strlen(a[i])), i);
+  }
+  swap_to(s, b, 2, NULL, NULL);
+  hes_meterset_memory(s, &retired);
+  assert_true(retired > 0);
+  hes_meterset_unpin(s, v); /* one holder moves on: the other still reads */
+  hes_meterset_memory(s, &retired);
+  assert_true(retired > 0);
+  assert_string_equal(hes_meters_at(list, 1), "101");
+  hes_meterset_unpin(s, v);
+  hes_meterset_memory(s, &retired);
+  assert_int_equal(retired, 0);
+  assert_null(hes_meterver_meters(NULL));
+  assert_null(hes_meterset_repin(s, NULL));
+  hes_meterset_free(s);
+}
+
 static void test_stable_indices_and_holes(void **state) {
   (void)state;
   const char *a[] = {"100", "101", "102", "103"};
@@ -320,6 +355,7 @@ int main(void) {
       cmocka_unit_test(test_first_list),
       cmocka_unit_test(test_stable_indices_and_holes),
       cmocka_unit_test(test_pinned_reader),
+      cmocka_unit_test(test_borrowed_list_and_repin),
       cmocka_unit_test(test_abort),
       cmocka_unit_test(test_readers_race_writer),
       cmocka_unit_test(test_big_memory_and_stability),

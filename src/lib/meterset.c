@@ -111,6 +111,17 @@ const hes_meterver_t *hes_meterset_pin(hes_meterset_t *s) {
   return v;
 }
 
+const hes_meterver_t *hes_meterset_repin(hes_meterset_t *s, const hes_meterver_t *cv) {
+  hes_meterver_t *v = (hes_meterver_t *)cv;
+
+  if (s == NULL || v == NULL)
+    return NULL;
+  pthread_mutex_lock(&s->lock);
+  v->refs++;
+  pthread_mutex_unlock(&s->lock);
+  return v;
+}
+
 /* Drops one reference. A replaced version whose last reference goes is unlinked under the
  * lock and freed after it. */
 void hes_meterset_unpin(hes_meterset_t *s, const hes_meterver_t *cv) {
@@ -162,6 +173,10 @@ const char *hes_meterver_at(const hes_meterver_t *v, size_t i, uint32_t *idx) {
   if (idx != NULL)
     *idx = v->map[i];
   return hes_meters_at(v->m, (uint32_t)i);
+}
+
+const hes_meters_t *hes_meterver_meters(const hes_meterver_t *v) {
+  return v != NULL ? v->m : NULL;
 }
 
 uint64_t hes_meterver_generation(const hes_meterver_t *v) {

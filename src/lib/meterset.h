@@ -51,6 +51,9 @@ void hes_meterset_free(hes_meterset_t *s);
  * keeps its leavers' indices from being reused. Never NULL for a non-NULL set. */
 const hes_meterver_t *hes_meterset_pin(hes_meterset_t *s);
 void hes_meterset_unpin(hes_meterset_t *s, const hes_meterver_t *v);
+/* One more pin on v, which the caller holds pinned already (returns v): for handing a version
+ * on to a second holder that unpins it on its own. */
+const hes_meterver_t *hes_meterset_repin(hes_meterset_t *s, const hes_meterver_t *v);
 
 /* The stable index of a meter number, or HES_METER_NONE. s need not be NUL-terminated. No
  * lock: as cheap as hes_meters_find plus one array read. */
@@ -63,6 +66,10 @@ size_t hes_meterver_count(const hes_meterver_t *v);
 uint32_t hes_meterver_capacity(const hes_meterver_t *v);
 /* The i-th meter in list order (i < count), its index in *idx: for building devLists. */
 const char *hes_meterver_at(const hes_meterver_t *v, size_t i, uint32_t *idx);
+/* The version's own meters in list order, sealed (index i: the i-th meter, not the stable
+ * index), valid while v is pinned: what a module keeping state by list position borrows
+ * (the relay rules, the backfill books) instead of a copy of its own. */
+const hes_meters_t *hes_meterver_meters(const hes_meterver_t *v);
 /* A copy of the version's meters in list order, sealed (index i: the i-th meter, not the
  * stable index): for lists kept by meter number. NULL: no memory. */
 hes_meters_t *hes_meterver_list(const hes_meterver_t *v);

@@ -258,47 +258,46 @@ static bool hes_frozen_round(hes_server_t *s, struct hes_frozen *f, int64_t now,
   return done;
 }
 
-void hes_billing_meters(hes_server_t *s, hes_meters_t *list) {
+void hes_billing_meters(hes_server_t *s, const hes_meterver_t *v) {
   if (s->frozen_num == 0 || !s->billing_sync) {
-    hes_meters_free(list);
+    hes_meterset_unpin(s->set, v);
     return;
   }
   pthread_mutex_lock(&s->billing_lock);
-  hes_meters_free(s->billing_next); /* not taken yet: the newer one replaces it */
-  s->billing_next = list;
+  const hes_meterver_t *stale = s->billing_next; /* not taken yet: the newer one replaces it */
+  s->billing_next = v;
   pthread_mutex_unlock(&s->billing_lock);
+  hes_meterset_unpin(s->set, stale);
 }
 
 /* Billing thread, between takes: the books follow the meter list. A joiner's periods are
  * asked for as at a first start, a leaver's are dropped. */
 static void hes_billing_follow(hes_server_t *s) {
   pthread_mutex_lock(&s->billing_lock);
-  hes_meters_t *next = s->billing_next;
+  const hes_meterver_t *next = s->billing_next;
   s->billing_next = NULL;
   pthread_mutex_unlock(&s->billing_lock);
   if (next == NULL)
     return;
+  /* Each item pins the version its books borrow from and lets the previous one go: the
+   * books share the published list instead of keeping copies (issue 15's 64 bytes a meter). */
+  const hes_meters_t *list = hes_meterver_meters(next);
   bool all = true;
   for (size_t i = 0; i < s->frozen_num; i++) {
     struct hes_frozen *f = &s->frozen[i];
-    if (hes_backfill_set_meters(f->backfill, next) == 0)
-      f->meters = next;
-    else
+    if (hes_backfill_set_meters(f->backfill, list) == 0) {
+      hes_meterset_unpin(s->set, f->ver);
+      f->ver = hes_meterset_repin(s->set, next);
+      f->meters = list;
+    } else {
       all = false;
+    }
   }
   if (!all)
     ERROR(HES_PLUGIN " plugin: Server \"%s\": some frozen items keep the previous meter list "
                      "(out of memory, or the new list is empty)",
           s->name);
-  /* The previous list goes once no item uses it (the list at start is the config's). After
-   * an ENOMEM an item may still use it: it is then not freed at all, the rare case's cost. */
-  hes_meters_t *prev = s->billing_list;
-  bool used = false;
-  for (size_t i = 0; i < s->frozen_num; i++)
-    used |= s->frozen[i].meters == prev;
-  if (!used)
-    hes_meters_free(prev);
-  s->billing_list = next;
+  hes_meterset_unpin(s->set, next);
 }
 
 /* Waits up to `seconds`; returns false when the thread must stop. */

@@ -285,13 +285,16 @@ int hes_relay_start(hes_relay_conf_t *rc) {
   char path[PATH_MAX];
   snprintf(path, sizeof(path), "%s/hes-relay-%s.state", hes_state_dir_path(), s->name);
   char err[512] = "";
+  /* The relay borrows the current version's list; the pin keeps it alive until the relay
+   * takes the next one (roster.c). */
+  rc->ver = hes_meterset_pin(s->set);
   hes_relay_config_t cfg = {
       .holdoff = rc->holdoff,
       .max_per_minute = rc->max_per_minute,
       .dry_run = rc->dry_run,
       .queue_max = 64,
       .state_path = path,
-      .meters = s->meters,
+      .meters = hes_meterver_meters(rc->ver),
   };
   rc->relay = hes_relay_new(&cfg, hes_clock_wall(), err, sizeof(err));
   if (rc->relay == NULL) {

@@ -82,11 +82,27 @@ void hes_server_runtime_free(hes_server_t *s) {
   hes_session_free(s->session);
   s->session = NULL;
   s->mqtt = NULL;
+  /* The books and the relay borrow their lists from pinned versions of the set: they go,
+   * and the pins with them, before the set. */
+  for (size_t i = 0; i < s->frozen_num; i++) {
+    hes_backfill_free(s->frozen[i].backfill);
+    s->frozen[i].backfill = NULL;
+    s->frozen[i].meters = NULL;
+    hes_meterset_unpin(s->set, s->frozen[i].ver);
+    s->frozen[i].ver = NULL;
+  }
+  hes_meterset_unpin(s->set, s->billing_next);
+  s->billing_next = NULL;
+  hes_relay_conf_t *rc = hes_relay_conf;
+  if (rc != NULL && rc->server == s) {
+    hes_relay_free(rc->relay); /* its thread is gone already */
+    rc->relay = NULL;
+    hes_meterset_unpin(s->set, rc->ver);
+    rc->ver = NULL;
+  }
   hes_roster_free(s); /* after the session, which looks meters up in its set */
   free(s->batch_index);
   free(s->billing_index);
-  hes_meters_free(s->billing_next);
-  s->billing_next = NULL;
   s->batch_index = s->billing_index = NULL;
   if (s->billing_sync) {
     pthread_mutex_destroy(&s->billing_lock);
@@ -98,8 +114,6 @@ void hes_server_runtime_free(hes_server_t *s) {
 void hes_relay_runtime_free(hes_relay_conf_t *rc) {
   hes_session_client_free(rc->client);
   rc->client = NULL;
-  hes_meters_free(rc->meters); /* the relay is freed already */
-  rc->meters = NULL;
 }
 
 static int hes_check_type(const char *type) {
@@ -130,10 +144,12 @@ static int hes_server_start(hes_server_t *s) {
     char why[512] = "";
     snprintf(path, sizeof(path), "%s/hes-backfill-%s-%s.state", hes_state_dir_path(), s->name,
              f->item->period);
+    f->ver = hes_meterset_pin(s->set);
+    f->meters = hes_meterver_meters(f->ver);
     hes_backfill_config_t bc = {
         .server = s->name,
         .kind = (hes_backfill_kind_t)f->item->cgcode,
-        .meters = s->meters,
+        .meters = f->meters,
         .tz = s->tz,
         .periods = (unsigned)s->backfill_periods,
         .give_up = (int64_t)s->give_up_after,
@@ -141,7 +157,6 @@ static int hes_server_start(hes_server_t *s) {
         .state_path = path,
     };
     f->backfill = hes_backfill_new(&bc, why, sizeof(why));
-    f->meters = s->meters;
     if (f->backfill == NULL) {
       ERROR(HES_PLUGIN " plugin: Server \"%s\": %s: %s", s->name, f->item->name, why);
       return -1;
@@ -230,10 +245,13 @@ static int hes_server_start(hes_server_t *s) {
     ERROR(HES_PLUGIN " plugin: Server \"%s\": cannot register the read callback.", s->name);
     return -1;
   }
+  const hes_meterver_t *v = hes_meterset_pin(s->set);
+  size_t count = hes_meterver_count(v);
+  hes_meterset_unpin(s->set, v);
   INFO(HES_PLUGIN " plugin: Server \"%s\": %zu meter(s) x %zu item(s) every %.3f s, batches of "
                   "%zu, HES %s, broker %s:%d.",
-       s->name, hes_meters_count(s->meters) /* the list at start */, s->items_num,
-       CDTIME_T_TO_DOUBLE(s->interval), s->batch_size, s->url, s->mqtt_host, s->mqtt_port);
+       s->name, count, s->items_num, CDTIME_T_TO_DOUBLE(s->interval), s->batch_size, s->url,
+       s->mqtt_host, s->mqtt_port);
   return 0;
 }
 

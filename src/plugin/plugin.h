@@ -124,8 +124,8 @@ typedef struct hes_server {
   char *mqtt_key_file;
   char *mqtt_tls_protocol;
 
-  /* what to read: the list at start (the books of frozen items and relay are kept by its
-   * indices), and the list as it changes (roster.c) */
+  /* what to read: the config's list (freed once the meter list is built at start), and the
+   * list as it changes (roster.c) */
   hes_meters_t *meters;
   hes_meterlist_t *meterlist;
   hes_meterset_t *set;           /* the meterlist's: pin a version for one unit of work */
@@ -147,6 +147,7 @@ typedef struct hes_server {
     const hes_item_t *item;
     hes_backfill_t *backfill;
     const hes_meters_t *meters; /* billing thread: the backfill's list (its indices) */
+    const hes_meterver_t *ver;  /* pinned while the backfill borrows its list as meters */
     hes_session_route_t route;  /* its readFrozen plans' pushes */
     struct hes_server *server;
     int64_t resume; /* billing thread: the freeze time a round cut short was on; 0: none */
@@ -171,12 +172,11 @@ typedef struct hes_server {
   hes_read_route_t read_route_user[HES_ITEMS_MAX];
   pthread_t mqtt_thread;
   bool mqtt_thread_started;
-  uint32_t *batch_index;             /* read thread scratch: batch_size entries */
-  uint32_t *billing_index;           /* billing thread scratch: batch_size entries */
-  const hes_meterver_t *billing_ver; /* billing thread: the version of its round */
-  hes_meters_t *billing_next;        /* a new list for the backfill books, under billing_lock */
-  hes_meters_t *billing_list;        /* billing thread: the books' list after a change (owned) */
-  size_t read_cursor;                /* the batch the next read round starts with */
+  uint32_t *batch_index;              /* read thread scratch: batch_size entries */
+  uint32_t *billing_index;            /* billing thread scratch: batch_size entries */
+  const hes_meterver_t *billing_ver;  /* billing thread: the version of its round */
+  const hes_meterver_t *billing_next; /* a new version for the books (pinned), under billing_lock */
+  size_t read_cursor;                 /* the batch the next read round starts with */
   bool ready_once;
   /* the billing thread */
   pthread_t billing_thread;
@@ -216,7 +216,7 @@ typedef struct {
   size_t rules_num;
 
   hes_relay_t *relay;
-  hes_meters_t *meters;         /* the relay's list after the first change (NULL: the server's) */
+  const hes_meterver_t *ver;    /* pinned while the relay borrows its list */
   hes_session_client_t *client; /* relay thread only */
   hes_session_route_t route;    /* relay plans' pushes */
   pthread_t thread;
@@ -279,8 +279,9 @@ void hes_roster_self(hes_server_t *s, const char *instance, cdtime_t now);
 const char *hes_roster_name(hes_server_t *s, uint32_t idx, char *buf, size_t len);
 
 /* billing.c */
-/* Read thread: hands the billing thread a new meter list (taken over). */
-void hes_billing_meters(hes_server_t *s, hes_meters_t *list);
+/* Read thread: hands the billing thread a new version of the meter list (pinned; the pin is
+ * taken over). */
+void hes_billing_meters(hes_server_t *s, const hes_meterver_t *v);
 void hes_billing_routes(hes_server_t *s);
 int hes_billing_start(hes_server_t *s);
 void hes_billing_stop(hes_server_t *s);

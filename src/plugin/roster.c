@@ -7,10 +7,12 @@
  * it), the MQTT thread (the session pins one version per push), the relay thread (checks a
  * command's meter in the current version) and the billing thread (one version per round).
  *
- * The backfill books and the relay rules keep lists of their own (by number, their own
- * indices): each new list is handed to them (hes_backfill_set_meters on the billing thread,
- * between takes; hes_relay_set_meters here), so a joiner is billed and commandable and a
- * leaver's periods and holdoff are dropped. */
+ * The backfill books and the relay rules keep state by list position and borrow the list of
+ * a version they hold pinned, not a copy (issue 15: a copy was 27.5 bytes a meter each).
+ * Each new version is handed to them (hes_backfill_set_meters on the billing thread, between
+ * takes; hes_relay_set_meters here), so a joiner is billed and commandable and a leaver's
+ * periods and holdoff are dropped; the version they held is unpinned once they have let go
+ * of it, and freed when its last reader is done. */
 #include "config.h"
 
 #include "plugin.h"
@@ -78,15 +80,13 @@ static void hes_roster_relay(hes_server_t *s, const hes_meterver_t *v) {
   hes_relay_conf_t *rc = hes_relay_conf;
   if (rc == NULL || rc->server != s || rc->relay == NULL)
     return;
-  hes_meters_t *m = hes_meterver_list(v);
-  if (m == NULL || hes_relay_set_meters(rc->relay, m) != 0) {
-    hes_meters_free(m);
+  if (hes_relay_set_meters(rc->relay, hes_meterver_meters(v)) != 0) {
     ERROR(HES_PLUGIN " plugin: <Relay>: out of memory: the rules keep the previous meter list "
                      "(a meter that left is still never commanded)");
     return;
   }
-  hes_meters_free(rc->meters);
-  rc->meters = m;
+  hes_meterset_unpin(s->set, rc->ver);
+  rc->ver = hes_meterset_repin(s->set, v);
 }
 
 int hes_roster_start(hes_server_t *s) {
@@ -133,15 +133,9 @@ int hes_roster_start(hes_server_t *s) {
     ERROR(HES_PLUGIN " plugin: Server \"%s\": cannot build the meter list.", s->name);
     return -1;
   }
-  const hes_meterver_t *v = hes_meterset_pin(s->set);
-  hes_meters_t *snap = hes_meterver_list(v);
-  hes_meterset_unpin(s->set, v);
-  if (snap == NULL) {
-    ERROR(HES_PLUGIN " plugin: Server \"%s\": out of memory.", s->name);
-    return -1;
-  }
+  /* The published list replaces the config's: the relay and the books borrow from it. */
   hes_meters_free(s->meters);
-  s->meters = snap;
+  s->meters = NULL;
   s->dcu_route = (hes_session_route_t){
       .sink = &hes_roster_sink,
       .user = s,
@@ -183,13 +177,6 @@ static void hes_roster_refresh(hes_server_t *s) {
 
 void hes_roster_round(hes_server_t *s, bool can_request) {
   char err[512] = "";
-  /* The list at start is for the backfill books and the relay rules to begin with; without
-   * either it is 27 bytes a meter for nothing (init is over: the relay has its list). */
-  if (s->meters != NULL && s->frozen_num == 0 &&
-      (hes_relay_conf == NULL || hes_relay_conf->server != s)) {
-    hes_meters_free(s->meters);
-    s->meters = NULL;
-  }
   if (hes_meterlist_check_file(s->meterlist, err, sizeof(err)) == HES_METERLIST_EFILE)
     ERROR(HES_PLUGIN " plugin: Server \"%s\": %s", s->name, err); /* once per broken file */
   double now = hes_clock_wall();
@@ -201,18 +188,14 @@ void hes_roster_round(hes_server_t *s, bool can_request) {
   if (hes_meterlist_update(s->meterlist, &up) != HES_METERLIST_OK)
     return;
   /* No per-index state to grow: plans keep the indices they were made with, the relay and
-   * the backfill books keep lists of their own, handed over below. */
+   * the backfill books keep state by list position and are handed the new version below. */
   hes_meterlist_commit(s->meterlist, &up);
-  hes_roster_relay(s, up.next);
-  if (s->frozen_num > 0) {
-    hes_meters_t *list = hes_meterver_list(up.next);
-    if (list != NULL)
-      hes_billing_meters(s, list);
-    else
-      ERROR(HES_PLUGIN " plugin: Server \"%s\": out of memory: the frozen items keep the "
-                       "previous meter list",
-            s->name);
-  }
+  /* The writer is this thread: the version pinned now is up.next. */
+  const hes_meterver_t *v = hes_meterset_pin(s->set);
+  hes_roster_relay(s, v);
+  if (s->frozen_num > 0)
+    hes_billing_meters(s, hes_meterset_repin(s->set, v));
+  hes_meterset_unpin(s->set, v);
   /* Open plans stop waiting for the leavers: not missing, and their indices can be reused. */
   hes_session_forget(s->session, up.left, up.n_left);
   size_t joined = up.n_joined, left = up.n_left, count = hes_meterver_count(up.next);

@@ -7,9 +7,11 @@
  * pins the current version, looks up 1000 meters of the range every version holds, unpins,
  * and counts lookups that fail or whose index changed.
  *
- * Then the plugin's own work per swap (src/plugin/roster.c, billing.c) on the same lists: the
- * list copied for the relay and the billing books, hes_relay_set_meters, hes_backfill_set_meters
- * (three freeze times tracked) and hes_plans_forget (one round's plans open).
+ * Then the plugin's own work per swap (src/plugin/roster.c, billing.c) on the same list: the
+ * relay and the billing books borrow the pinned version's list (no copies), one more swap
+ * hands them the new version (hes_relay_set_meters, hes_backfill_set_meters with three freeze
+ * times tracked), hes_plans_forget (one round's plans open); and the memory of a server with
+ * a <Relay> and frozen items, steady and during that swap.
  *
  * Build and run from the repository, with a configured build directory _b:
  *   gcc -O2 -std=c11 -D_GNU_SOURCE -I_b -Isrc/lib tests/bench/bench_swap.c src/lib/meterlist.c \
@@ -144,24 +146,39 @@ static void lookup_cost(hes_meterlist_t *ml) {
   hes_meters_free(plain);
 }
 
-/* The plugin's work after a commit: copies, relay, backfill, plans, with `left` leaving. */
-static void books_cost(hes_meterlist_t *ml, long long shift) {
+/* The plugin's work after a commit, as roster.c and billing.c do it: the relay and the
+ * backfill books borrow the list of the version they hold pinned (no copies); a swap hands
+ * them the new version, then their pins on the old one go. Also plans_forget (one round's
+ * plans open), and the memory of a server with a <Relay> and frozen items: the meter list
+ * (shared) plus the relay's and the books' own per-meter state. `from` is the first meter of
+ * the current version. */
+static void books_cost(hes_meterlist_t *ml, long long from) {
   hes_meterset_t *s = hes_meterlist_set(ml);
-  char buf[24];
-  hes_meters_t *before = hes_meters_new(); /* shift .. shift + n_meters - 1 */
-  for (long i = 0; i < n_meters; i++) {
-    snprintf(buf, sizeof(buf), "%lld", shift + i);
-    hes_meters_add(before, buf);
-  }
-  hes_meters_seal(before);
   char err[256];
   hes_tz_t *tz = hes_tz_load("UTC", err, sizeof(err));
-  hes_relay_config_t rc = {.holdoff = 300, .max_per_minute = 10, .queue_max = 64, .meters = before};
+  size_t heap0 = heap_used();
+  const hes_meterver_t *relay_ver = hes_meterset_pin(s);
+  const hes_meterver_t *books_ver = hes_meterset_repin(s, relay_ver);
+  hes_relay_config_t rc = {.holdoff = 300,
+                           .max_per_minute = 10,
+                           .queue_max = 64,
+                           .meters = hes_meterver_meters(relay_ver)};
   hes_relay_t *relay = hes_relay_new(&rc, 1.7e9, err, sizeof(err));
-  hes_backfill_config_t bc = {
-      .server = "bench", .kind = HES_BACKFILL_DAILY, .meters = before, .tz = tz, .periods = 3};
+  hes_backfill_config_t bc = {.server = "bench",
+                              .kind = HES_BACKFILL_DAILY,
+                              .meters = hes_meterver_meters(books_ver),
+                              .tz = tz,
+                              .periods = 3};
   hes_backfill_t *bf = hes_backfill_new(&bc, err, sizeof(err));
   hes_backfill_advance(bf, (int64_t)1.7e9);
+  size_t state = heap_used() - heap0;
+  size_t retired = 0, list = hes_meterlist_memory(ml);
+  hes_meterset_memory(s, &retired);
+  printf("Relay + frozen, steady: %.1f bytes/meter of meter list (relay and books borrow the "
+         "pinned version: no copies; retired versions %.1f); their own state (relay holdoff, "
+         "books with 3 freeze times) %.1f by malloc\n",
+         (double)(list + retired) / n_meters, (double)retired / n_meters, (double)state / n_meters);
+
   hes_plans_t *plans = hes_plans_new(NULL);
   uint32_t *idx = malloc(100 * sizeof(*idx));
   char id[32];
@@ -171,45 +188,55 @@ static void books_cost(hes_meterlist_t *ml, long long shift) {
     snprintf(id, sizeof(id), "P%ld", p);
     hes_plans_add(plans, id, 0, NULL, idx, 100, 1e12, NULL);
   }
-  uint32_t *gone = malloc((size_t)churn * sizeof(*gone));
-  for (long i = 0; i < churn; i++)
-    gone[i] = (uint32_t)i;
-  /* the next list: the first `churn` leave, as many join */
-  hes_meters_t *after = hes_meters_new();
-  for (long i = churn; i < n_meters + churn; i++) {
-    snprintf(buf, sizeof(buf), "%lld", shift + i);
-    hes_meters_add(after, buf);
-  }
-  hes_meters_seal(after);
 
+  /* the next list: the first `churn` leave, as many join */
+  hes_meterset_update_t up;
+  feed(ml, from + churn, n_meters);
+  hes_meterlist_dcu_end(ml, 0, true, NULL, 0);
+  if (hes_meterlist_update(ml, &up) != HES_METERLIST_OK) {
+    fprintf(stderr, "books: the swap did not happen\n");
+    exit(1);
+  }
+  hes_meterlist_commit(ml, &up);
   double t = now();
   const hes_meterver_t *v = hes_meterset_pin(s);
-  hes_meters_t *copy = hes_meterver_list(v);
-  double t_copy = now() - t;
+  double t_pin = now() - t;
+  t = now();
+  hes_relay_set_meters(relay, hes_meterver_meters(v));
+  double t_relay = now() - t;
+  hes_meterset_unpin(s, relay_ver);
+  relay_ver = hes_meterset_repin(s, v);
+  t = now();
+  hes_backfill_set_meters(bf, hes_meterver_meters(v));
+  double t_bf = now() - t;
+  /* old and new both held: the billing thread has not let go of the old one yet */
+  size_t during = hes_meterlist_memory(ml);
+  hes_meterset_memory(s, &retired);
+  during += retired;
+  hes_meterset_unpin(s, books_ver);
+  books_ver = hes_meterset_repin(s, v);
   hes_meterset_unpin(s, v);
   t = now();
-  hes_relay_set_meters(relay, after);
-  double t_relay = now() - t;
-  t = now();
-  hes_backfill_set_meters(bf, after);
-  double t_bf = now() - t;
-  t = now();
-  size_t f = hes_plans_forget(plans, gone, (size_t)churn);
+  size_t f = hes_plans_forget(plans, up.left, up.n_left);
   double t_plans = now() - t;
-  printf("plugin work per swap, ms: list copy %.1f (x2: relay, billing); relay_set_meters %.1f; "
+  hes_meterlist_done(ml, &up);
+  list = hes_meterlist_memory(ml);
+  hes_meterset_memory(s, &retired);
+  printf("plugin work per swap, ms: pin %.4f (no copy); relay_set_meters %.1f; "
          "backfill_set_meters (3 freeze times) %.1f; plans_forget (%ld plans open, %zu waits "
-         "dropped) %.1f; a copy holds %.1f bytes/meter\n",
-         t_copy * 1e3, t_relay * 1e3, t_bf * 1e3, n_meters / 100, f, t_plans * 1e3,
-         (double)hes_meters_memory(copy) / (double)n_meters);
+         "dropped) %.1f\n",
+         t_pin * 1e3, t_relay * 1e3, t_bf * 1e3, n_meters / 100, f, t_plans * 1e3);
+  printf("Relay + frozen, swap: meter list %.1f bytes/meter while old and new are held; "
+         "%.1f after (retired %.1f)\n",
+         (double)during / n_meters, (double)(list + retired) / n_meters,
+         (double)retired / n_meters);
   hes_plans_free(plans);
   hes_backfill_free(bf);
   hes_relay_free(relay);
-  hes_meters_free(copy);
-  hes_meters_free(after);
-  hes_meters_free(before);
+  hes_meterset_unpin(s, relay_ver);
+  hes_meterset_unpin(s, books_ver);
   hes_tz_free(tz);
   free(idx);
-  free(gone);
 }
 
 int main(int argc, char **argv) {
@@ -302,7 +329,7 @@ int main(int argc, char **argv) {
          "%ld lookups, %ld pins, lost %ld, index changed %ld\n",
          base_rate / 1e6, swap_rate / 1e6, atomic_load(&lookups), atomic_load(&pins),
          atomic_load(&lost), atomic_load(&moved));
-  books_cost(ml, BASE);
+  books_cost(ml, BASE + churn * swaps);
   hes_meterlist_free(ml);
   return atomic_load(&lost) == 0 && atomic_load(&moved) == 0 ? 0 : 1;
 }
