@@ -15,7 +15,11 @@
 # Reported: the RSS series, CPU per reading (collectd's utime+stime over the run after
 # warm-up / readings dispatched meanwhile), the simulator's and mosquitto's CPU.
 # Knobs: SOAK_METERS (10000), SOAK_INTERVAL (10), SOAK_BATCH (1000), SOAK_COLLECTD_ENV (e.g.
-# MALLOC_ARENA_MAX=1 for an experiment). KEEP_TMP=1 keeps logs.
+# MALLOC_ARENA_MAX=1 for an experiment), SOAK_GLOBAL (lines for collectd.conf's top level,
+# e.g. "WriteQueueLimitHigh 100000"), SOAK_HES (lines for the Server block, e.g. "Spread 0"),
+# SOAK_PLUGIN=dispatch (no hes plugin: bench_dispatch dispatches the same values, a round of
+# bursts at the start of every Interval; the baseline for RSS; no balance then).
+# KEEP_TMP=1 keeps logs.
 set -euo pipefail
 
 MINUTES=${1:-10}
@@ -51,6 +55,12 @@ mkdir -p "$B" "$PLUGINS" "$D/var"
 printf '#define _GNU_SOURCE 1\n' >"$B/config.h"
 gcc -O2 -std=gnu11 -Wall -Wextra -shared -fPIC -DHAVE_CONFIG_H -I"$B" -I/usr/include/collectd \
   "$SRC/tests/bench/bench_count.c" -o "$PLUGINS/bench_count.so" || fail "cannot build bench_count.so"
+SOAK_PLUGIN=${SOAK_PLUGIN:-hes}
+if [ "$SOAK_PLUGIN" = dispatch ]; then
+  gcc -O2 -std=gnu11 -Wall -Wextra -shared -fPIC -DHAVE_CONFIG_H -I"$B" -I/usr/include/collectd \
+    "$SRC/tests/bench/bench_dispatch.c" -o "$PLUGINS/bench_dispatch.so" -ldl ||
+    fail "cannot build bench_dispatch.so"
+fi
 cp "$BUILD/.libs/hes.so" "$PLUGINS/hes.so"
 cp "$STOCK_PLUGINS/logfile.so" "$PLUGINS/"
 awk -v n="$METERS" 'BEGIN { for (i = 0; i < n; i++) printf "%.0f\n", 202407100001 + i }' >"$TEST_TMP/meters.txt"
@@ -79,6 +89,7 @@ BaseDir "$D/var"
 PluginDir "$PLUGINS"
 TypesDB "/usr/share/collectd/types.db" "$SRC/conf/hes-types.db"
 Interval $INTERVAL
+${SOAK_GLOBAL:-}
 LoadPlugin logfile
 <Plugin logfile>
   LogLevel info
@@ -112,9 +123,25 @@ LoadPlugin hes
     BatchSize $BATCH
     Interval $INTERVAL
     PlanTimeout $PLAN_TIMEOUT
+${SOAK_HES:-}
   </Server>
 </Plugin>
 CONF
+if [ "$SOAK_PLUGIN" = dispatch ]; then
+  # the same identifiers, values and round shape, without the plugin
+  sed -i '/^LoadPlugin hes$/,$d' "$D/collectd.conf"
+  cat >>"$D/collectd.conf" <<CONF
+<LoadPlugin bench_dispatch>
+  Globals true
+</LoadPlugin>
+<Plugin bench_dispatch>
+  Meters $METERS
+  Burst $BATCH
+  Period $INTERVAL
+  Items $NITEMS
+</Plugin>
+CONF
+fi
 FAIL_LOGS="${FAIL_LOGS:-} $D/collectd.log $D/collectd.out"
 # shellcheck disable=SC2086 # a list of VAR=value words
 LIB_OUT=$D/collectd.out run_bg env ${SOAK_COLLECTD_ENV:-} "$COLLECTD_BIN" -f -C "$D/collectd.conf"
@@ -179,6 +206,12 @@ echo "  readings after warm-up: $values in $secs s = $rate/s; collectd CPU $cpu_
 echo "  balance: simulator delivered $expected, dispatched $dispatched, missing $missing, rejected $rejected (foreign $foreign, duplicate $duplicate, late $late); collectd [error] lines: $errors (the stop phase's HTTP failures)"
 
 status=0
+if [ "$SOAK_PLUGIN" = dispatch ]; then
+  dispatched=$expected # no plugin, no balance
+  [ "$rss_growth" -lt 1024 ] && echo "soak (dispatch baseline): PASS" ||
+    echo "soak (dispatch baseline): VmRSS grew by $rss_growth kB after warm-up"
+  exit 0
+fi
 [ "$rss_growth" -lt 1024 ] || {
   echo "FAIL: VmRSS grew by $rss_growth kB after warm-up" >&2
   status=1
