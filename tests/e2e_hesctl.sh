@@ -185,20 +185,22 @@ ok "config: --config/--server, HES_PASSWORD over the file, strict reader errors 
 
 # --- read: a single item ------------------------------------------------------------------------
 run 1 read "$M1" "$OVERVOLTAGE" "$SILENT" --item voltageA --csv "${FLAGS[@]}"
-[ "$(head -n 1 "$OUT" | tr -d '\r')" = "meter,time,timestamp_ms,item,channel,value,unit,status" ] ||
+[ "$(head -n 1 "$OUT" | tr -d '\r')" = "meter,time,timestamp_ms,item,channel,value,unit,status,latency_ms" ] ||
   fail "CSV header: $(head -n 1 "$OUT")"
 [ "$(wc -l <"$OUT")" = 4 ] || fail "CSV rows: $(cat "$OUT")"
 for m in "$M1" "$OVERVOLTAGE"; do
   line=$(grep "^$m," "$OUT" | tr -d '\r')
-  IFS=, read -r _ time ts item channel value unit status <<<"$line"
+  IFS=, read -r _ time ts item channel value unit status latency <<<"$line"
   expect=$(sim_value "$m" 5050 "$ts")
   # SI volts are the pushed volts: "229.300" prints as 229.3
   [ "$(awk -v v="${expect% *}" 'BEGIN { printf "%.15g", v }') ${expect#* }" = "$value $unit" ] ||
     fail "$m: got '$value $unit', hes-sim --value says '$expect'"
   [ "$time" = "$(date -u -d "@$((ts / 1000))" '+%Y-%m-%d %H:%M:%S')" ] || fail "$m: time $time for $ts"
   [ "$item,$channel,$status" = "voltageA,,ok" ] || fail "$m: $line"
+  # the simulator pushes 100 ms after its answer; hesctl waits 5 s at most
+  awk -v l="$latency" 'BEGIN { exit !(l >= 100 && l < 5000) }' || fail "$m: latency_ms $latency"
 done
-[ "$(grep "^$SILENT," "$OUT" | tr -d '\r')" = "$SILENT,,,voltageA,,,,missing" ] ||
+[ "$(grep "^$SILENT," "$OUT" | tr -d '\r')" = "$SILENT,,,voltageA,,,,missing," ] ||
   fail "silent meter: $(cat "$OUT")"
 # the table: same content, aligned, the silent meter missing
 run 1 read "$M1" "$SILENT" --item 5050 "${FLAGS[@]}"
@@ -211,6 +213,9 @@ grep -q "^$SILENT  -  *voltageA  -  *-     missing\$" "$OUT" || fail "table: $(c
 # JSON; two items; energy in Wh
 run 0 read "$M1" --item voltageA --item importActiveEnergy --json "${FLAGS[@]}"
 json_check "$OUT" 'len(d) == 2 and [r["item"] for r in d] == ["voltageA", "importActiveEnergy"] and all(r["status"] == "ok" and r["meter"] == "'"$M1"'" and r["channel"] is None for r in d)'
+# per meter, the latency of its reading: request sent to push arrived (the push comes 100 ms
+# after the answer)
+json_check "$OUT" 'all(isinstance(r["latency_ms"], float) and 100 <= r["latency_ms"] < 5000 for r in d)'
 line=$(grep '"importActiveEnergy"' "$OUT")
 ts=$(json_num "$line" timestamp_ms)
 expect=$(sim_value "$M1" 5069 "$ts")
@@ -248,7 +253,7 @@ for day in 01 02 03; do
   line=$(grep "^$M1,2026-03-$day 00:00:00,$ts,dailyBilling,exportReactiveEnergy," "$OUT" | tr -d '\r') ||
     fail "no exportReactiveEnergy row for 2026-03-$day: $(cat "$OUT")"
   expect=$(sim_value "$M1" 5089 "$ts")
-  [ "${line##*,}" = ok ] || fail "$line"
+  [ "$(echo "$line" | cut -d, -f8)" = ok ] || fail "$line"
   value=$(echo "$line" | cut -d, -f6)
   [ "$value,$(echo "$line" | cut -d, -f7)" = "$(awk -v v="${expect% *}" 'BEGIN { printf "%.15g", v * 1000 }'),varh" ] ||
     fail "2026-03-$day: $line, hes-sim says $expect"
@@ -435,7 +440,8 @@ meter,time,timestamp_ms,item,channel,value,unit,status
 $M1,2023-11-14 22:13:20,1700000000000,voltageA,,230.1,kWh,bad-unit
 $OVERVOLTAGE,2023-11-14 22:13:20,1700000000000,voltageA,,?[2J1e999,V,bad-value
 EOF
-  diff "$TEST_TMP/expect" <(tr -d '\r' <"$OUT") >&2 || fail "untrusted push"
+  # (without latency_ms, the last column: it varies)
+  diff "$TEST_TMP/expect" <(tr -d '\r' <"$OUT" | cut -d, -f1-8) >&2 || fail "untrusted push"
   ok "untrusted push: bad unit and bad value flagged (exit 1), escapes neutralised, the first answer counts"
 
   # Rejected pushes are not "no push in time": a push that is no JSON and a relay result for

@@ -3,7 +3,10 @@
 # exports the plugin's readings (simulator + mosquitto), Debian's prometheus scrapes it with
 # conf/examples/prometheus.yml, and its HTTP API must give back exactly the simulator's
 # phase-A voltages, each at the reading's own timestamp. Every query of
-# conf/examples/grafana-dashboard.json must return series.
+# conf/examples/grafana-dashboard.json must return series. The health self-metrics carry the
+# names conf/examples/hes-alerts.yml uses, and with the broker stopped its
+# HESBrokerDisconnected alert goes pending or firing (the test's copy of the rules waits
+# seconds, not rounds).
 # Installs prometheus (and write_prometheus's libraries) with apt-get when absent and root;
 # skips (77) when it cannot.
 set -euo pipefail
@@ -49,6 +52,11 @@ mkdir -p "$PROM_DIR/data"
 sed -e "s/127\.0\.0\.1:9103/127.0.0.1:$WP_PORT/" -e 's/\(scrape_interval: \)30s/\11s/' \
   "$EXAMPLES/prometheus.yml" >"$PROM_DIR/prometheus.yml"
 grep -q "127.0.0.1:$WP_PORT" "$PROM_DIR/prometheus.yml" || fail "no target in prometheus.yml"
+# The alert rules as shipped, with every "for" cut to 2 s and evaluated every second.
+sed -e 's/^\( *for: \).*/\12s/' "$EXAMPLES/hes-alerts.yml" >"$PROM_DIR/hes-alerts.yml"
+grep -q 'for: 2s' "$PROM_DIR/hes-alerts.yml" || fail "no for: line in hes-alerts.yml"
+sed -i 's/\(evaluation_interval: \)30s/\11s/' "$PROM_DIR/prometheus.yml"
+printf 'rule_files: ["%s"]\n' "$PROM_DIR/hes-alerts.yml" >>"$PROM_DIR/prometheus.yml"
 FAIL_LOGS="$FAIL_LOGS $PROM_DIR/prometheus.out"
 for attempt in 1 2 3; do
   PROM_PORT=$(free_port)
@@ -103,6 +111,24 @@ v=$(prom_query 'collectd_hes_total_values_total{hes="e2e-self",type="dispatched"
 grep -q '"resultType":"vector","result":\[{' <<<"$v" || fail "dispatched is not > 0: $v"
 ok "self-metrics: mqtt_connected 1, dispatched > 0"
 
+# The health self-metrics, under the names the alert rules and the dashboard use.
+for q in 'collectd_hes_latency{hes="e2e-self",type="http"}' \
+  'collectd_hes_latency{hes="e2e-self",type="http-max"}' \
+  'collectd_hes_latency{hes="e2e-self",type="push-p50"}' \
+  'collectd_hes_latency{hes="e2e-self",type="push-p95"}' \
+  'collectd_hes_latency{hes="e2e-self",type="push-max"}' \
+  'collectd_hes_duration_seconds{hes="e2e-self",type="round"}' \
+  'collectd_hes_total_operations_total{hes="e2e-self",type="round_overrun"}' \
+  'collectd_hes_total_operations_total{hes="e2e-self",type="mqtt_reconnect"}'; do
+  v=$(prom_query "$q")
+  grep -q '"result":\[{' <<<"$v" || fail "no series $q: $v"
+done
+# The simulator pushes 100 ms after its answer: the push latency is at least that (less the
+# 1/64 of a quantile's histogram bucket).
+v=$(prom_query 'collectd_hes_latency{hes="e2e-self",type="push-p50"} >= 0.098')
+grep -q '"result":\[{' <<<"$v" || fail "push-p50 is below the simulator's 100 ms push delay: $v"
+ok "health self-metrics: latency http/push, duration round, round_overrun, mqtt_reconnect"
+
 # Every query of the Grafana dashboard, with its variables set, returns at least one series;
 # the variables' own queries list the meter and the server.
 dash=$EXAMPLES/grafana-dashboard.json
@@ -128,6 +154,20 @@ for want in "$m" e2e-self; do
   [ "$hit" = 1 ] || fail "no dashboard variable lists $want"
 done
 ok "the dashboard's variables list meter $m and server e2e-self"
+
+# Stop the broker: the plugin reports mqtt_connected 0 each round, and the alert follows.
+alerts() {
+  curl -sS --max-time 5 "$PROM_URL/api/v1/alerts"
+}
+a=$(alerts)
+grep -q '"alertname":"HESBrokerDisconnected"' <<<"$a" && fail "broker alert before the broker stopped: $a"
+stop_mosquitto
+broker_alert() {
+  alerts | grep -q '"alertname":"HESBrokerDisconnected".*"hes":"e2e-self".*"state":"\(pending\|firing\)"'
+}
+wait_for 30 broker_alert || fail "no HESBrokerDisconnected alert 30 s after the broker stopped: $(alerts)"
+note "alert: $(alerts | grep -o '"state":"[a-z]*"' | head -n 1)"
+ok "broker stopped: HESBrokerDisconnected is pending or firing in Prometheus"
 
 stop_bg "$PROM_PID"
 collectd_stop

@@ -96,3 +96,24 @@ awk -F, 'END { exit !($2 > 0) }' "$(csv_file e2e-self total_values-dispatched)" 
   fail "dispatched is 0"
 [ "$(csv_last e2e-self total_values-rejected)" = 0 ] || fail "values were rejected"
 ok "self-metrics"
+
+# How the HES is doing: the simulator pushes 100 ms after its answer, so every reading's
+# push latency lies between that (less the 1/64 of a quantile's bucket) and PlanTimeout (3 s);
+# the rounds fit their Interval (2 s).
+# in_range <plugin_instance> <type-type_instance> <low> <high>: the last value lies there.
+in_range() {
+  local v
+  v=$(csv_last "$1" "$2")
+  [ -n "$v" ] || fail "no $2 value"
+  awk -v v="$v" -v lo="$3" -v hi="$4" 'BEGIN { exit !(v + 0 >= lo && v + 0 <= hi) }' ||
+    fail "$2 is $v, not in [$3, $4]"
+}
+in_range e2e-self latency-push-p50 0.098 3
+in_range e2e-self latency-push-p95 0.098 3
+in_range e2e-self latency-push-max 0.1 3
+in_range e2e-self latency-http 0.000001 1
+in_range e2e-self latency-http-max 0.000001 1
+in_range e2e-self duration-round 0.000001 2
+[ "$(csv_last e2e-self total_operations-round_overrun)" = 0 ] || fail "rounds overran"
+[ "$(csv_last e2e-self total_operations-mqtt_reconnect)" = 0 ] || fail "MQTT reconnected"
+ok "health self-metrics: push latency in [0.1, 3] s, HTTP latency, round duration < Interval"

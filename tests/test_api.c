@@ -399,7 +399,13 @@ static void test_token_renewal(void **state) {
 /* A failed early renewal keeps the token in hand until HES_API_TOKEN_MARGIN before its end. */
 static void test_token_renewal_fails(void **state) {
   (void)state;
-  hes_api_t *api = api_new();
+  static hes_latency_t latency;
+  hes_latency_init(&latency);
+  hes_api_config_t cfg = config();
+  cfg.latency = &latency;
+  hes_api_error_t err0;
+  hes_api_t *api = hes_api_new(&cfg, &err0);
+  assert_non_null(api);
   hes_api_error_t err;
   hes_api_plan_t plan;
   script(200, ANSWER_TOKEN_A);
@@ -431,6 +437,11 @@ static void test_token_renewal_fails(void **state) {
   assert_int_equal(hes_api_token_fetches(api), 2);
   assert_int_equal(nreq(), 7);
   assert_int_equal(hes_api_requests(api), 7);
+  /* Every request's duration, failed ones included. */
+  hes_latency_summary_t ls;
+  hes_latency_take(&latency, &ls);
+  assert_int_equal(ls.count, 7);
+  assert_true(ls.max > 0 && ls.mean <= ls.max);
   hes_api_free(api);
 }
 
@@ -1008,6 +1019,9 @@ static void test_timeout(void **state) {
   (void)state;
   hes_api_config_t cfg = config();
   cfg.timeout_ms = 200;
+  static hes_latency_t latency;
+  hes_latency_init(&latency);
+  cfg.latency = &latency;
   hes_api_error_t err;
   hes_api_t *api = hes_api_new(&cfg, &err);
   assert_non_null(api);
@@ -1018,6 +1032,11 @@ static void test_timeout(void **state) {
                    HES_API_ETRANSPORT);
   double dt = mono() - t0;
   assert_true(dt >= 0.19 && dt < 0.6);
+  /* The timed-out request is recorded, with the time it took. */
+  hes_latency_summary_t ls;
+  hes_latency_take(&latency, &ls);
+  assert_int_equal(ls.count, 1);
+  assert_true(ls.max >= 0.19 && ls.max <= dt);
   assert_string_equal(err.endpoint, "getToken");
   assert_int_equal(err.http_status, 0);
   assert_non_null(strstr(err.msg, "timed out"));

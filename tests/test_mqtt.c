@@ -589,6 +589,7 @@ static void test_receive(void **state) {
   runner_t *t = start_run(m);
   assert_true(hes_mqtt_wait_ready(m, 5));
   assert_int_equal(hes_mqtt_connects(m), 1);
+  assert_int_equal(hes_mqtt_reconnects(m), 0); /* the first connection is not a reconnect */
   assert_int_equal(hes_mqtt_attempts(m), 1);
   assert_true(wait_states(r, 1, 1));
   assert_int_equal(count_states(r), 1);
@@ -711,6 +712,7 @@ static void test_broker_restart(void **state) {
   assert_true(hes_mqtt_wait_ready(mc, 5));
   assert_int_equal(hes_mqtt_connects(m), 2);
   assert_int_equal(hes_mqtt_connects(mc), 2);
+  assert_int_equal(hes_mqtt_reconnects(m), 1);
   publish_str("/1000000067/after", "2");
   assert_true(wait_msgs(r, 2, 3));
   assert_true(wait_msgs(rc, 2, 3));

@@ -159,7 +159,14 @@ static void test_add_lookup_answer_finish(void **state) {
   assert_ptr_equal(info.user, &user);
   assert_int_equal(info.meters, 3);
   assert_int_equal(info.answered, 0);
+  assert_true(info.deadline == 1000);
+  assert_true(isnan(info.sent)); /* hes_plans_add gives no send time */
   assert_int_equal(hes_plans_lookup(p, "P1", 10, NULL, 0, NULL), HES_PLAN_OPEN);
+  hes_plans_t *q = hes_plans_new(NULL);
+  assert_int_equal(hes_plans_add_sent(q, "PS", 7, &user, m, 1, 995, 1000, NULL), 0);
+  assert_int_equal(hes_plans_lookup(q, "PS", 10, NULL, 0, &info), HES_PLAN_OPEN);
+  assert_true(info.sent == 995 && info.deadline == 1000);
+  hes_plans_free(q);
   check_stats(p, 1, 3, 0, 0, 0, 0, 0, 0, 0);
 
   assert_int_equal(hes_plans_answer(p, "P1", 3), 1);

@@ -17,6 +17,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <math.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,7 @@ typedef struct {
   size_t nmissing;
   uint32_t last_tag;
   char last_plan[64];
+  double last_sent, last_arrived;
   hes_push_status_t last_status;
   hes_session_reject_kind_t reject_kinds[REC_MAX];
   size_t rejected_count; /* sum of count */
@@ -50,6 +52,8 @@ typedef struct {
 static void rec_entries(rec_t *r, const hes_session_plan_t *plan, const hes_push_t *push,
                         const uint32_t *meter) {
   r->last_tag = plan->tag;
+  r->last_sent = plan->sent;
+  r->last_arrived = plan->arrived;
   snprintf(r->last_plan, sizeof(r->last_plan), "%s", plan->plan_id);
   for (size_t i = 0; i < push->count; i++)
     if (meter[i] != HES_METER_NONE && r->nmeters < REC_MAX)
@@ -96,6 +100,7 @@ static void on_missing(void *user, const hes_session_plan_t *plan, const uint32_
   rec_t *r = user;
   r->missing_calls++;
   r->last_tag = plan->tag;
+  r->last_sent = plan->sent;
   for (size_t i = 0; i < n && r->nmissing < REC_MAX; i++)
     r->missing[r->nmissing++] = meters[i];
   if (r->reenter != NULL) {
@@ -150,6 +155,7 @@ typedef struct {
   hes_api_config_t api;
   rec_t own, a, b;
   hes_session_route_t read_route, relay_route, frozen_route, archive_route;
+  hes_latency_t push_latency;
 } fx_t;
 
 static int setup(void **state) {
@@ -169,8 +175,13 @@ static int setup(void **state) {
   f->own.name = "own";
   f->a.name = "a";
   f->b.name = "b";
-  hes_session_config_t cfg = {
-      .api = &f->api, .meters = f->meters, .sink = &rec_sink, .user = &f->own, .now = clock_now};
+  hes_latency_init(&f->push_latency);
+  hes_session_config_t cfg = {.api = &f->api,
+                              .meters = f->meters,
+                              .sink = &rec_sink,
+                              .user = &f->own,
+                              .now = clock_now,
+                              .push_latency = &f->push_latency};
   char why[256];
   f->s = hes_session_new(&cfg, why, sizeof(why));
   assert_non_null(f->s);
@@ -287,6 +298,46 @@ static void test_parking_and_replay(void **state) {
   hes_session_stats(f->s, &st);
   assert_int_equal(st.plans.parked, 0);
   assert_int_equal(st.plans.plans_pending, 0);
+}
+
+/* A readings push's latency runs from its plan's request to its arrival, once per meter it
+ * answered; a parked push arrived when it was parked, not when it was replayed. */
+static void test_push_latency(void **state) {
+  fx_t *f = *state;
+  const uint32_t m[] = {0, 1, 2};
+  assert_int_equal(add(f, &f->read_route, 1, "LAT", m, 3, 10), 0); /* sent at 1000 */
+  fake_now = 1002.5;
+  push_readings(f, "LAT", "00", "12", 5069);
+  assert_true(f->a.last_sent == 1000);
+  assert_true(f->a.last_arrived == 1002.5);
+  fake_now = 1003;
+  push_readings(f, "LAT", "00", "15", 5069); /* 1 repeated, 5 not configured: neither counts */
+  hes_latency_summary_t ls;
+  hes_latency_take(&f->push_latency, &ls);
+  assert_int_equal(ls.count, 2);
+  assert_true(fabs(ls.max - 2.5) < 1e-6);
+
+  const uint32_t m2[] = {3};
+  fake_now = 1010;
+  hes_session_begin(f->c);
+  fake_now = 1011;
+  push_readings(f, "EARLY", "00", "4", 5069);
+  fake_now = 1013;
+  assert_int_equal(hes_session_add(f->c, &f->read_route, 2, "EARLY", m2, 1, 10), 0);
+  hes_session_end(f->c);
+  assert_true(f->a.last_sent == 1010);
+  assert_true(f->a.last_arrived == 1011);
+  hes_latency_take(&f->push_latency, &ls);
+  assert_int_equal(ls.count, 1);
+  assert_true(fabs(ls.max - 1) < 1e-6);
+
+  /* Missing meters have no push: no times. */
+  fake_now = 1030;
+  hes_session_expire(f->s);
+  assert_int_equal(f->a.nmissing, 1);
+  assert_true(isnan(f->a.last_sent));
+  hes_latency_take(&f->push_latency, &ls);
+  assert_int_equal(ls.count, 0);
 }
 
 static void test_routing(void **state) {
@@ -501,6 +552,9 @@ static void test_every_request_counted(void **state) {
   snprintf(url, sizeof(url), "http://127.0.0.1:%u", (unsigned)info->port);
   hes_api_config_t api = f->api;
   api.url = url;
+  static hes_latency_t http_latency;
+  hes_latency_init(&http_latency);
+  api.latency = &http_latency;
   hes_session_config_t cfg = {.api = &api, .meters = f->meters, .now = clock_now};
   char why[256];
   hes_session_t *s = hes_session_new(&cfg, why, sizeof(why));
@@ -536,6 +590,18 @@ static void test_every_request_counted(void **state) {
   assert_int_equal(st.http, 5);
   assert_int_equal(st.http_failed, 1);
   assert_int_equal(st.plans.plans_pending, 1);
+  /* every request's duration, from the clients the session made: a second one too */
+  hes_session_client_t *c2 = hes_session_client_new(s, &err);
+  assert_non_null(c2);
+  http.pos = 4; /* 500 again */
+  assert_int_not_equal(hes_session_token(c2, &err), HES_API_OK);
+  hes_latency_summary_t ls;
+  hes_latency_take(&http_latency, &ls);
+  hes_session_stats(s, &st);
+  assert_true(http.requests >= 6);
+  assert_int_equal(ls.count, http.requests);
+  assert_int_equal(st.http, http.requests);
+  hes_session_client_free(c2);
 
   hes_session_client_free(c);
   hes_session_free(s);
@@ -615,6 +681,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_begin_add_end, setup, teardown),
       cmocka_unit_test_setup_teardown(test_parking_and_replay, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_push_latency, setup, teardown),
       cmocka_unit_test_setup_teardown(test_routing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_one_push, setup, teardown),
       cmocka_unit_test_setup_teardown(test_expiry_reenters, setup, teardown),

@@ -20,18 +20,9 @@
 #include <unistd.h>
 
 #include "tz.h"
+#include "rng.h"
 
 /* --- helpers ----------------------------------------------------------------------------- */
-
-static uint64_t rng_state = 0x9E3779B97F4A7C15u;
-
-static uint64_t rng(void) {
-  /* xorshift64*: reproducible, so a failure names the same instants every run */
-  rng_state ^= rng_state >> 12;
-  rng_state ^= rng_state << 25;
-  rng_state ^= rng_state >> 27;
-  return rng_state * 2685821657736338717u;
-}
 
 static void set_tz(const char *tz) {
   assert_int_equal(setenv("TZ", tz, 1), 0);

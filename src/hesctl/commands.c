@@ -116,11 +116,11 @@ static void print_readings(ctl_t *c) {
   qsort(c->rows, c->nrows, sizeof(*c->rows), cmp_rows);
   static const col_t cols[] = {{"meter", true}, {"time", true},    {"timestamp_ms", false},
                                {"item", true},  {"channel", true}, {"value", true},
-                               {"unit", true},  {"status", true}};
-  col_t shown[8];
+                               {"unit", true},  {"status", true},  {"latency_ms", false}};
+  col_t shown[9];
   memcpy(shown, cols, sizeof(cols));
   shown[4].table = frozen;
-  out_t o = {.cols = shown, .ncols = 8};
+  out_t o = {.cols = shown, .ncols = 9};
   for (size_t i = 0; i < c->nrows; i++) {
     const row_t *r = &c->rows[i];
     const hes_item_t *item = c->items[r->item];
@@ -155,6 +155,10 @@ static void print_readings(ctl_t *c) {
       out_cell(&o, J_STR, "%s", r->unit);
     }
     out_cell(&o, J_STR, "%s", r->status);
+    if (r->latency >= 0)
+      out_cell(&o, J_NUM, "%.1f", r->latency * 1e3);
+    else
+      out_cell(&o, J_NULL, "%s", "");
   }
   if (o.oom) {
     errx_("out of memory");

@@ -120,6 +120,7 @@ typedef struct {
   int channel;   /* frozen: the channel's cgcode; 0 otherwise */
   size_t seq;
   const char *status; /* "ok", "missing", "failed", "bad-value", "bad-unit" */
+  double latency;     /* seconds from the plan's request to its push; < 0: none */
   bool number;        /* value is a JSON number */
   char value[CTL_TEXT_MAX + 1];
   char unit[CTL_UNIT_MAX + 1];

@@ -59,6 +59,7 @@ row_t *row_new(ctl_t *c) {
   r->seq = c->nrows++;
   r->ts_ms = -1;
   r->status = "ok";
+  r->latency = -1;
   return r;
 }
 
@@ -261,6 +262,7 @@ static void on_entries(void *user, const hes_session_plan_t *plan, const hes_pus
   ctl_t *c = user;
   pthread_mutex_lock(&c->lock);
   const plan_t *pl = &c->plans_made[plan->tag];
+  double latency = plan->arrived - plan->sent;
   for (size_t i = 0; i < push->count; i++) {
     if (meter[i] == HES_METER_NONE)
       continue;
@@ -291,6 +293,7 @@ static void on_entries(void *user, const hes_session_plan_t *plan, const hes_pus
     row->item = pl->item;
     row->ts_ms = r->timestamp_ms;
     row->channel = frozen ? r->cgcode : 0;
+    row->latency = latency;
     set_reading(c, row, frozen ? chan : item, r->value, r->unit);
     c->answered[pl->item * c->nmeters + meter[i]] = true;
   }

@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include "api.h"
+#include "clock.h"
 #include "meterid.h"
 
 #include <limits.h>
@@ -84,6 +85,7 @@ struct hes_api {
   double token_end_at;   /* `now` from which it is no longer used */
   uint64_t token_fetches;
   uint64_t requests;
+  hes_latency_t *latency; /* not owned; NULL: durations not recorded */
 };
 
 struct hes_api_history {
@@ -505,7 +507,10 @@ static hes_api_result_t api__post(hes_api_t *api, const api_endpoint_t *ep,
   api->answer_nomem = false;
   api->errbuf[0] = '\0';
   api->requests++;
+  /* Every request of every handle passes here: the one place its duration is taken. */
+  double t0 = hes_clock_mono();
   CURLcode rc = curl_easy_perform(api->curl);
+  hes_latency_record(api->latency, hes_clock_mono() - t0);
   long status = 0;
   curl_easy_getinfo(api->curl, CURLINFO_RESPONSE_CODE, &status);
 
@@ -1206,6 +1211,7 @@ hes_api_t *hes_api_new(const hes_api_config_t *cfg, hes_api_error_t *err) {
     ulen--;
   api->base_len = ulen;
   api->max_answer = cfg->max_answer ? cfg->max_answer : HES_API_DEFAULT_MAX_ANSWER;
+  api->latency = cfg->latency;
   if (api->max_answer > SIZE_MAX / 4)
     api->max_answer = SIZE_MAX / 4;
   api->url = malloc(ulen + API_PATH_MAX + 1);

@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "latency.h"
 #include "push.h"
 
 struct json_object;
@@ -65,6 +66,10 @@ typedef struct {
   const char *ca_cert; /* NULL: the system store */
   long timeout_ms;     /* whole-request timeout; 0: 10000 */
   size_t max_answer;   /* 0: HES_API_DEFAULT_MAX_ANSWER */
+  /* Each HTTP request's duration (monotonic clock), failed ones included, is recorded into
+   * it; NULL: not recorded. Borrowed: every handle made from this config records into the
+   * same histogram (lock-free), which must outlive them. */
+  hes_latency_t *latency;
 } hes_api_config_t;
 
 /* A created operation plan. The topic comes from `topicId` (reads) or `topic` (relay and

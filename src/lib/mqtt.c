@@ -620,6 +620,11 @@ uint64_t hes_mqtt_connects(const hes_mqtt_t *m) {
   return atomic_load(&((hes_mqtt_t *)m)->connects);
 }
 
+uint64_t hes_mqtt_reconnects(const hes_mqtt_t *m) {
+  uint64_t c = hes_mqtt_connects(m);
+  return c > 1 ? c - 1 : 0;
+}
+
 uint64_t hes_mqtt_attempts(const hes_mqtt_t *m) {
   if (m == NULL)
     return 0;

@@ -63,6 +63,8 @@ bool hes_mqtt_ready(const hes_mqtt_t *m);
 bool hes_mqtt_wait_ready(hes_mqtt_t *m, double timeout);
 /* Connections the broker accepted (CONNACK 0) since hes_mqtt_new. */
 uint64_t hes_mqtt_connects(const hes_mqtt_t *m);
+/* Connections accepted after the first: the broker dropped us and we came back. */
+uint64_t hes_mqtt_reconnects(const hes_mqtt_t *m);
 /* Connection attempts started since hes_mqtt_new, failed or not. */
 uint64_t hes_mqtt_attempts(const hes_mqtt_t *m);
 /* Disconnects (if run is not running) and frees. Call after run returned. */

@@ -36,6 +36,7 @@ typedef struct plan {
   hnode_t h;
   size_t heap_idx;
   double deadline;
+  double sent; /* hes_plans_add_sent's; NaN from hes_plans_add */
   void *user;
   uint32_t tag;
   uint32_t n;        /* distinct meters */
@@ -515,6 +516,12 @@ void hes_plans_request_end(hes_plans_t *p) {
 
 int hes_plans_add(hes_plans_t *p, const char *plan_id, uint32_t tag, void *user,
                   const uint32_t *meters, size_t n, double deadline, hes_parked_t **parked) {
+  return hes_plans_add_sent(p, plan_id, tag, user, meters, n, NAN, deadline, parked);
+}
+
+int hes_plans_add_sent(hes_plans_t *p, const char *plan_id, uint32_t tag, void *user,
+                       const uint32_t *meters, size_t n, double sent, double deadline,
+                       hes_parked_t **parked) {
   if (parked != NULL)
     *parked = NULL;
   size_t id_len = valid_id_len(plan_id);
@@ -546,6 +553,7 @@ int hes_plans_add(hes_plans_t *p, const char *plan_id, uint32_t tag, void *user,
   pl->h.key = pl->id;
   pl->h.hash = hash;
   pl->deadline = deadline;
+  pl->sent = sent;
   pl->user = user;
   pl->tag = tag;
   pl->alloc_size = size;
@@ -618,6 +626,8 @@ hes_plan_lookup_t hes_plans_lookup(hes_plans_t *p, const char *plan_id, double n
       info->user = pl->user;
       info->meters = pl->n;
       info->answered = pl->answered;
+      info->deadline = pl->deadline;
+      info->sent = pl->sent;
     }
     pthread_mutex_unlock(&p->lock);
     return HES_PLAN_OPEN;

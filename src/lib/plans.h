@@ -45,6 +45,8 @@ typedef struct {
   void *user;   /* the caller's, not owned */
   size_t meters;
   size_t answered;
+  double deadline; /* from hes_plans_add */
+  double sent;     /* from hes_plans_add_sent: when its request was sent; NaN: not given */
 } hes_plan_info_t;
 
 typedef enum {
@@ -94,6 +96,11 @@ void hes_plans_request_end(hes_plans_t *p);
  * bytes or longer), meters NULL, n == 0 or a NaN deadline, ENOMEM. */
 int hes_plans_add(hes_plans_t *p, const char *plan_id, uint32_t tag, void *user,
                   const uint32_t *meters, size_t n, double deadline, hes_parked_t **parked);
+/* hes_plans_add with the time its request was sent (same clock), given back by lookups
+ * (hes_plan_info_t.sent): the start of its pushes' latency. */
+int hes_plans_add_sent(hes_plans_t *p, const char *plan_id, uint32_t tag, void *user,
+                       const uint32_t *meters, size_t n, double sent, double deadline,
+                       hes_parked_t **parked);
 
 /* Classifies an arriving push by its planId; parks a copy of payload[0..len) when
  * HES_PLAN_PARKED. *info is filled for HES_PLAN_OPEN (may be NULL). An id that

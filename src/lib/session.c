@@ -9,6 +9,7 @@ _Static_assert(HES_METER_NONE == UINT32_MAX,
                "hes_plans_answer_batch's skip mark is HES_METER_NONE");
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -30,6 +31,7 @@ struct hes_session {
   const hes_session_sink_t *sink;
   void *user;
   double (*now)(void);
+  hes_latency_t *push_latency;
   worker_t mqtt_worker; /* the MQTT thread's */
   atomic_uint_fast64_t http;
   atomic_uint_fast64_t http_failed;
@@ -83,7 +85,8 @@ static void on_missing(void *ctx, const char *plan_id, uint32_t tag, void *user,
   const hes_session_route_t *route = user;
   if (route == NULL || route->sink == NULL || route->sink->missing == NULL)
     return;
-  hes_session_plan_t plan = {.plan_id = plan_id, .tag = tag, .route = route};
+  hes_session_plan_t plan = {
+      .plan_id = plan_id, .tag = tag, .route = route, .sent = NAN, .arrived = NAN};
   route->sink->missing(route->user, &plan, meters, n);
 }
 
@@ -130,7 +133,9 @@ static void route_readings(hes_session_t *s, worker_t *w, const hes_session_plan
   }
   /* One lock and one lookup for the push: repeats (counted by plans) and meters not in the
    * plan become HES_METER_NONE. */
-  hes_plans_answer_batch(s->plans, plan->plan_id, w->meter, push->count);
+  size_t kept = hes_plans_answer_batch(s->plans, plan->plan_id, w->meter, push->count);
+  /* Per push, not per reading: one relaxed add per bucket, sum and max. */
+  hes_latency_record_n(s->push_latency, plan->arrived - plan->sent, kept);
 }
 
 /* Frozen entries: several per meter, each of the plan's meters given. */
@@ -160,9 +165,9 @@ static void route_relays(hes_session_t *s, worker_t *w, const hes_session_plan_t
 }
 
 /* Handles one push with the worker's parser. parked: handed back by hes_plans_add, its
- * plan known now. */
-static void route_push(hes_session_t *s, worker_t *w, const void *payload, size_t len,
-                       bool parked) {
+ * plan known now, arrived when it was parked; otherwise arrived now. */
+static void route_push(hes_session_t *s, worker_t *w, const void *payload, size_t len, bool parked,
+                       double arrived) {
   hes_push_t push;
   char why[256];
   if (hes_push_parse(w->parser, payload, len, &push, why, sizeof(why)) != HES_PUSH_OK) {
@@ -172,7 +177,8 @@ static void route_push(hes_session_t *s, worker_t *w, const void *payload, size_
     return;
   }
   hes_plan_info_t info;
-  hes_plan_lookup_t lr = hes_plans_lookup(s->plans, push.plan_id, s->now(), parked ? NULL : payload,
+  double now = parked ? s->now() : arrived;
+  hes_plan_lookup_t lr = hes_plans_lookup(s->plans, push.plan_id, now, parked ? NULL : payload,
                                           parked ? 0 : len, &info);
   if (lr == HES_PLAN_DROPPED) {
     hes_session_reject_t rj = {
@@ -183,7 +189,11 @@ static void route_push(hes_session_t *s, worker_t *w, const void *payload, size_
     return; /* parked, foreign, duplicate or late: counted by plans */
   const hes_session_route_t *route = info.user;
   const hes_session_sink_t *sink = route->sink;
-  hes_session_plan_t plan = {.plan_id = push.plan_id, .tag = info.tag, .route = route};
+  hes_session_plan_t plan = {.plan_id = push.plan_id,
+                             .tag = info.tag,
+                             .route = route,
+                             .sent = info.sent,
+                             .arrived = arrived};
   if (push.skipped > 0) {
     hes_session_reject_t rj = {.kind = HES_SESSION_REJECT_SKIPPED,
                                .plan_id = push.plan_id,
@@ -235,7 +245,7 @@ static void route_push(hes_session_t *s, worker_t *w, const void *payload, size_
 static void on_message(void *ctx, const char *topic, const void *payload, size_t len) {
   (void)topic; /* the planId in the payload is what counts: the seed's topics disagree */
   hes_session_t *s = ctx;
-  route_push(s, &s->mqtt_worker, payload, len, false);
+  route_push(s, &s->mqtt_worker, payload, len, false, s->now());
 }
 
 static void on_state(void *ctx, bool ready, const char *why) {
@@ -245,7 +255,7 @@ static void on_state(void *ctx, bool ready, const char *why) {
 }
 
 void hes_session_push(hes_session_t *s, const void *payload, size_t len) {
-  route_push(s, &s->mqtt_worker, payload, len, false);
+  route_push(s, &s->mqtt_worker, payload, len, false, s->now());
 }
 
 size_t hes_session_expire(hes_session_t *s) {
@@ -265,6 +275,7 @@ hes_session_t *hes_session_new(const hes_session_config_t *cfg, char *why, size_
   s->sink = cfg->sink;
   s->user = cfg->user;
   s->now = cfg->now != NULL ? cfg->now : hes_clock_mono;
+  s->push_latency = cfg->push_latency;
   atomic_init(&s->http, 0);
   atomic_init(&s->http_failed, 0);
   s->plans = hes_plans_new(cfg->plans);
@@ -367,10 +378,10 @@ void hes_session_end(hes_session_client_t *c) {
 int hes_session_add(hes_session_client_t *c, const hes_session_route_t *route, uint32_t tag,
                     const char *plan_id, const uint32_t *meters, size_t n, double timeout) {
   hes_parked_t *parked = NULL;
-  int r = hes_plans_add(c->s->plans, plan_id, tag, (void *)route, meters, n, c->began + timeout,
-                        &parked);
+  int r = hes_plans_add_sent(c->s->plans, plan_id, tag, (void *)route, meters, n, c->began,
+                             c->began + timeout, &parked);
   for (hes_parked_t *p = parked; p != NULL; p = p->next)
-    route_push(c->s, &c->replay, p->payload, p->len, true);
+    route_push(c->s, &c->replay, p->payload, p->len, true, p->received);
   hes_parked_free(parked);
   return r;
 }

@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "api.h"
+#include "latency.h"
 #include "meters.h"
 #include "mqtt.h"
 #include "plans.h"
@@ -50,6 +51,11 @@ typedef struct {
   const char *plan_id;
   uint32_t tag; /* the caller's, from the request */
   const hes_session_route_t *route;
+  /* The session's clock (hes_session_now) when the plan's request was sent (before its
+   * token, if one was fetched), and when the push being handed over arrived (a parked one:
+   * when it was parked): arrived - sent is its latency. Both NaN for missing meters. */
+  double sent;
+  double arrived;
 } hes_session_plan_t;
 
 typedef enum {
@@ -114,6 +120,9 @@ typedef struct {
   void *user;
   /* The clock of plan deadlines and of the api's token (seconds); NULL: CLOCK_MONOTONIC. */
   double (*now)(void);
+  /* Borrowed, NULL: not recorded. Per readings push, its latency (plan.arrived - plan.sent)
+   * once for each meter it answered. (HTTP request durations: api->latency.) */
+  hes_latency_t *push_latency;
 } hes_session_config_t;
 
 typedef struct {

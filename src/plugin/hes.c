@@ -111,6 +111,7 @@ static int hes_server_start(hes_server_t *s) {
   pthread_mutex_init(&s->billing_lock, NULL);
   pthread_cond_init(&s->billing_cond, NULL);
   s->billing_sync = true;
+  hes_health_init(s);
   s->batch_index = calloc(s->batch_size, sizeof(*s->batch_index));
   if (s->batch_index == NULL) {
     ERROR(HES_PLUGIN " plugin: Server \"%s\": out of memory.", s->name);
@@ -159,6 +160,7 @@ static int hes_server_start(hes_server_t *s) {
       .verify_host = s->verify_host,
       .ca_cert = s->ca_cert,
       .timeout_ms = s->timeout_ms,
+      .latency = &s->health.http, /* every client's requests: read, billing, relay */
   };
   hes_mqtt_config_t mc = {
       .host = s->mqtt_host,
@@ -183,6 +185,7 @@ static int hes_server_start(hes_server_t *s) {
       .sink = &hes_server_sink,
       .user = s,
       .now = hes_clock_wall,
+      .push_latency = &s->health.push,
   };
   char why[256] = "";
   s->session = hes_session_new(&sc, why, sizeof(why));

@@ -5,7 +5,8 @@
  *
  * The glue, by duty: hes.c (module_register, init, shutdown, the threads), config.c (the
  * <Plugin hes> block), read.c (the read round, readings pushes, self-metrics), billing.c
- * (frozen items, the 4.1 loop), breaker.c (notifications in, breaker commands out). These are
+ * (frozen items, the 4.1 loop), breaker.c (notifications in, breaker commands out), health.c
+ * (latency, round duration and reconnect self-metrics). These are
  * the only files that include collectd's headers.
  *
  * The request path (token, request, plan, parked pushes, routing, expiry) is the session
@@ -37,6 +38,7 @@
 #include "clock.h"
 #include "conf.h"
 #include "items.h"
+#include "latency.h"
 #include "meters.h"
 #include "mqtt.h"
 #include "plans.h"
@@ -74,6 +76,14 @@ typedef struct {
   atomic_uint_fast64_t relay_sent;
   atomic_uint_fast64_t relay_skipped;
 } hes_counters_t;
+
+/* How the HES is doing (health.c): what the threads record between two rounds. */
+typedef struct {
+  hes_latency_t http;      /* every client's HTTP requests (api.c records them) */
+  hes_latency_t push;      /* readings plans: request sent to reading arrived (session) */
+  double round_start;      /* read thread only */
+  uint64_t round_overruns; /* read thread only */
+} hes_health_state_t;
 
 struct hes_server;
 /* The sink's user pointer of a readSingle route. */
@@ -166,6 +176,7 @@ typedef struct hes_server {
   bool billing_sync;        /* billing_lock and _cond initialised */
   atomic_bool billing_stop; /* read without the lock by the billing round */
   hes_counters_t count;
+  hes_health_state_t health;
   hes_ratelimit_t log_http;
   hes_ratelimit_t log_push;
   hes_ratelimit_t log_value;
@@ -234,6 +245,10 @@ int hes_config(oconfig_item_t *ci);
 
 /* read.c */
 extern const hes_session_sink_t hes_server_sink; /* the session's own: rejected, broker */
+/* One value of plugin "hes"; interval set explicitly (the threshold plugin's missing-value
+ * timer is based on it). */
+void hes_dispatch_value(const char *plugin_instance, const char *type, const char *type_instance,
+                        cdtime_t time, cdtime_t interval, value_t v);
 void hes_dispatch_gauge(const char *plugin_instance, const char *type, const char *type_instance,
                         cdtime_t time, cdtime_t interval, gauge_t g);
 void hes_log_api_error(hes_server_t *s, const hes_api_error_t *err, const char *what);
@@ -245,6 +260,11 @@ int hes_read(user_data_t *ud);
 void hes_billing_routes(hes_server_t *s);
 int hes_billing_start(hes_server_t *s);
 void hes_billing_stop(hes_server_t *s);
+
+/* health.c */
+void hes_health_init(hes_server_t *s);
+void hes_health_round_begin(hes_server_t *s);
+void hes_health_round_end(hes_server_t *s);
 
 /* breaker.c */
 int hes_relay_start(hes_relay_conf_t *rc);

@@ -17,10 +17,9 @@
 /* ---------------------------------------------------------------------------------------
  * values */
 
-void hes_dispatch_gauge(const char *plugin_instance, const char *type, const char *type_instance,
-                        cdtime_t time, cdtime_t interval, gauge_t g) {
+void hes_dispatch_value(const char *plugin_instance, const char *type, const char *type_instance,
+                        cdtime_t time, cdtime_t interval, value_t v) {
   value_list_t vl = VALUE_LIST_INIT;
-  value_t v = {.gauge = g};
   vl.values = &v;
   vl.values_len = 1;
   vl.time = time;
@@ -33,20 +32,16 @@ void hes_dispatch_gauge(const char *plugin_instance, const char *type, const cha
   plugin_dispatch_values(&vl);
 }
 
+void hes_dispatch_gauge(const char *plugin_instance, const char *type, const char *type_instance,
+                        cdtime_t time, cdtime_t interval, gauge_t g) {
+  hes_dispatch_value(plugin_instance, type, type_instance, time, interval, (value_t){.gauge = g});
+}
+
 static void hes_dispatch_derive(const hes_server_t *s, const char *plugin_instance,
                                 const char *type, const char *type_instance, cdtime_t time,
                                 uint64_t d) {
-  value_list_t vl = VALUE_LIST_INIT;
-  value_t v = {.derive = (derive_t)d};
-  vl.values = &v;
-  vl.values_len = 1;
-  vl.time = time;
-  vl.interval = s->interval;
-  sstrncpy(vl.plugin, HES_PLUGIN, sizeof(vl.plugin));
-  sstrncpy(vl.plugin_instance, plugin_instance, sizeof(vl.plugin_instance));
-  sstrncpy(vl.type, type, sizeof(vl.type));
-  sstrncpy(vl.type_instance, type_instance, sizeof(vl.type_instance));
-  plugin_dispatch_values(&vl);
+  hes_dispatch_value(plugin_instance, type, type_instance, time, s->interval,
+                     (value_t){.derive = (derive_t)d});
 }
 
 static void hes_dispatch_self(hes_server_t *s) {
@@ -91,6 +86,7 @@ static void hes_dispatch_self(hes_server_t *s) {
                        (gauge_t)collected);
     hes_dispatch_gauge(instance, "gauge", "periods_missing", now, s->interval, (gauge_t)missing);
   }
+  hes_health_round_end(s);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -337,6 +333,7 @@ static void hes_read_round(hes_server_t *s, double start, double deadline) {
 
 int hes_read(user_data_t *ud) {
   hes_server_t *s = ud->data;
+  hes_health_round_begin(s);
   double start = hes_clock_wall();
   hes_session_expire(s->session);
 
