@@ -5,7 +5,7 @@
 # meters, a dead broker, a HES that never pushes and pushes that are rejected, each with its
 # documented exit code.
 # Values are checked against `hes-sim --value`. Times are UTC (TZ) on both sides.
-# Exit 0 pass, 1 fail, 77 skip (no mosquitto).
+# Exit 0 pass, 1 fail (also when it cannot run: no mosquitto).
 set -eu
 . "${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}/tests/lib.sh"
 . "$top_srcdir/tests/e2e_lib.sh"
@@ -23,7 +23,7 @@ ERR=$TEST_TMP/err
 ALL=$TEST_TMP/all # every output, checked for credentials at the end
 FAIL_LOGS="$OUT $ERR"
 
-require_cmd curl
+require_cmd curl python3 script mosquitto_pub
 start_mosquitto
 SIM_ARGS=(--tenant "$SIM_TENANT" --username "$SIM_USER" --password "$SIM_PASSWORD"
   --secret-key "$SIM_SECRET" --silent-meters "$SILENT" --overvoltage-meter "$OVERVOLTAGE"
@@ -61,14 +61,9 @@ requests() {
   grep -c "\"endpoint\":\"$1\"" "$SIM_LOG" || true
 }
 
-PY=
-if command -v python3 >/dev/null 2>&1 && python3 -c 'import json' 2>/dev/null; then
-  PY=python3
-fi
-# json_ok <file> <python expression over d, the parsed document>: true when it holds.
+# json_check <file> <python expression over d, the parsed document>: fails unless it holds.
 json_check() {
-  [ -n "$PY" ] || return 0
-  $PY -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if eval(sys.argv[2]) else 1)' "$1" "$2" ||
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if eval(sys.argv[2]) else 1)' "$1" "$2" ||
     fail "JSON check '$2' failed on $(cat "$1")"
 }
 
@@ -198,7 +193,7 @@ for m in "$M1" "$OVERVOLTAGE"; do
   [ "$time" = "$(date -u -d "@$((ts / 1000))" '+%Y-%m-%d %H:%M:%S')" ] || fail "$m: time $time for $ts"
   [ "$item,$channel,$status" = "voltageA,,ok" ] || fail "$m: $line"
   # the simulator pushes 100 ms after its answer; hesctl waits 5 s at most
-  awk -v l="$latency" 'BEGIN { exit !(l >= 100 && l < 5000) }' || fail "$m: latency_ms $latency"
+  awk -v l="$latency" 'BEGIN { exit !(l >= 90 && l < 5000) }' || fail "$m: latency_ms $latency"
 done
 [ "$(grep "^$SILENT," "$OUT" | tr -d '\r')" = "$SILENT,,,voltageA,,,,missing," ] ||
   fail "silent meter: $(cat "$OUT")"
@@ -214,8 +209,8 @@ grep -q "^$SILENT  -  *voltageA  -  *-     missing\$" "$OUT" || fail "table: $(c
 run 0 read "$M1" --item voltageA --item importActiveEnergy --json "${FLAGS[@]}"
 json_check "$OUT" 'len(d) == 2 and [r["item"] for r in d] == ["voltageA", "importActiveEnergy"] and all(r["status"] == "ok" and r["meter"] == "'"$M1"'" and r["channel"] is None for r in d)'
 # per meter, the latency of its reading: request sent to push arrived (the push comes 100 ms
-# after the answer)
-json_check "$OUT" 'all(isinstance(r["latency_ms"], float) and 100 <= r["latency_ms"] < 5000 for r in d)'
+# after the answer; 90 leaves room for the two processes' clocks and timers, seen at 99.5)
+json_check "$OUT" 'all(isinstance(r["latency_ms"], float) and 90 <= r["latency_ms"] < 5000 for r in d)'
 line=$(grep '"importActiveEnergy"' "$OUT")
 ts=$(json_num "$line" timestamp_ms)
 expect=$(sim_value "$M1" 5069 "$ts")
@@ -295,15 +290,11 @@ grep -q "^$SILENT,,,voltageB,,,,missing" "$OUT" || fail "history: silent meter: 
 run 0 history "$M1" --item monthlyBilling --from 2026-01-01 --to 2026-03-31 "${FLAGS[@]}"
 [ "$(grep -c "^$M1  2026-0[123]-01 00:00:00  monthlyBilling  " "$OUT")" = 15 ] || fail "historyFrozen: $(cat "$OUT")"
 # the progress indicator, on a terminal only
-if script -qec true /dev/null >/dev/null 2>&1; then
-  script -qec "$(printf '%q ' "$HESCTL" history "$M1" --item voltageB --from "2026-03-01 00:00:00" \
-    --to "2026-03-01 01:00:00" --page-size 2 "${FLAGS[@]}")" /dev/null >"$OUT" 2>&1 </dev/null ||
-    fail "history on a tty: $(cat "$OUT")"
-  grep -qF "hesctl: voltageB history: page 3, 5 of 5 entries" "$OUT" || fail "no progress on a tty: $(cat -v "$OUT")"
-  ok "history: pages, values as predicted, silent meter missing, progress on a tty only"
-else
-  ok "history: pages, values as predicted, silent meter missing # SKIP progress (no script(1))"
-fi
+script -qec "$(printf '%q ' "$HESCTL" history "$M1" --item voltageB --from "2026-03-01 00:00:00" \
+  --to "2026-03-01 01:00:00" --page-size 2 "${FLAGS[@]}")" /dev/null >"$OUT" 2>&1 </dev/null ||
+  fail "history on a tty: $(cat "$OUT")"
+grep -qF "hesctl: voltageB history: page 3, 5 of 5 entries" "$OUT" || fail "no progress on a tty: $(cat -v "$OUT")"
+ok "history: pages, values as predicted, silent meter missing, progress on a tty only"
 
 # --- relay ----------------------------------------------------------------------------------------
 run 2 relay open "$M1" "${FLAGS[@]}"
@@ -321,22 +312,18 @@ grep -qF "\"endpoint\":\"relay\",\"http\":200,\"code\":200,\"msg\":\"success\"" 
 grep -qF '"controlMode":1,"devList":["'"$M1"'","'"$RELAY_FAIL"'","'"$SILENT"'"]' "$SIM_LOG" || fail "relay devList"
 run 0 relay close "$M1" --yes --json "${FLAGS[@]}"
 [ "$(cat "$OUT")" = "$(printf '[\n  {"meter":"%s","action":"close","outcome":"ok"}\n]' "$M1")" ] || fail "relay --json: $(cat "$OUT")"
-if script -qec true /dev/null >/dev/null 2>&1; then
-  cmd=$(printf '%q ' "$HESCTL" relay close "$M1" "${FLAGS[@]}")
-  sent=$(requests relay)
-  rc=0
-  printf 'no\n' | script -qec "$cmd" /dev/null >"$OUT" 2>&1 || rc=$?
-  [ "$rc" = 2 ] || fail "answered no: exit $rc: $(cat "$OUT")"
-  grep -qF "Close (reconnect) the breaker of 1 meter ($M1)? Type yes to confirm:" "$OUT" || fail "prompt: $(cat "$OUT")"
-  grep -qF "not confirmed: nothing sent" "$OUT" || fail "no: $(cat "$OUT")"
-  [ "$(requests relay)" = "$sent" ] || fail "sent although answered no"
-  printf 'yes\n' | script -qec "$cmd" /dev/null >"$OUT" 2>&1 || fail "answered yes: $(cat "$OUT")"
-  grep -q "^$M1  close   ok" "$OUT" || fail "confirmed: $(cat "$OUT")"
-  [ "$(requests relay)" = $((sent + 1)) ] || fail "confirmed, but not sent once"
-  ok "relay: refused without --yes off a tty, confirmation on a tty, per-meter outcome (exit 1 on failed/missing)"
-else
-  ok "relay: refused without --yes, per-meter outcome # SKIP tty confirmation (no script(1))"
-fi
+cmd=$(printf '%q ' "$HESCTL" relay close "$M1" "${FLAGS[@]}")
+sent=$(requests relay)
+rc=0
+printf 'no\n' | script -qec "$cmd" /dev/null >"$OUT" 2>&1 || rc=$?
+[ "$rc" = 2 ] || fail "answered no: exit $rc: $(cat "$OUT")"
+grep -qF "Close (reconnect) the breaker of 1 meter ($M1)? Type yes to confirm:" "$OUT" || fail "prompt: $(cat "$OUT")"
+grep -qF "not confirmed: nothing sent" "$OUT" || fail "no: $(cat "$OUT")"
+[ "$(requests relay)" = "$sent" ] || fail "sent although answered no"
+printf 'yes\n' | script -qec "$cmd" /dev/null >"$OUT" 2>&1 || fail "answered yes: $(cat "$OUT")"
+grep -q "^$M1  close   ok" "$OUT" || fail "confirmed: $(cat "$OUT")"
+[ "$(requests relay)" = $((sent + 1)) ] || fail "confirmed, but not sent once"
+ok "relay: refused without --yes off a tty, confirmation on a tty, per-meter outcome (exit 1 on failed/missing)"
 
 # --- dcu --------------------------------------------------------------------------------------------
 run 0 dcu list "$DCU" "${FLAGS[@]}"
@@ -418,53 +405,51 @@ expect=$(sim_value "$M1" 5052 "$(echo "$line" | cut -d, -f3)")
 ok "a push before the HTTP answer is parked and handed back"
 
 # --- untrusted pushes: a unit that does not fit, a value that is no number, terminal escapes ----
-if command -v mosquitto_pub >/dev/null 2>&1; then
-  start_sim "${SIM_ARGS[@]}" --push-delay-ms 3000
-  wait_for 10 sim_connected || fail "hes-sim did not connect to the broker"
-  FLAGS[1]=$SIM_URL
-  "$HESCTL" read "$M1" "$OVERVOLTAGE" --item voltageA --csv "${FLAGS[@]}" --timeout 10 >"$OUT" 2>"$ERR" </dev/null &
-  pid=$!
-  more_than() { [ "$(requests readSingle)" -gt "$1" ]; }
-  wait_for 10 more_than 0 || fail "hesctl sent nothing"
-  plan=$(grep '"endpoint":"readSingle"' "$SIM_LOG" | sed -n 's/.*"planId":"\([^"]*\)".*/\1/p' | tail -n 1)
-  [ -n "$plan" ] || fail "no planId in the simulator's log"
-  # ours comes before the simulator's (3 s later), so it is the one hesctl takes
-  mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -t "/$SIM_TENANT/$plan" -m \
-    "{\"planId\":\"$plan\",\"data\":{\"status\":\"00\",\"list\":[{\"devAddr\":\"$M1\",\"timestamp\":1700000000000,\"cgcode\":\"5050\",\"unit\":\"kWh\",\"value\":\"230.1\"},{\"devAddr\":\"$OVERVOLTAGE\",\"timestamp\":1700000000000,\"cgcode\":\"5050\",\"unit\":\"V\",\"value\":\"\\u001b[2J1e999\"}]}}" ||
-    fail "mosquitto_pub"
-  rc=0
-  wait "$pid" || rc=$?
-  [ "$rc" = 1 ] || fail "bad values: exit $rc: $(cat "$ERR")"
-  cat >"$TEST_TMP/expect" <<EOF
+start_sim "${SIM_ARGS[@]}" --push-delay-ms 3000
+wait_for 10 sim_connected || fail "hes-sim did not connect to the broker"
+FLAGS[1]=$SIM_URL
+"$HESCTL" read "$M1" "$OVERVOLTAGE" --item voltageA --csv "${FLAGS[@]}" --timeout 10 >"$OUT" 2>"$ERR" </dev/null &
+pid=$!
+more_than() { [ "$(requests readSingle)" -gt "$1" ]; }
+wait_for 10 more_than 0 || fail "hesctl sent nothing"
+plan=$(grep '"endpoint":"readSingle"' "$SIM_LOG" | sed -n 's/.*"planId":"\([^"]*\)".*/\1/p' | tail -n 1)
+[ -n "$plan" ] || fail "no planId in the simulator's log"
+# ours comes before the simulator's (3 s later), so it is the one hesctl takes
+mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -t "/$SIM_TENANT/$plan" -m \
+  "{\"planId\":\"$plan\",\"data\":{\"status\":\"00\",\"list\":[{\"devAddr\":\"$M1\",\"timestamp\":1700000000000,\"cgcode\":\"5050\",\"unit\":\"kWh\",\"value\":\"230.1\"},{\"devAddr\":\"$OVERVOLTAGE\",\"timestamp\":1700000000000,\"cgcode\":\"5050\",\"unit\":\"V\",\"value\":\"\\u001b[2J1e999\"}]}}" ||
+  fail "mosquitto_pub"
+rc=0
+wait "$pid" || rc=$?
+[ "$rc" = 1 ] || fail "bad values: exit $rc: $(cat "$ERR")"
+cat >"$TEST_TMP/expect" <<EOF
 meter,time,timestamp_ms,item,channel,value,unit,status
 $M1,2023-11-14 22:13:20,1700000000000,voltageA,,230.1,kWh,bad-unit
 $OVERVOLTAGE,2023-11-14 22:13:20,1700000000000,voltageA,,?[2J1e999,V,bad-value
 EOF
-  # (without latency_ms, the last column: it varies)
-  diff "$TEST_TMP/expect" <(tr -d '\r' <"$OUT" | cut -d, -f1-8) >&2 || fail "untrusted push"
-  ok "untrusted push: bad unit and bad value flagged (exit 1), escapes neutralised, the first answer counts"
+# (without latency_ms, the last column: it varies)
+diff "$TEST_TMP/expect" <(tr -d '\r' <"$OUT" | cut -d, -f1-8) >&2 || fail "untrusted push"
+ok "untrusted push: bad unit and bad value flagged (exit 1), escapes neutralised, the first answer counts"
 
-  # Rejected pushes are not "no push in time": a push that is no JSON and a relay result for
-  # the read plan come, the simulator's own comes after --timeout: exit 6, each one named.
-  sent=$(requests readSingle)
-  "$HESCTL" read "$M1" --item voltageA "${FLAGS[@]}" --timeout 2 >"$OUT" 2>"$ERR" </dev/null &
-  pid=$!
-  wait_for 10 more_than "$sent" || fail "hesctl sent nothing"
-  plan=$(grep '"endpoint":"readSingle"' "$SIM_LOG" | sed -n 's/.*"planId":"\([^"]*\)".*/\1/p' | tail -n 1)
-  mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -t "/$SIM_TENANT/$plan" -m '{"planId":' ||
-    fail "mosquitto_pub"
-  mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -t "/$SIM_TENANT/$plan" -m \
-    "{\"planId\":\"$plan\",\"data\":{\"status\":\"00\",\"list\":[{\"devAddr\":\"$M1\",\"successful\":true}]}}" ||
-    fail "mosquitto_pub"
-  rc=0
-  wait "$pid" || rc=$?
-  [ "$rc" = 6 ] || fail "rejected pushes: exit $rc: $(cat "$ERR")"
-  expect_err "warning: rejected a push of 10 bytes"
-  expect_err "warning: plan $plan: a push of an unexpected kind"
-  expect_err "plan $plan: no usable push within 2 s: 2 push(es) were rejected"
-  grep -q "^$M1  -  *voltageA  -  *-     missing\$" "$OUT" || fail "rejected: $(cat "$OUT")"
-  ok "rejected pushes and no usable one: exit 6, each rejected push named, meters missing"
-fi
+# Rejected pushes are not "no push in time": a push that is no JSON and a relay result for
+# the read plan come, the simulator's own comes after --timeout: exit 6, each one named.
+sent=$(requests readSingle)
+"$HESCTL" read "$M1" --item voltageA "${FLAGS[@]}" --timeout 2 >"$OUT" 2>"$ERR" </dev/null &
+pid=$!
+wait_for 10 more_than "$sent" || fail "hesctl sent nothing"
+plan=$(grep '"endpoint":"readSingle"' "$SIM_LOG" | sed -n 's/.*"planId":"\([^"]*\)".*/\1/p' | tail -n 1)
+mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -t "/$SIM_TENANT/$plan" -m '{"planId":' ||
+  fail "mosquitto_pub"
+mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -t "/$SIM_TENANT/$plan" -m \
+  "{\"planId\":\"$plan\",\"data\":{\"status\":\"00\",\"list\":[{\"devAddr\":\"$M1\",\"successful\":true}]}}" ||
+  fail "mosquitto_pub"
+rc=0
+wait "$pid" || rc=$?
+[ "$rc" = 6 ] || fail "rejected pushes: exit $rc: $(cat "$ERR")"
+expect_err "warning: rejected a push of 10 bytes"
+expect_err "warning: plan $plan: a push of an unexpected kind"
+expect_err "plan $plan: no usable push within 2 s: 2 push(es) were rejected"
+grep -q "^$M1  -  *voltageA  -  *-     missing\$" "$OUT" || fail "rejected: $(cat "$OUT")"
+ok "rejected pushes and no usable one: exit 6, each rejected push named, meters missing"
 
 # --- no credential in any output ------------------------------------------------------------------
 [ -s "$ALL" ] || fail "test setup: $ALL is empty"

@@ -4,7 +4,7 @@
 # influxd (conf/examples/influxdb-collectd.conf, typesdb with hes-types.db), and InfluxQL
 # over the HTTP API must give back exactly the simulator's readings at their timestamps:
 # phase-A voltage (a stock type) and the power factor (a type of hes-types.db).
-# Installs influxdb with apt-get when absent and root; skips (77) when it cannot.
+# Installs influxdb with apt-get when absent and root; fails (cannot_run) when it cannot.
 set -euo pipefail
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 . "$top_srcdir/tests/e2e_lib.sh"
@@ -24,10 +24,10 @@ free_udp_port() {
 
 require_cmd curl ss
 collectd_setup
-[ -f "$STOCK_PLUGINS/network.so" ] || skip "network.so not in $STOCK_PLUGINS"
+[ -f "$STOCK_PLUGINS/network.so" ] || cannot_run "network.so not in $STOCK_PLUGINS"
 cp "$STOCK_PLUGINS/network.so" "$CD_DIR/plugins/"
 [ -x "$INFLUXD_BIN" ] || apt_install influxdb
-[ -x "$INFLUXD_BIN" ] || skip "$INFLUXD_BIN not found"
+[ -x "$INFLUXD_BIN" ] || cannot_run "$INFLUXD_BIN not found"
 
 # influxd with everything in the test directory; the [[collectd]] section is the example's,
 # with the ports, the types directory and a short batch timeout.

@@ -27,7 +27,7 @@ collectd_instance() {
 }
 
 collectd_setup() {
-  [ -x "$COLLECTD_BIN" ] || skip "collectd not found ($COLLECTD_BIN): install collectd-core"
+  [ -x "$COLLECTD_BIN" ] || cannot_run "collectd not found ($COLLECTD_BIN): install collectd-core"
   local so=$top_builddir/.libs/hes.so p
   [ -f "$so" ] || fail "$so not built"
   mkdir -p "$CD_DIR/plugins" "$CD_DIR/var" "$CD_CSV"

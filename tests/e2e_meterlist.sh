@@ -2,17 +2,18 @@
 # e2e_meterlist.sh: the meter list follows the utility's records (issue 15), end to end with
 # the HES simulator, a real mosquitto and a real `collectd -f`.
 #
-# Part 1 (the simulator, runs today): a DCU archive seeded with --archive is listed by
+# Part 1 (the simulator): a DCU archive seeded with --archive is listed by
 #   readArchive, and `hesctl dcu add` / `dcu remove` change it while the simulator runs.
-# Part 2 (the plugin; skipped until the plugin accepts DCU and DCURefresh):
+# Part 2 (the plugin):
 #   - a meter added to a DCU with `hesctl dcu add` has values within DCURefresh + Interval;
 #     removed, its values stop, gauge-meters and meters_added/_removed say so, and no relay
 #     command is sent for it although it is over voltage;
 #   - a MeterFile replaced by rename gives the same; a broken one keeps the old list with one
 #     error line naming the file and the line;
-#   - with the HES down at start, the DCU list kept in StateDir is the list.
-# Not yet in Makefile.am's shell_tests: wire it in with the plugin integration.
-# Exit 0 pass, 1 fail, 77 skip.
+#   - with the HES down at start, the DCU list kept in StateDir is the list;
+#   - frozen items follow the list: a joiner gets its BackfillPeriods days, a leaver's periods go;
+#   - hesctl -c FILE read --all reads the same meters.
+# Exit 0 pass, 1 fail (also when it cannot run: no mosquitto, collectd or curl).
 set -euo pipefail
 . "${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}/tests/lib.sh"
 . "$top_srcdir/tests/e2e_lib.sh"
@@ -97,11 +98,8 @@ write_conf() {
 }
 write_conf
 : >"$CD_LOG"
-if ! timeout 60 "$COLLECTD_BIN" -T -C "$CD_CONF" >"$OUT" 2>&1; then
-  grep -q '"DCU"' "$CD_LOG" || fail "collectd -T refused the config: $(grep -h error "$CD_LOG" "$OUT" | head -n 3)"
-  ok "plugin: DCU, DCURefresh, MeterFile reload # SKIP the plugin has no DCU key yet"
-  exit 0
-fi
+timeout 60 "$COLLECTD_BIN" -T -C "$CD_CONF" >"$OUT" 2>&1 ||
+  fail "collectd -T refused the config: $(grep -h error "$CD_LOG" "$OUT" | head -n 3)"
 
 # relay_requests_for <meter>: relay requests naming it in the simulator's log.
 relay_requests_for() {
@@ -134,6 +132,10 @@ hesctl 0 dcu add "$DCU" "$JOINER" "${FLAGS[@]}"
 wait_for $((REFRESH + INTERVAL + 3)) has_values "$JOINER" || fail "no values for the joiner"
 wait_for 5 self_is gauge-meters 3 || fail "gauge-meters is $(self_last gauge-meters), expected 3"
 wait_for 5 self_is total_operations-meters_added 1 || fail "meters_added is not 1"
+joiner_commanded() {
+  [ "$(relay_requests_for "$JOINER")" -gt 0 ]
+}
+wait_for 10 joiner_commanded || fail "no relay command for the joiner, which is over voltage"
 
 # ... and leaves: its values stop, and no relay command is sent for it from then on.
 hesctl 0 dcu remove "$DCU" "$JOINER" "${FLAGS[@]}"
@@ -143,7 +145,7 @@ sleep 1 # a plan requested just before the swap may still answer
 relays=$(relay_requests_for "$JOINER")
 ! rows_grow "$JOINER" || fail "values for $JOINER after it left"
 [ "$(relay_requests_for "$JOINER")" = "$relays" ] || fail "a relay command for a meter that left"
-ok "DCU: a joiner is read within DCURefresh + Interval; a leaver stops, with no relay command"
+ok "DCU: a joiner is read within DCURefresh + Interval and commanded; a leaver stops, with no relay command"
 
 # MeterFile replaced by rename: the new meter is read; broken, the old list stays.
 printf '%s\n%s\n' "$M1" "$FILE_M" >"$METER_FILE.new"
@@ -157,6 +159,9 @@ sleep $((3 * INTERVAL))
 rows_grow "$FILE_M" || fail "a broken MeterFile dropped $FILE_M"
 ok "MeterFile: a rename is read next round; a broken file keeps the list, one error line"
 collectd_stop
+# At start a broken MeterFile is a configuration error (there is no previous list): mend it.
+printf '%s\n%s\n' "$M1" "$FILE_M" >"$METER_FILE.new"
+mv "$METER_FILE.new" "$METER_FILE"
 
 # The HES down at start: the DCU list kept in StateDir is the list.
 ls "$STATE"/hes-dcu-ml-"$DCU".list >/dev/null || fail "no DCU list in StateDir"
@@ -164,10 +169,53 @@ stop_sim
 collectd_start
 wait_for 10 self_is gauge-meters 3 || fail "gauge-meters is $(self_last gauge-meters) with the HES down, expected 3 ($M1, $M2, $FILE_M)"
 # shellcheck disable=SC2046
-start_sim $(sim_credentials) --http-port "$SIM_PORT" --push-delay-ms 50
+start_sim $(sim_credentials) --http-port "$SIM_PORT" --push-delay-ms 50 \
+  --archive "$DCU=$TEST_TMP/archive.list" # the HES back, with the DCU as before
 wait_for 10 sim_connected || fail "hes-sim did not come back"
 before=$(csv_rows "$M2" voltage-A)
-wait_for 15 test "$(csv_rows "$M2" voltage-A)" -gt "$before" ||
-  fail "no values for $M2 from the kept list"
+m2_grew() {
+  [ "$(csv_rows "$M2" voltage-A)" -gt "$before" ]
+}
+wait_for 15 m2_grew || fail "no values for $M2 from the kept list"
 collectd_stop
 ok "StateDir: with the HES down at start, the kept DCU list is read"
+
+# hesctl reads the plugin's list: Meter, MeterFile, the kept DCU lists refreshed once.
+hesctl 0 -c "$CD_CONF" read --all --item voltageA --csv --timeout 10
+cp "$OUT" "$TEST_TMP/all.csv"
+for m in "$M1" "$M2" "$FILE_M"; do
+  grep -q "$m" "$TEST_TMP/all.csv" || fail "read --all: no row for $m: $(cat "$TEST_TMP/all.csv")"
+done
+! grep -q "$JOINER" "$TEST_TMP/all.csv" || fail "read --all read $JOINER, which left"
+hesctl 2 -c "$CD_CONF" read --all "$M1" --item voltageA
+ok "hesctl -c FILE read --all reads the plugin's meters"
+
+# Frozen items follow the list: a joiner gets its BackfillPeriods latest days as at a first
+# start; a leaver's periods are dropped (neither expected nor missing any more).
+BILL_FILE=$CD_DIR/bill.list
+printf '%s\n%s\n' "$M1" "$M2" >"$BILL_FILE"
+STATE2=$CD_DIR/state2
+mkdir -p "$STATE2"
+collectd_conf "$(server_block bill "MeterFile \"$BILL_FILE\"" 'Item "dailyBilling"' \
+  "Interval $INTERVAL" 'PlanTimeout 3' 'BackfillPeriods 2' 'RetryInterval 2')
+  StateDir \"$STATE2\""
+collectd_start
+days_of() {
+  [ "$(csv_rows "$1" energy_wh-daily-import)" -ge 2 ]
+}
+bill_is() {
+  [ "$(csv_last bill-self "gauge-$1" | cut -d. -f1)" = "$2" ]
+}
+wait_for 30 days_of "$M1" || fail "no daily values for $M1"
+wait_for 30 days_of "$M2" || fail "no daily values for $M2"
+printf '%s\n%s\n%s\n' "$M1" "$M2" "$FILE_M" >"$BILL_FILE.new"
+mv "$BILL_FILE.new" "$BILL_FILE"
+wait_for 30 days_of "$FILE_M" || fail "the joiner's BackfillPeriods days never came"
+wait_for 10 bill_is periods_expected 6 || fail "periods_expected is $(csv_last bill-self gauge-periods_expected), expected 6"
+printf '%s\n%s\n' "$M1" "$FILE_M" >"$BILL_FILE.new"
+mv "$BILL_FILE.new" "$BILL_FILE"
+wait_for 10 bill_is periods_expected 4 || fail "periods_expected is $(csv_last bill-self gauge-periods_expected) after a leaver, expected 4"
+wait_for 10 bill_is periods_missing 0 || fail "periods_missing is $(csv_last bill-self gauge-periods_missing), expected 0"
+collectd_stop
+ok "frozen items: a joiner's BackfillPeriods days are collected, a leaver's periods dropped"
+

@@ -8,7 +8,7 @@
 # HESBrokerDisconnected alert goes pending or firing (the test's copy of the rules waits
 # seconds, not rounds).
 # Installs prometheus (and write_prometheus's libraries) with apt-get when absent and root;
-# skips (77) when it cannot.
+# fails (cannot_run) when it cannot.
 set -euo pipefail
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 . "$top_srcdir/tests/e2e_lib.sh"
@@ -19,13 +19,13 @@ EXAMPLES=$top_srcdir/conf/examples
 require_cmd curl
 collectd_setup
 wp=$STOCK_PLUGINS/write_prometheus.so
-[ -f "$wp" ] || skip "$wp not found"
+[ -f "$wp" ] || cannot_run "$wp not found"
 if ldd "$wp" | grep -q 'not found'; then
   apt_install libprotobuf-c1 libmicrohttpd12
-  ldd "$wp" | grep -q 'not found' && skip "write_prometheus.so lacks libraries: $(ldd "$wp" | grep 'not found')"
+  ldd "$wp" | grep -q 'not found' && cannot_run "write_prometheus.so lacks libraries: $(ldd "$wp" | grep 'not found')"
 fi
 [ -x "$PROMETHEUS_BIN" ] || apt_install prometheus
-[ -x "$PROMETHEUS_BIN" ] || skip "$PROMETHEUS_BIN not found"
+[ -x "$PROMETHEUS_BIN" ] || cannot_run "$PROMETHEUS_BIN not found"
 cp "$wp" "$CD_DIR/plugins/"
 
 meters=(202407100001 202407100002)

@@ -11,7 +11,7 @@ require_cmd rrdtool curl
 meters=(202407100001 202407100002)
 m=${meters[0]}
 collectd_setup
-[ -f "$CD_DIR/plugins/rrdtool.so" ] || skip "rrdtool.so not in $STOCK_PLUGINS"
+[ -f "$CD_DIR/plugins/rrdtool.so" ] || cannot_run "rrdtool.so not in $STOCK_PLUGINS"
 start_mosquitto
 # shellcheck disable=SC2046
 start_sim $(sim_credentials) --push-delay-ms 100

@@ -4,7 +4,10 @@
 # (start_sim), polling (wait_for), small HTTP helpers for the simulator, and a trap that kills
 # every process the test started (each runs in its own process group) and removes the
 # directory unless KEEP_TMP=1. fail() prints the logs of the broker and the simulator.
-# Exit codes follow automake: 0 pass, 1 fail, 77 skip.
+# Exit codes follow automake: 0 pass, 1 fail. A test that cannot run (a missing tool,
+# package or port) fails too and says why (cannot_run): a skipped test did not run. Only
+# inside the Debian package build (HES_DEB_BUILD, set by debian/rules), whose build
+# dependencies leave out the servers and which has no root, does cannot_run skip (77).
 #
 #   . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 #
@@ -109,9 +112,15 @@ fail() {
   exit 1
 }
 
-skip() {
-  echo "SKIP: $*"
-  exit 77
+# cannot_run <why>: the test cannot run here. Fails, saying why and what to install;
+# skips (77) only inside the package build (HES_DEB_BUILD).
+cannot_run() {
+  if [ -n "${HES_DEB_BUILD:-}" ]; then
+    echo "SKIP: $* (inside the Debian package build)"
+    exit 77
+  fi
+  echo "FAIL: cannot run: $* (tests/install-deps.sh --test installs what the suite needs)" >&2
+  exit 1
 }
 
 ok() {
@@ -157,17 +166,17 @@ free_port() {
 require_cmd() {
   local c
   for c in "$@"; do
-    command -v "$c" >/dev/null 2>&1 || skip "$c not found"
+    command -v "$c" >/dev/null 2>&1 || cannot_run "$c not found"
   done
 }
 
 # start_mosquitto [dir]: a broker on 127.0.0.1:$MQTT_PORT (chosen unless already set),
-# anonymous, no persistence, logging to $MOSQUITTO_LOG. Exits 77 when there is no mosquitto.
+# anonymous, no persistence, logging to $MOSQUITTO_LOG. cannot_run without mosquitto.
 start_mosquitto() {
   local dir=${1:-$TEST_TMP} attempt
   MOSQUITTO_BIN=${MOSQUITTO_BIN:-/usr/sbin/mosquitto}
   if [ ! -x "$MOSQUITTO_BIN" ]; then
-    skip "mosquitto not found (MOSQUITTO_BIN=$MOSQUITTO_BIN): install the Debian package mosquitto"
+    cannot_run "mosquitto not found (MOSQUITTO_BIN=$MOSQUITTO_BIN): install the Debian package mosquitto"
   fi
   mkdir -p "$dir"
   MOSQUITTO_DIR=$dir
@@ -311,16 +320,16 @@ count_lines() {
   fi
 }
 
-# apt_install <package...>: as root, without starting any service (policy-rc.d), or skip.
+# apt_install <package...>: as root, without starting any service (policy-rc.d), or cannot_run.
 apt_install() {
   if [ "$(id -u)" != 0 ] || [ -n "${HES_DEB_BUILD:-}" ] || ! command -v apt-get >/dev/null; then
-    skip "missing Debian packages: $* (install them, or run as root)"
+    cannot_run "missing Debian packages: $* (install them, or run as root)"
   fi
   note "apt-get install $*"
   local pol=/usr/sbin/policy-rc.d made=0 rc=0
   # One installer at a time (make -j check): the temporary policy-rc.d must outlive them all.
   exec 9>"${TMPDIR:-/tmp}/collectd-hes-apt.lock"
-  flock -w 300 9 || skip "another apt_install holds ${TMPDIR:-/tmp}/collectd-hes-apt.lock"
+  flock -w 300 9 || cannot_run "another apt_install holds ${TMPDIR:-/tmp}/collectd-hes-apt.lock"
   if [ ! -e "$pol" ]; then
     printf '#!/bin/sh\nexit 101\n' >"$pol" && chmod 755 "$pol" && made=1
   fi
@@ -332,5 +341,5 @@ apt_install() {
         >>"$TEST_TMP/apt.log" 2>&1; } || rc=$?
   [ "$made" = 0 ] || rm -f "$pol"
   exec 9>&-
-  [ "$rc" = 0 ] || { tail -n 5 "$TEST_TMP/apt.log"; skip "apt-get install $* failed"; }
+  [ "$rc" = 0 ] || { tail -n 5 "$TEST_TMP/apt.log"; cannot_run "apt-get install $* failed"; }
 }

@@ -6,7 +6,7 @@ set -euo pipefail
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 so=$top_builddir/.libs/hes.so
 [ -f "$so" ] || fail "$so not built"
-[ -x "${COLLECTD_BIN:-/usr/sbin/collectd}" ] || skip "no collectd binary"
+[ -x "${COLLECTD_BIN:-/usr/sbin/collectd}" ] || cannot_run "no collectd binary"
 require_cmd nm
 provided=$TEST_TMP/provided
 {

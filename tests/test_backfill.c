@@ -1300,6 +1300,50 @@ static void test_save_concurrent(void **state) {
   unlink(path);
 }
 
+/* A new meter list: a meter in both keeps its periods (dispatched, queued) under its new
+ * index, a joiner is missing in every freeze time tracked, a leaver's periods and queued
+ * values go; records by number follow the new list. */
+static void test_set_meters(void **state) {
+  (void)state;
+  fx_t f;
+  const hes_backfill_entry_t *e;
+  hes_backfill_stats_t s;
+
+  fx_init(&f, 3, NULL); /* 202400000001..3 */
+  assert_int_equal(rec(f.b, 0, f.t[1], 1.0), HES_BACKFILL_NEW);
+  assert_int_equal(hes_backfill_take(f.b, &e), 1);              /* 1 dispatched at t1 */
+  assert_int_equal(rec(f.b, 0, f.t[2], 2.0), HES_BACKFILL_NEW); /* 1 queued at t2 */
+  assert_int_equal(rec(f.b, 2, f.t[2], 3.0), HES_BACKFILL_NEW); /* 3 queued at t2 */
+  /* 3 leaves, 4 joins, 1 moves to index 1 */
+  const char *names[] = {"202400000004", "202400000001", "202400000002"};
+  hes_meters_t *next = meters_list(names, 3);
+  assert_int_equal(hes_backfill_set_meters(f.b, next), 0);
+  hes_meters_free(f.m);
+  f.m = next;
+  hes_backfill_stats(f.b, &s);
+  assert_int_equal(s.expected, 9);
+  assert_int_equal(s.collected, 1);
+  assert_int_equal(s.pending, 1);
+  assert_int_equal(s.missing, 7);
+  assert_int_equal(hes_backfill_take(f.b, &e), 1);
+  assert_int_equal(e[0].meter, 1);
+  assert_int_equal(e[0].freeze_time, f.t[2]);
+  assert_true(e[0].values[0].value == 2.0);
+  /* the joiner is missing everywhere, the leaver is not a meter any more */
+  assert_int_equal(hes_backfill_next_missing(f.b, f.t[0], 0), 0);
+  hes_backfill_value_t v = {5069, 4.0};
+  assert_int_equal(hes_backfill_record_dev(f.b, "202400000004", 12, f.t[1], &v, 1),
+                   HES_BACKFILL_NEW);
+  assert_int_equal(hes_backfill_record_dev(f.b, "202400000003", 12, f.t[2], &v, 1),
+                   HES_BACKFILL_EINVAL);
+  assert_int_equal(hes_backfill_record_dev(f.b, "202400000001", 12, f.t[1], &v, 1),
+                   HES_BACKFILL_DUPLICATE); /* dispatched before the change */
+  hes_meters_t *none = meters_list(names, 0);
+  assert_int_equal(hes_backfill_set_meters(f.b, none), EINVAL);
+  hes_meters_free(none);
+  fx_free(&f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_periods_daily),
@@ -1322,6 +1366,7 @@ int main(void) {
       cmocka_unit_test(test_state_unwritable),
       cmocka_unit_test(test_memory_100k),
       cmocka_unit_test(test_concurrent),
+      cmocka_unit_test(test_set_meters),
   };
   return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }

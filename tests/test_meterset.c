@@ -87,6 +87,13 @@ static void test_first_list(void **state) {
     assert_int_equal(idx_of(v, a[i]), i);
     assert_string_equal(hes_meterver_name(v, i), a[i]);
   }
+  /* a copy in list order, by number */
+  hes_meters_t *copy = hes_meterver_list(v);
+  assert_non_null(copy);
+  assert_int_equal(hes_meters_count(copy), 3);
+  for (uint32_t i = 0; i < 3; i++)
+    assert_int_equal(hes_meters_find(copy, a[i], strlen(a[i])), i);
+  hes_meters_free(copy);
   hes_meterset_unpin(s, v);
   hes_meterset_free(s);
 }

@@ -1021,6 +1021,34 @@ static void test_threads(void **state) {
   hes_plans_free(sh.p);
 }
 
+/* Meters that left the list: no plan waits for them any more, none reports them missing, and
+ * a plan left with nothing to wait for closes quietly. */
+static void test_forget(void **state) {
+  (void)state;
+  hes_plans_t *p = hes_plans_new(NULL);
+  rec_t *r = rec_new();
+  const uint32_t a[] = {1, 2, 3}, b[] = {3}, c[] = {5, 200};
+  assert_int_equal(add(p, "A", a, 3, 100), 0);
+  assert_int_equal(add(p, "B", b, 1, 100), 0);
+  assert_int_equal(add(p, "C", c, 2, 100), 0);
+  assert_int_equal(hes_plans_answer(p, "C", 200), 1);
+  const uint32_t gone[] = {3, 5, 7, UINT32_MAX};
+  assert_int_equal(hes_plans_forget(p, gone, 4), 3);
+  hes_plans_stats_t st;
+  hes_plans_stats(p, &st);
+  assert_int_equal(st.plans_pending, 1);
+  assert_int_equal(st.meters_pending, 2);
+  assert_int_equal(hes_plans_forget(p, gone, 4), 0); /* nothing left to forget */
+  assert_int_equal(hes_plans_expire(p, 1000, rec_cb, r), 1);
+  assert_int_equal(r->ncalls, 1);
+  assert_int_equal(r->calls[0].n, 2);
+  assert_int_equal(r->calls[0].meters[0], 1);
+  assert_int_equal(r->calls[0].meters[1], 2);
+  assert_int_equal(hes_plans_forget(NULL, gone, 4), 0);
+  rec_free(r);
+  hes_plans_free(p);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults_and_null),
@@ -1040,6 +1068,7 @@ int main(void) {
       cmocka_unit_test(test_tombstone_max),
       cmocka_unit_test(test_answer_batch),
       cmocka_unit_test(test_missing_exact),
+      cmocka_unit_test(test_forget),
       cmocka_unit_test(test_missing_reenters),
       cmocka_unit_test(test_100k_meters),
       cmocka_unit_test(test_threads),

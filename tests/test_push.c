@@ -978,6 +978,50 @@ static void test_escapes(void **state) {
   hes_push_parser_free(p);
 }
 
+/* Strings are scanned eight bytes at a time: a quote, a backslash or a control character at
+ * every offset of a word, and the bytes around the bounds (0x1f, 0x20, 0x7f, 0x80 and up),
+ * must be found or passed over exactly as one byte at a time would. */
+static void test_string_runs(void **state) {
+  (void)state;
+  hes_push_parser_t *p = hes_push_parser_new(0);
+  hes_push_t out;
+  char u[80], want[64], msg[512], anchor[8];
+  for (size_t n = 1; n <= 24; n++) {
+    for (size_t k = 0; k < n; k++) {
+      /* an escaped quote and an escaped backslash at k: decoded, the run goes on */
+      static const char *const esc[] = {"\\\"", "\\\\"};
+      static const char dec[] = {'"', '\\'};
+      for (size_t e = 0; e < 2; e++) {
+        snprintf(u, sizeof(u), "\"%.*s%s%.*s\"", (int)k, "abcdefghijklmnopqrstuvwxyz", esc[e],
+                 (int)(n - k - 1), "ABCDEFGHIJKLMNOPQRSTUVWXYZ");
+        snprintf(want, sizeof(want), "%.*s%c%.*s", (int)k, "abcdefghijklmnopqrstuvwxyz", dec[e],
+                 (int)(n - k - 1), "ABCDEFGHIJKLMNOPQRSTUVWXYZ");
+        assert_string_equal(unit_of(p, u, &out), want);
+      }
+      /* plain bytes at the bounds of the tests: kept as they are */
+      static const char *const plain[] = {" ", "\x7f", "\xc2\x80", "\xc3\xa9", "\xf4\x8f\xbf\xbf"};
+      for (size_t e = 0; e < sizeof(plain) / sizeof(plain[0]); e++) {
+        snprintf(want, sizeof(want), "%.*s%s%.*s", (int)k, "abcdefghijklmnopqrstuvwxyz", plain[e],
+                 (int)(n - k - 1), "ABCDEFGHIJKLMNOPQRSTUVWXYZ");
+        snprintf(u, sizeof(u), "\"%s\"", want);
+        assert_string_equal(unit_of(p, u, &out), want);
+      }
+      /* a raw control character at k: rejected at that byte */
+      static const char ctl[] = {'\x01', '\x1f', '\t'};
+      for (size_t e = 0; e < sizeof(ctl); e++) {
+        snprintf(anchor, sizeof(anchor), "%c", ctl[e]);
+        snprintf(
+            msg, sizeof(msg),
+            LIST("{\"devAddr\":\"m\",\"timestamp\":1,\"unit\":\"%.*s%c%.*s\",\"value\":\"1\"}"),
+            (int)k, "abcdefghijklmnopqrstuvwxyz", ctl[e], (int)(n - k - 1),
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZ");
+        check_syntax(p, msg, anchor, 0, "control character in a string");
+      }
+    }
+  }
+  hes_push_parser_free(p);
+}
+
 static void test_numbers(void **state) {
   (void)state;
   static const case_t cases[] = {
@@ -1391,6 +1435,7 @@ int main(void) {
       cmocka_unit_test(test_depth),
       cmocka_unit_test(test_utf8),
       cmocka_unit_test(test_escapes),
+      cmocka_unit_test(test_string_runs),
       cmocka_unit_test(test_numbers),
       cmocka_unit_test(test_whitespace),
       cmocka_unit_test(test_duplicate_keys),

@@ -1637,6 +1637,50 @@ static void test_concurrency(void **state) {
   hes_meters_free(m);
 }
 
+/* A new meter list: a joiner can be commanded, a leaver never (by the plugin_instance or by a
+ * rule's Meter list), and a meter in both lists keeps its Holdoff. */
+static void test_set_meters(void **state) {
+  (void)state;
+  hes_meters_t *m = make_meters(3); /* meters 0, 1, 2 */
+  hes_relay_config_t c = base_cfg(m);
+  hes_relay_t *r = new_relay(&c, T0);
+  add_rule(r, "over", "hes", "voltage", "A", HES_RELAY_FAILURE, HES_RELAY_OPEN);
+  const char *explicit_meters[] = {meter_names[2]};
+  add_rule_m(r, "fixed", "hes", "voltage", "B", HES_RELAY_FAILURE, HES_RELAY_OPEN, explicit_meters,
+             1);
+  hes_relay_event_t e0 = volt(HES_RELAY_FAILURE, 0);
+  expect_one(r, &e0, T0, HES_RELAY_QUEUED);
+  assert_int_equal(drain(r), 1);
+
+  /* 2 leaves, 3 joins; 0 stays */
+  hes_meters_t *next = hes_meters_new();
+  assert_non_null(next);
+  snprintf(meter_names[3], sizeof(meter_names[3]), "2024071000%02d", 3);
+  assert_int_equal(hes_meters_add(next, meter_names[3]), HES_METERS_OK);
+  assert_int_equal(hes_meters_add(next, meter_names[0]), HES_METERS_OK);
+  assert_int_equal(hes_meters_add(next, meter_names[1]), HES_METERS_OK);
+  assert_int_equal(hes_meters_seal(next), HES_METERS_OK);
+  assert_int_equal(hes_relay_set_meters(r, next), 0);
+  hes_meters_free(m); /* the relay no longer uses it */
+
+  expect_one(r, &e0, T0 + 1, HES_RELAY_SKIP_HOLDOFF); /* kept across the swap */
+  hes_relay_event_t e3 = volt(HES_RELAY_FAILURE, 3);
+  expect_one(r, &e3, T0 + 1, HES_RELAY_QUEUED);
+  hes_relay_event_t e2 = volt(HES_RELAY_FAILURE, 2);
+  expect_one(r, &e2, T0 + 1, HES_RELAY_SKIP_UNKNOWN_METER);
+  hes_relay_event_t b = event(HES_RELAY_FAILURE, "hes", meter_names[1], "voltage", "B");
+  tally_t t = {0};
+  assert_int_equal(hes_relay_submit(r, &b, T0 + 1, tally_cb, &t), 0);
+  assert_int_equal(t.last, HES_RELAY_SKIP_UNKNOWN_METER);
+  assert_string_equal(t.meter, meter_names[2]);
+  hes_relay_cmd_t cmd;
+  assert_true(hes_relay_next(r, 0, &cmd));
+  assert_string_equal(cmd.meter, meter_names[3]);
+  assert_int_equal(hes_relay_set_meters(r, NULL), EINVAL);
+  hes_relay_free(r);
+  hes_meters_free(next);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_new_invalid),
@@ -1663,6 +1707,7 @@ int main(void) {
       cmocka_unit_test(test_state_random),
       cmocka_unit_test(test_state_unwritable),
       cmocka_unit_test(test_concurrency),
+      cmocka_unit_test(test_set_meters),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

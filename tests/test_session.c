@@ -677,6 +677,82 @@ static void test_push_races_request(void **state) {
   assert_int_equal(st.plans.dropped, 0);
 }
 
+/* A session on a meterset: each push is looked up in the current version, so a meter that
+ * left is rejected even in a plan that asked for it, and a joiner is routed by its own
+ * stable index. The archive stand-in counts as answered: an archive plan's result reports
+ * nothing missing. */
+static void test_meterset_swap(void **state) {
+  fx_t *f = *state;
+  hes_meterset_t *set = hes_meterset_new();
+  assert_non_null(set);
+  hes_meters_t *first = hes_meters_new();
+  assert_non_null(first);
+  assert_int_equal(hes_meters_add(first, "202407100001"), HES_METERS_OK);
+  assert_int_equal(hes_meters_add(first, "202407100002"), HES_METERS_OK);
+  hes_meterset_update_t up;
+  assert_int_equal(hes_meterset_prepare(set, first, &up), HES_METERSET_OK);
+  hes_meterset_commit(set, &up);
+  hes_meterset_update_done(set, &up);
+
+  hes_session_config_t cfg = {
+      .api = &f->api, .set = set, .sink = &rec_sink, .user = &f->own, .now = clock_now};
+  char why[256];
+  hes_session_t *s = hes_session_new(&cfg, why, sizeof(why));
+  assert_non_null(s);
+  hes_api_error_t err;
+  hes_session_client_t *c = hes_session_client_new(s, &err);
+  assert_non_null(c);
+  hes_session_t *saved = f->s;
+  f->s = s; /* push_readings feeds f->s */
+
+  const uint32_t m[] = {0, 1};
+  hes_session_begin(c);
+  assert_int_equal(hes_session_add(c, &f->read_route, 1, "S1", m, 2, 10), 0);
+  hes_session_end(c);
+  /* 2 leaves, 3 joins */
+  hes_meters_t *next = hes_meters_new();
+  assert_non_null(next);
+  assert_int_equal(hes_meters_add(next, "202407100001"), HES_METERS_OK);
+  assert_int_equal(hes_meters_add(next, "202407100003"), HES_METERS_OK);
+  assert_int_equal(hes_meterset_prepare(set, next, &up), HES_METERSET_OK);
+  assert_int_equal(up.n_left, 1);
+  assert_int_equal(up.n_joined, 1);
+  uint32_t joiner = up.joined[0];
+  hes_meterset_commit(set, &up);
+  hes_meterset_update_done(set, &up);
+
+  push_readings(f, "S1", "00", "12", 5069);
+  assert_int_equal(f->a.readings, 1);
+  assert_int_equal(f->a.nmeters, 1); /* only meter 1 */
+  assert_int_equal(f->a.meters[0], 0);
+  assert_int_equal(f->a.rejected_calls, 1);
+  assert_int_equal(f->a.reject_kinds[0], HES_SESSION_REJECT_METER);
+
+  const uint32_t j[] = {joiner};
+  hes_session_begin(c);
+  assert_int_equal(hes_session_add(c, &f->read_route, 1, "S2", j, 1, 10), 0);
+  hes_session_end(c);
+  push_readings(f, "S2", "00", "3", 5069);
+  assert_int_equal(f->a.nmeters, 2);
+  assert_int_equal(f->a.meters[1], joiner);
+
+  const uint32_t stand_in = 0;
+  hes_session_begin(c);
+  assert_int_equal(hes_session_add(c, &f->archive_route, 4, "S3", &stand_in, 1, 10), 0);
+  hes_session_end(c);
+  const char arch[] = "{\"planId\":\"S3\",\"data\":{\"status\":\"00\",\"list\":[{\"devAddr\":"
+                      "\"202407100005\",\"status\":\"1\"}]}}";
+  hes_session_push(s, arch, sizeof(arch) - 1);
+  assert_int_equal(f->b.archives, 1);
+  assert_int_equal(f->b.done, 1);
+  assert_int_equal(f->b.missing_calls, 0);
+
+  f->s = saved;
+  hes_session_client_free(c);
+  hes_session_free(s);
+  hes_meterset_free(set);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_begin_add_end, setup, teardown),
@@ -688,6 +764,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_request_counted, setup, teardown),
       cmocka_unit_test_setup_teardown(test_every_request_counted, setup, teardown),
       cmocka_unit_test_setup_teardown(test_push_races_request, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_meterset_swap, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -61,6 +61,13 @@ typedef struct {
   int mqtt_port;
   int mqtt_qos;
   bool mqtt_tls;
+  /* the server's meter sources, for read --all (the config's; NULL/0 without one) */
+  char *server;
+  hes_meters_t *meters; /* the Meter lines and the MeterFiles' meters */
+  char *meter_file;     /* the first MeterFile: the plugin watches it */
+  char **dcus;
+  size_t ndcus;
+  char *state_dir;
 } settings_t;
 
 typedef struct {
@@ -71,7 +78,7 @@ typedef struct {
   const char *from, *to;
   const char *meter_file;
   fmt_t fmt;
-  bool raw, yes, disabled;
+  bool raw, yes, disabled, all;
   double timeout;
   long page_size;
   long batch_size;
@@ -207,5 +214,8 @@ int cmd_read(ctl_t *c);
 int cmd_history(ctl_t *c);
 int cmd_relay(ctl_t *c);
 int cmd_dcu(ctl_t *c);
+
+/* roster.c: read --all */
+int roster_meters(ctl_t *c);
 
 #endif

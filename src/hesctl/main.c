@@ -64,6 +64,8 @@ static void usage(FILE *f) {
       "      --from T, --to T   \"YYYY-MM-DD[ HH:MM:SS]\" in the HES's time zone (the\n"
       "                         config's TimeZone, else TZ): frozen reads and history\n"
       "  -f, --meter-file FILE  more meters, one a line, '#' comments\n"
+      "      --all              read: every meter the plugin reads (with -c: Meter, MeterFile,\n"
+      "                         the DCU lists kept in StateDir, refreshed once)\n"
       "  -t, --timeout SEC      wait for the pushes this long (default 60)\n"
       "      --batch-size N     meters per request (default 100)\n"
       "      --page-size N      history entries per page (default 100)\n"
@@ -141,6 +143,7 @@ enum {
   OPT_PAGE,
   OPT_BATCH,
   OPT_DISABLED,
+  OPT_ALL,
 };
 
 static const struct option long_opts[] = {
@@ -160,6 +163,7 @@ static const struct option long_opts[] = {
     {"page-size", required_argument, NULL, OPT_PAGE},
     {"raw", no_argument, NULL, OPT_RAW},
     {"disabled", no_argument, NULL, OPT_DISABLED},
+    {"all", no_argument, NULL, OPT_ALL},
     {"yes", no_argument, NULL, 'y'},
     {"json", no_argument, NULL, OPT_JSON},
     {"csv", no_argument, NULL, OPT_CSV},
@@ -234,6 +238,9 @@ static int parse_args(ctl_t *c, int argc, char **argv) {
       break;
     case OPT_DISABLED:
       o->disabled = true;
+      break;
+    case OPT_ALL:
+      o->all = true;
       break;
     case 'y':
       o->yes = true;
@@ -342,8 +349,13 @@ static int parse_args(ctl_t *c, int argc, char **argv) {
       return EXIT_USAGE;
     }
   }
+  if (o->all && (c->op != OP_READ || history || o->config == NULL || first_meter < nargs ||
+                 o->meter_file != NULL)) {
+    errx_("--all: usage: hesctl -c FILE read --all --item ITEM (no meters of its own)");
+    return EXIT_USAGE;
+  }
   c->nmeters = hes_meters_count(c->meters);
-  if (c->op != OP_DCU_LIST && c->nmeters == 0) {
+  if (c->op != OP_DCU_LIST && c->nmeters == 0 && !o->all) {
     errx_("%s: no meters given", cmd);
     return EXIT_USAGE;
   }
@@ -469,6 +481,8 @@ int main(int argc, char **argv) {
     }
   }
   rc = session_api(c);
+  if (rc == EXIT_ALL_OK && c->opt.all)
+    rc = roster_meters(c);
   if (rc != EXIT_ALL_OK)
     goto out;
   if (history)

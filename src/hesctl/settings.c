@@ -25,6 +25,17 @@ void settings_free(settings_t *s) {
                   &s->secret_key, &s->ca_cert,          &s->time_zone,    &s->mqtt_host,
                   &s->mqtt_user,  &s->mqtt_password,    &s->mqtt_ca_cert, &s->mqtt_cert,
                   &s->mqtt_key,   &s->mqtt_tls_protocol};
+  free(s->server);
+  hes_meters_free(s->meters);
+  free(s->meter_file);
+  for (size_t i = 0; i < s->ndcus; i++)
+    free(s->dcus[i]);
+  free(s->dcus);
+  free(s->state_dir);
+  s->server = s->meter_file = s->state_dir = NULL;
+  s->meters = NULL;
+  s->dcus = NULL;
+  s->ndcus = 0;
   for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
     if (*all[i] != NULL &&
         (all[i] == &s->password || all[i] == &s->mqtt_password || all[i] == &s->secret_key))
@@ -146,6 +157,20 @@ int load_config(const char *file, const char *name, settings_t *s) {
   s->mqtt_port = sv->mqtt_port;
   s->mqtt_qos = sv->mqtt_qos;
   s->mqtt_tls = sv->mqtt_tls;
+  if (rc == 0 && (copy_str(&s->server, sv->name) != 0 ||
+                  (sv->meter_files_num > 0 && copy_str(&s->meter_file, sv->meter_files[0]) != 0) ||
+                  copy_str(&s->state_dir, conf.state_dir) != 0)) {
+    errx_("out of memory");
+    rc = -1;
+  }
+  /* taken over: the config module frees neither */
+  hes_conf_server_t *own = (hes_conf_server_t *)sv;
+  s->meters = own->meters;
+  own->meters_borrowed = true;
+  s->dcus = own->dcus;
+  s->ndcus = own->dcus_num;
+  own->dcus = NULL;
+  own->dcus_num = 0;
   hes_conf_free(&conf);
   return rc;
 }

@@ -807,16 +807,14 @@ size_t hes_backfill_room(hes_backfill_t *b) {
   return n;
 }
 
-hes_backfill_record_t hes_backfill_record(hes_backfill_t *b, uint32_t meter, int64_t freeze_time,
-                                          const hes_backfill_value_t *values, size_t n) {
+/* hes_backfill_record with b->lock held; meter < b->nmeters. */
+static hes_backfill_record_t bf__record(hes_backfill_t *b, uint32_t meter, int64_t freeze_time,
+                                        const hes_backfill_value_t *values, size_t n) {
   hes_backfill_record_t rc;
   hes_backfill_entry_t *e;
   bf_slot_t *s;
   size_t i;
 
-  if (b == NULL || meter >= b->nmeters || n > HES_BACKFILL_VALUES_MAX || (values == NULL && n > 0))
-    return HES_BACKFILL_EINVAL;
-  pthread_mutex_lock(&b->lock);
   i = bf__due_slot(b, freeze_time);
   if (i == SIZE_MAX || i == b->nslots) {
     b->counters.not_due++;
@@ -869,6 +867,16 @@ hes_backfill_record_t hes_backfill_record(hes_backfill_t *b, uint32_t meter, int
   s->n_have++;
   rc = HES_BACKFILL_NEW;
 out:
+  return rc;
+}
+
+hes_backfill_record_t hes_backfill_record(hes_backfill_t *b, uint32_t meter, int64_t freeze_time,
+                                          const hes_backfill_value_t *values, size_t n) {
+  if (b == NULL || n > HES_BACKFILL_VALUES_MAX || (values == NULL && n > 0))
+    return HES_BACKFILL_EINVAL;
+  pthread_mutex_lock(&b->lock);
+  hes_backfill_record_t rc =
+      meter < b->nmeters ? bf__record(b, meter, freeze_time, values, n) : HES_BACKFILL_EINVAL;
   pthread_mutex_unlock(&b->lock);
   return rc;
 }
@@ -1120,4 +1128,96 @@ const char *hes_backfill_record_string(hes_backfill_record_t r) {
     return "invalid argument";
   }
   return "unknown";
+}
+
+hes_backfill_record_t hes_backfill_record_dev(hes_backfill_t *b, const char *dev, size_t len,
+                                              int64_t freeze_time,
+                                              const hes_backfill_value_t *values, size_t n) {
+  if (b == NULL || dev == NULL || n > HES_BACKFILL_VALUES_MAX || (values == NULL && n > 0))
+    return HES_BACKFILL_EINVAL;
+  /* The lookup and the record under one lock: hes_backfill_set_meters may run on another
+   * thread. */
+  pthread_mutex_lock(&b->lock);
+  uint32_t m = hes_meters_find(b->meters, dev, len);
+  hes_backfill_record_t rc =
+      m < b->nmeters ? bf__record(b, m, freeze_time, values, n) : HES_BACKFILL_EINVAL;
+  pthread_mutex_unlock(&b->lock);
+  return rc;
+}
+
+int hes_backfill_set_meters(hes_backfill_t *b, const hes_meters_t *meters) {
+  size_t count = meters != NULL ? hes_meters_count(meters) : 0;
+  if (b == NULL || count == 0 || count >= UINT32_MAX)
+    return EINVAL;
+  size_t words = (count + 63) / 64;
+  uint32_t *map = malloc(count * sizeof(*map)); /* new index -> old index, or NONE */
+  if (map == NULL)
+    return ENOMEM;
+  pthread_mutex_lock(&b->lock);
+  /* every slot's new have and done bitmaps, allocated before anything changes */
+  uint64_t **maps = calloc(b->nslots ? b->nslots * 2 : 1, sizeof(*maps));
+  uint32_t *back = malloc((b->nmeters ? b->nmeters : 1) * sizeof(*back)); /* old -> new */
+  bool ok = maps != NULL && back != NULL;
+  for (size_t k = 0; ok && k < b->nslots * 2; k++)
+    ok = (maps[k] = calloc(words, sizeof(uint64_t))) != NULL;
+  if (!ok) {
+    pthread_mutex_unlock(&b->lock);
+    for (size_t k = 0; maps != NULL && k < b->nslots * 2; k++)
+      free(maps[k]);
+    free(maps);
+    free(back);
+    free(map);
+    return ENOMEM; /* nothing changed */
+  }
+  for (uint32_t o = 0; o < b->nmeters; o++)
+    back[o] = HES_METER_NONE;
+  for (uint32_t i = 0; i < count; i++) {
+    const char *m = hes_meters_at(meters, i);
+    uint32_t old = hes_meters_find(b->meters, m, strlen(m));
+    map[i] = old < b->nmeters ? old : HES_METER_NONE;
+    if (map[i] != HES_METER_NONE)
+      back[map[i]] = i;
+  }
+  /* A meter in both lists keeps its periods; a joiner is missing in every period tracked; a
+   * leaver's periods and queued values are dropped. */
+  for (size_t k = 0; k < b->nslots; k++) {
+    bf_slot_t *s = &b->slots[k];
+    uint64_t *have = maps[2 * k], *done = maps[2 * k + 1];
+    s->n_have = s->n_done = 0;
+    for (uint32_t i = 0; i < count; i++) {
+      if (map[i] == HES_METER_NONE)
+        continue;
+      if (bf__bit(s->have, map[i])) {
+        bf__set(have, i);
+        s->n_have++;
+      }
+      if (bf__bit(s->done, map[i])) {
+        bf__set(done, i);
+        s->n_done++;
+      }
+    }
+    free(s->have);
+    free(s->done);
+    s->have = have;
+    s->done = done;
+  }
+  size_t kept = 0;
+  for (size_t e = 0; e < b->npending; e++) {
+    uint32_t to = back[b->pending[e].meter];
+    if (to == HES_METER_NONE)
+      continue;
+    b->pending[kept] = b->pending[e];
+    b->pending[kept++].meter = to;
+  }
+  b->npending = kept;
+  b->meters = meters;
+  b->nmeters = (uint32_t)count;
+  b->words = words;
+  b->meters_hash = bf__meters_hash(meters, b->nmeters);
+  b->dirty = true;
+  pthread_mutex_unlock(&b->lock);
+  free(maps);
+  free(back);
+  free(map);
+  return 0;
 }

@@ -196,6 +196,20 @@ size_t hes_backfill_room(hes_backfill_t *b);
 hes_backfill_record_t hes_backfill_record(hes_backfill_t *b, uint32_t meter, int64_t freeze_time,
                                           const hes_backfill_value_t *values, size_t n);
 
+/* hes_backfill_record for the meter numbered dev[0..len): the lookup and the record under
+ * one lock, so a hes_backfill_set_meters on another thread cannot come in between. A meter
+ * not in the list is HES_BACKFILL_EINVAL. */
+hes_backfill_record_t hes_backfill_record_dev(hes_backfill_t *b, const char *dev, size_t len,
+                                              int64_t freeze_time,
+                                              const hes_backfill_value_t *values, size_t n);
+/* Replaces the meter list (borrowed like cfg->meters; the previous one may be freed once this
+ * returns). Meters are matched by number: one in both lists keeps its periods (received,
+ * dispatched, queued); a joiner is missing in every freeze time tracked, so it is asked for
+ * as at a first start; a leaver's periods and queued values are dropped. Entries handed out
+ * by the last take keep the old indices: call it on the thread that takes, between takes.
+ * Returns 0, EINVAL (empty list) or ENOMEM (nothing changed). */
+int hes_backfill_set_meters(hes_backfill_t *b, const hes_meters_t *meters);
+
 /* Hands out, for each meter with queued periods, the oldest one (at most one per meter),
  * ordered by meter index, and marks them collected. With hold_gaps, a period is held back
  * while an older due period of the same meter is neither received nor given up, so that

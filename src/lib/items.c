@@ -9,7 +9,9 @@
 #include "items.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -258,6 +260,59 @@ static bool items__scaled(char *buf, size_t size, const char *mantissa, size_t m
   return true;
 }
 
+/* Clinger's fast path: when the decimal's digits, read as an integer, fit in the 53 bits of
+ * a double's significand and its power of ten is at most 22 (10^22 is the largest power of
+ * ten a double holds exactly), the value is one correctly rounded multiplication or division
+ * of two exact doubles, which is what strtod returns, bit for bit. Every meter reading
+ * ("230.1", "7340.740" kWh) takes it; the rest goes to strtod. Only where double arithmetic
+ * is done in double precision (not x87's extended one, whose double rounding breaks it).
+ * The mantissa is already checked by items__split_decimal. */
+static bool items__fast_decimal(const char *s, size_t mlen, long exponent, double *out) {
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
+  static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                 1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+  const char *end = s + mlen;
+  bool negative = *s == '-';
+  uint64_t sig = 0;
+  long frac_digits = 0;
+  bool in_frac = false;
+
+  if (*s == '+' || *s == '-')
+    s++;
+  for (; s < end; s++) {
+    if (*s == '.') {
+      in_frac = true;
+      continue;
+    }
+    /* 2^53 has 16 digits: a 17th non-leading digit means it does not fit. */
+    if (sig > (UINT64_C(1) << 53) / 10)
+      return false;
+    sig = sig * 10 + (uint64_t)(*s - '0');
+    frac_digits += in_frac;
+  }
+  if (sig > UINT64_C(1) << 53)
+    return false;
+  /* exponent is clamped to +-EXPONENT_CLAMP, far from overflowing. */
+  long e = exponent - frac_digits;
+  double v = (double)sig;
+  if (e >= 0 && e <= 22)
+    v *= pow10[e];
+  else if (e < 0 && e >= -22)
+    v /= pow10[-e];
+  else
+    return false;
+  *out = negative ? -v : v;
+  return true;
+#else
+  (void)s;
+  (void)mlen;
+  (void)exponent;
+  (void)out;
+  return false;
+#endif
+}
+
 hes_item_result_t hes_item_convert(const hes_item_t *item, const char *value, const char *unit,
                                    double *out) {
   /* The mantissa, 'e', a sign and the digits of a clamped exponent plus the unit's. */
@@ -283,6 +338,9 @@ hes_item_result_t hes_item_convert(const hes_item_t *item, const char *value, co
     return HES_ITEM_EVALUE;
   if (!items__split_decimal(value, &mantissa_len, &exponent))
     return HES_ITEM_EVALUE;
+
+  if (items__fast_decimal(value, mantissa_len, exponent + u->exp10, out))
+    return HES_ITEM_OK;
 
   /* "0.619" kW is parsed as "0.619e3", not as 0.619 * 1000.0: the product of two rounded
    * numbers is off by one ulp for about one value in seventy, the rewritten decimal is

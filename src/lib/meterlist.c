@@ -606,3 +606,33 @@ void hes_meterlist_stats(hes_meterlist_t *ml, hes_meterlist_stats_t *out) {
   *out = ml->stats;
   pthread_mutex_unlock(&ml->lock);
 }
+
+int hes_meterlist_lines(const hes_meters_t *all, const char *meter_file, const char ***lines,
+                        size_t *n) {
+  size_t total = all != NULL ? hes_meters_count(all) : 0;
+  *n = 0;
+  *lines = calloc(total ? total : 1, sizeof(**lines));
+  hes_meters_t *file = hes_meters_new();
+  if (*lines == NULL || file == NULL) {
+    free(*lines);
+    *lines = NULL;
+    hes_meters_free(file);
+    return ENOMEM;
+  }
+  size_t bad = 0;
+  if (meter_file != NULL)
+    (void)hes_meters_add_file(file, meter_file, &bad); /* what it read before a fault counts */
+  if (hes_meters_seal(file) != HES_METERS_OK) {
+    free(*lines);
+    *lines = NULL;
+    hes_meters_free(file);
+    return ENOMEM;
+  }
+  for (uint32_t i = 0; i < total; i++) {
+    const char *m = hes_meters_at(all, i);
+    if (hes_meters_find(file, m, strlen(m)) == HES_METER_NONE)
+      (*lines)[(*n)++] = m;
+  }
+  hes_meters_free(file);
+  return 0;
+}

@@ -55,6 +55,13 @@ typedef struct {
   uint64_t archive_failed; /* total_requests-archive_failed */
 } hes_meterlist_stats_t;
 
+/* The Meter lines of a config whose list (`all`, sealed) holds the Meter lines and the
+ * meters of meter_file (NULL: none) together, as the config module builds it: the config
+ * refuses a meter in both, so the lines are those the file does not list. *lines (freed by
+ * the caller) points into all. Returns 0, or ENOMEM. A file unreadable now lists nothing. */
+int hes_meterlist_lines(const hes_meters_t *all, const char *meter_file, const char ***lines,
+                        size_t *n);
+
 /* Copies cfg. A Meter line that is not a valid meter number, or a DCU number that is not one,
  * is HES_METERLIST_EINVAL (err says which). Nothing is read yet. */
 hes_meterlist_t *hes_meterlist_new(const hes_meterlist_config_t *cfg, char *err, size_t errlen);

@@ -374,3 +374,21 @@ size_t hes_meterset_memory(hes_meterset_t *s, size_t *retired_bytes) {
     *retired_bytes = old;
   return sizeof(*s) + cur;
 }
+
+hes_meters_t *hes_meterver_list(const hes_meterver_t *v) {
+  hes_meters_t *m = hes_meters_new();
+  if (m == NULL)
+    return NULL;
+  size_t n = hes_meterver_count(v);
+  for (size_t i = 0; i < n; i++) {
+    if (hes_meters_add(m, hes_meterver_at(v, i, NULL)) != HES_METERS_OK) {
+      hes_meters_free(m);
+      return NULL;
+    }
+  }
+  if (hes_meters_seal(m) != HES_METERS_OK) {
+    hes_meters_free(m);
+    return NULL;
+  }
+  return m;
+}

@@ -63,6 +63,9 @@ size_t hes_meterver_count(const hes_meterver_t *v);
 uint32_t hes_meterver_capacity(const hes_meterver_t *v);
 /* The i-th meter in list order (i < count), its index in *idx: for building devLists. */
 const char *hes_meterver_at(const hes_meterver_t *v, size_t i, uint32_t *idx);
+/* A copy of the version's meters in list order, sealed (index i: the i-th meter, not the
+ * stable index): for lists kept by meter number. NULL: no memory. */
+hes_meters_t *hes_meterver_list(const hes_meterver_t *v);
 /* 0 for the initial empty version, then one more per commit. */
 uint64_t hes_meterver_generation(const hes_meterver_t *v);
 

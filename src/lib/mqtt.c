@@ -5,7 +5,15 @@
  * between attempts we sleep on a condition variable that hes_mqtt_stop signals. The
  * mosquitto handle lives as long as the hes_mqtt_t and is touched by the run thread only
  * (and by new/free, before and after it). Failures are reported through on_state, never
- * logged: the owner decides how loud to be. See mqtt.h for the contract. */
+ * logged: the owner decides how loud to be. See mqtt.h for the contract.
+ *
+ * A host name with both IPv6 and IPv4 addresses is tried one family after the other within
+ * one attempt: libmosquitto's asynchronous connect takes the first address that accepts a
+ * socket and does not fall back when that connection is refused or never answers. On
+ * Debian's stock /etc/hosts "localhost" is ::1 first, and a broker listening on 127.0.0.1
+ * only would never be reached. The family is chosen with a bind address of that family
+ * ("::" or "0.0.0.0"), so libmosquitto still connects by name and TLS still verifies the
+ * configured host name. */
 #include "config.h"
 
 #include "mqtt.h"
@@ -13,6 +21,9 @@
 
 #include <errno.h>
 #include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -37,6 +48,7 @@
 #define SYSTEM_CAPATH           "/etc/ssl/certs"
 #define WHY_MAX                 384
 #define REPORT_MAX              (2 * WHY_MAX + 64) /* our words, a reason and a library line */
+#define ADDRS_MAX               128                /* one family's addresses, for reports */
 
 typedef enum {
   LINK_DOWN,       /* no socket, or one we gave up on; waiting for the next attempt */
@@ -87,6 +99,16 @@ struct hes_mqtt {
   char pending[WHY_MAX];     /* why the current attempt or connection is failing, if known */
   char lib_error[WHY_MAX];   /* first error line libmosquitto logged during the attempt */
   char reported[REPORT_MAX]; /* the last reason given to on_state(false) */
+  /* The host's address families (AF_INET6, AF_INET) in the resolver's order, and their
+   * addresses written out; n_families < 2: one plain try, as libmosquitto would. */
+  int families[2];
+  char addrs[2][ADDRS_MAX];
+  int n_families;
+  int family;             /* the one being tried */
+  bool next_family;       /* the next try is the same attempt's next family */
+  bool reached;           /* the broker answered this try: no other family is tried */
+  int closed_loops;       /* loops the try's TCP connection has been seen closed */
+  char tried[REPORT_MAX]; /* what the families tried so far in this attempt gave */
 };
 
 static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
@@ -104,6 +126,19 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+}
+
+/* Appends to the string in buf, cutting what does not fit. */
+static void appendf(char *buf, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void appendf(char *buf, size_t size, const char *fmt, ...) {
+  size_t n = strnlen(buf, size);
+  if (n + 1 >= size)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf + n, size - n, fmt, ap);
   va_end(ap);
 }
 
@@ -312,18 +347,44 @@ static void describe_rc(char *buf, size_t len, int rc, int saved_errno) {
     buf[n - 1] = '\0';
 }
 
-/* The attempt or the connection is over; schedule the next one. Returns its time. */
+static const char *family_name(int family) {
+  return family == AF_INET6 ? "IPv6" : "IPv4";
+}
+
+/* The attempt or the connection is over; schedule the next one. Returns its time: now when
+ * the attempt goes on with the host's next address family. */
 static double link_failed(hes_mqtt_t *m, int rc, int saved_errno) {
   char why[REPORT_MAX];
   bool was_up = m->link == LINK_UP;
-  if (m->pending[0] != '\0') {
+  bool by_family = !was_up && !m->reached && m->n_families > 1;
+  char what[160];
+  describe_rc(what, sizeof(what), rc, saved_errno);
+  if (by_family) {
+    appendf(m->tried, sizeof(m->tried), "%s%s %s: ", m->tried[0] != '\0' ? "; " : "",
+            family_name(m->families[m->family]), m->addrs[m->family]);
+    if (m->pending[0] != '\0')
+      appendf(m->tried, sizeof(m->tried), "%s", m->pending);
+    else
+      appendf(m->tried, sizeof(m->tried), "%s%s%s", what, m->lib_error[0] != '\0' ? ": " : "",
+              m->lib_error);
+    if (m->family + 1 < m->n_families) {
+      m->family++;
+      m->next_family = true;
+      m->link = LINK_DOWN;
+      m->pending[0] = '\0';
+      m->lib_error[0] = '\0';
+      return hes_clock_mono();
+    }
+    why[0] = '\0';
+    appendf(why, sizeof(why), "cannot connect to %s:%d at any of its addresses: %s", m->host,
+            m->port, m->tried);
+  } else if (m->pending[0] != '\0') {
     snprintf(why, sizeof(why), "%s", m->pending);
   } else {
-    char what[160];
-    describe_rc(what, sizeof(what), rc, saved_errno);
-    snprintf(why, sizeof(why), "%s %s:%d: %s%s%s",
-             was_up ? "connection lost to" : "cannot connect to", m->host, m->port, what,
-             m->lib_error[0] != '\0' ? ": " : "", m->lib_error);
+    why[0] = '\0';
+    appendf(why, sizeof(why), "%s %s:%d: %s%s%s",
+            was_up ? "connection lost to" : "cannot connect to", m->host, m->port, what,
+            m->lib_error[0] != '\0' ? ": " : "", m->lib_error);
   }
   m->link = LINK_DOWN;
   m->pending[0] = '\0';
@@ -336,6 +397,7 @@ static double link_failed(hes_mqtt_t *m, int rc, int saved_errno) {
 
 static void on_connect_cb(struct mosquitto *mosq, void *obj, int rc, int flags) {
   hes_mqtt_t *m = obj;
+  m->reached = true;
   if (rc != 0) {
     set_pending(m, "broker %s:%d refused the connection: %s", m->host, m->port,
                 mosquitto_connack_string(rc));
@@ -517,16 +579,97 @@ static void drop_socket(hes_mqtt_t *m) {
     mosquitto_loop(m->mosq, 0, 1);
 }
 
+/* True when the TCP connection of the try in progress has been closed for a whole loop.
+ * libmosquitto does not always see that: with TLS it keeps retrying the handshake's first
+ * write on a refused socket (the refusal went to that write, as EPIPE after), and the try
+ * would only end at connect_timeout. It gets one loop to report a close itself, in its own
+ * words. Sets the reason. */
+static bool connect_closed(hes_mqtt_t *m) {
+  int fd = mosquitto_socket(m->mosq);
+  struct tcp_info ti;
+  socklen_t len = sizeof(ti);
+  if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
+      ti.tcpi_state != TCP_CLOSE) {
+    m->closed_loops = 0;
+    return false;
+  }
+  if (++m->closed_loops < 2)
+    return false;
+  int err = 0;
+  len = sizeof(err);
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0) {
+    char ebuf[128];
+    set_pending(m, "%s", strerror_r(err, ebuf, sizeof(ebuf)));
+  } else {
+    set_pending(m, "connection refused or closed before the broker answered");
+  }
+  return true;
+}
+
 /* Gives up on an attempt that got no CONNACK in time. */
 static double abandon_attempt(hes_mqtt_t *m) {
   if (m->pending[0] == '\0') {
     char what[WHY_MAX];
     snprintf(what, sizeof(what), "%s", m->lib_error);
-    set_pending(m, "no MQTT answer from %s:%d within %gs%s%s", m->host, m->port, m->connect_timeout,
-                what[0] != '\0' ? ": " : "", what);
+    if (m->n_families > 1)
+      set_pending(m, "no MQTT answer within %gs%s%s", m->connect_timeout,
+                  what[0] != '\0' ? ": " : "", what);
+    else
+      set_pending(m, "no MQTT answer from %s:%d within %gs%s%s", m->host, m->port,
+                  m->connect_timeout, what[0] != '\0' ? ": " : "", what);
   }
   drop_socket(m);
   return link_failed(m, MOSQ_ERR_NO_CONN, 0);
+}
+
+/* The host's address families, in the resolver's order, for one attempt. A lookup that
+ * fails leaves one plain try: libmosquitto looks the name up again and reports why. */
+static void resolve_families(hes_mqtt_t *m) {
+  m->n_families = 0;
+  m->family = 0;
+  m->tried[0] = '\0';
+  struct addrinfo hints, *res = NULL;
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  if (getaddrinfo(m->host, NULL, &hints, &res) != 0)
+    return;
+  for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+    if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+      continue;
+    int i = 0;
+    while (i < m->n_families && m->families[i] != ai->ai_family)
+      i++;
+    if (i == m->n_families) {
+      m->families[i] = ai->ai_family;
+      m->addrs[i][0] = '\0';
+      m->n_families++;
+    }
+    char addr[NI_MAXHOST];
+    if (getnameinfo(ai->ai_addr, ai->ai_addrlen, addr, sizeof(addr), NULL, 0, NI_NUMERICHOST) != 0)
+      continue;
+    /* /etc/hosts may list an address twice */
+    char listed[ADDRS_MAX + 2];
+    snprintf(listed, sizeof(listed), ",%s,", m->addrs[i]);
+    char item[NI_MAXHOST + 2];
+    snprintf(item, sizeof(item), ",%s,", addr);
+    if (strstr(listed, item) == NULL)
+      appendf(m->addrs[i], sizeof(m->addrs[i]), "%s%s", m->addrs[i][0] != '\0' ? "," : "", addr);
+  }
+  freeaddrinfo(res);
+}
+
+/* Starts one try: the whole host (one family or a failed lookup), or one of its families,
+ * chosen by binding to that family's unspecified address. */
+static int start_try(hes_mqtt_t *m) {
+  m->attempt_start = hes_clock_mono();
+  m->link = LINK_CONNECTING;
+  m->reached = false;
+  m->closed_loops = 0;
+  const char *bind_address = NULL;
+  if (m->n_families > 1)
+    bind_address = m->families[m->family] == AF_INET6 ? "::" : "0.0.0.0";
+  return mosquitto_connect_bind_async(m->mosq, m->host, m->port, m->keepalive, bind_address);
 }
 
 int hes_mqtt_run(hes_mqtt_t *m) {
@@ -536,6 +679,7 @@ int hes_mqtt_run(hes_mqtt_t *m) {
   m->pending[0] = '\0';
   m->lib_error[0] = '\0';
   m->failures = 0;
+  m->next_family = false;
   double next_attempt = 0;
 
   while (!atomic_load(&m->stop)) {
@@ -544,10 +688,12 @@ int hes_mqtt_run(hes_mqtt_t *m) {
         sleep_until(m, next_attempt);
         continue;
       }
-      m->attempt_start = hes_clock_mono();
-      m->link = LINK_CONNECTING;
-      atomic_fetch_add(&m->attempts, 1);
-      int rc = mosquitto_connect_bind_async(m->mosq, m->host, m->port, m->keepalive, NULL);
+      if (!m->next_family) {
+        atomic_fetch_add(&m->attempts, 1);
+        resolve_families(m);
+      }
+      m->next_family = false;
+      int rc = start_try(m);
       if (rc != MOSQ_ERR_SUCCESS) {
         next_attempt = link_failed(m, rc, errno);
         continue;
@@ -565,6 +711,10 @@ int hes_mqtt_run(hes_mqtt_t *m) {
     }
     int rc = mosquitto_loop(m->mosq, timeout_ms, 1);
     int saved_errno = errno;
+    if (rc == MOSQ_ERR_SUCCESS && m->link == LINK_CONNECTING && connect_closed(m)) {
+      drop_socket(m);
+      rc = MOSQ_ERR_NO_CONN;
+    }
     if (rc != MOSQ_ERR_SUCCESS)
       next_attempt = link_failed(m, rc, saved_errno);
   }

@@ -2,7 +2,10 @@
  * as the owner wants it: subscribed to one topic filter before anything else, resubscribed
  * on every connect whose session the broker did not keep, reconnected with bounded
  * exponential backoff and jitter, TLS verified against the system CA store unless told
- * otherwise.
+ * otherwise. A host name with IPv6 and IPv4 addresses is tried family by family (in the
+ * resolver's order) within one attempt, so "localhost" reaches a broker on 127.0.0.1 only
+ * even where it resolves to ::1 first; TLS verifies the configured name either way. When no
+ * family answers, one report names host:port and what each family's addresses gave.
  *
  * Knows nothing of the HES: messages go to the owner's callback as they arrive.
  *

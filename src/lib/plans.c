@@ -807,3 +807,44 @@ const char *hes_plan_lookup_string(hes_plan_lookup_t r) {
   }
   return "unknown";
 }
+
+size_t hes_plans_forget(hes_plans_t *p, const uint32_t *meters, size_t n) {
+  if (p == NULL || meters == NULL || n == 0)
+    return 0;
+  uint32_t max = 0;
+  for (size_t i = 0; i < n; i++)
+    if (meters[i] != UINT32_MAX && meters[i] > max)
+      max = meters[i];
+  uint64_t *gone = calloc((size_t)max / 64 + 1, sizeof(*gone));
+  if (gone == NULL)
+    return 0; /* they stay: reported missing at the deadline, the old behaviour */
+  for (size_t i = 0; i < n; i++)
+    if (meters[i] != UINT32_MAX)
+      gone[meters[i] / 64] |= UINT64_C(1) << (meters[i] % 64);
+  size_t forgotten = 0;
+  pthread_mutex_lock(&p->lock);
+  /* Plans all of whose meters are answered now close after the walk: closing moves plans in
+   * the heap being walked. */
+  plan_t **done = malloc((p->heap_len ? p->heap_len : 1) * sizeof(*done));
+  size_t ndone = 0;
+  for (size_t h = 0; h < p->heap_len; h++) {
+    plan_t *pl = p->heap[h];
+    for (uint32_t i = 0; i < pl->n; i++) {
+      uint32_t m = pl->meters[i];
+      if (m > max || !((gone[m / 64] >> (m % 64)) & 1u) || plan_bit(pl, i))
+        continue;
+      pl->bits[i / 64] |= UINT64_C(1) << (i % 64);
+      pl->answered++;
+      p->st.meters_pending--;
+      forgotten++;
+    }
+    if (pl->answered == pl->n && done != NULL)
+      done[ndone++] = pl;
+  }
+  for (size_t i = 0; i < ndone; i++)
+    plan_close(p, done[i], HES_PLAN_DUPLICATE, NULL);
+  pthread_mutex_unlock(&p->lock);
+  free(done);
+  free(gone);
+  return forgotten;
+}

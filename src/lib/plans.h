@@ -138,4 +138,10 @@ void hes_parked_free(hes_parked_t *list);
 
 const char *hes_plan_lookup_string(hes_plan_lookup_t r);
 
+/* Meters that left the list: open plans stop waiting for them, silently (neither answered
+ * nor missing in the counters' sense: they are taken off meters_pending). A plan left with
+ * nothing to wait for closes without a report. Indices UINT32_MAX are skipped. Returns how
+ * many (plan, meter) waits were dropped. */
+size_t hes_plans_forget(hes_plans_t *p, const uint32_t *meters, size_t n);
+
 #endif

@@ -676,13 +676,39 @@ static bool out_of_memory(scan_t *sc) {
   return error_at(sc, SCAN_NOMEM, sc->pos, NULL);
 }
 
-static void skip_ws(scan_t *sc) {
+/* Pushes come without white space, so the first byte almost always ends it: every JSON
+ * white space byte is below '!', and that one comparison is all most calls do. */
+static inline void skip_ws(scan_t *sc) {
   while (sc->pos < sc->end) {
     unsigned char c = sc->s[sc->pos];
-    if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
+    if (c > ' ' || (c != ' ' && c != '\t' && c != '\n' && c != '\r'))
       return;
     sc->pos++;
   }
+}
+
+#define BYTES_01 UINT64_C(0x0101010101010101)
+#define BYTES_80 UINT64_C(0x8080808080808080)
+
+/* The first byte at or after i that ends a run of plain string bytes: a quote, a backslash,
+ * a control character (below 0x20), or end. Eight bytes at a time: a word's byte is flagged
+ * when it is zero after XOR with '"' or '\\', or below 0x20 ((x - 0x20) borrows into the
+ * high bit of a byte that had it clear); bytes of 0x80 and above never are. A flagged word
+ * is finished byte by byte, so the borrow's false flags above a real one do not matter. */
+static size_t string_run(const unsigned char *s, size_t i, size_t end) {
+  while (end - i >= 8) {
+    uint64_t w;
+    memcpy(&w, s + i, sizeof(w));
+    uint64_t q = w ^ (BYTES_01 * '"');
+    uint64_t b = w ^ (BYTES_01 * '\\');
+    uint64_t hit = ((q - BYTES_01) & ~q) | ((b - BYTES_01) & ~b) | ((w - BYTES_01 * 0x20) & ~w);
+    if ((hit & BYTES_80) != 0)
+      break;
+    i += 8;
+  }
+  while (i < end && s[i] != '"' && s[i] != '\\' && s[i] >= 0x20)
+    i++;
+  return i;
 }
 
 /* Moves to the first byte of a value nested `depth` levels below the root. */
@@ -824,8 +850,7 @@ static bool scan_string(scan_t *sc, val_t *v, bool keep) {
   char *o = start;
   for (;;) {
     size_t run = i;
-    while (i < sc->end && s[i] != '"' && s[i] != '\\' && s[i] >= 0x20)
-      i++;
+    i = string_run(s, i, sc->end);
     if (keep) {
       memcpy(o, s + run, i - run);
       o += i - run;
@@ -856,9 +881,7 @@ static bool scan_string(scan_t *sc, val_t *v, bool keep) {
  * (which kept names as C strings). */
 static bool scan_name(scan_t *sc, const char **name, size_t *len) {
   const unsigned char *s = sc->s;
-  size_t i = sc->pos + 1;
-  while (i < sc->end && s[i] != '"' && s[i] != '\\' && s[i] >= 0x20)
-    i++;
+  size_t i = string_run(s, sc->pos + 1, sc->end);
   if (i < sc->end && s[i] == '"') {
     *name = (const char *)s + sc->pos + 1;
     *len = i - sc->pos - 1;

@@ -52,7 +52,8 @@ typedef struct {
   char *type_instance;
   int severity;
   hes_relay_action_t action;
-  uint32_t *meters; /* indices; NULL: the plugin_instance */
+  uint32_t *meters;   /* indices; NULL: the plugin_instance. HES_METER_NONE: left the list */
+  char **meter_names; /* the Meter list as written, to map it onto a new list */
   size_t meters_num;
 } relay_rule_t;
 
@@ -72,7 +73,8 @@ typedef struct {
 /* One (rule, meter) decision of a submit, reported after the lock is released. */
 typedef struct {
   const char *rule;
-  const char *meter;
+  /* a copy: the meter list may be replaced once the lock is released */
+  char meter[HES_METER_MAX_LEN + 8];
   hes_relay_action_t action;
   hes_relay_decision_t decision;
 } relay_pair_t;
@@ -527,6 +529,9 @@ static void relay__rule_free(relay_rule_t *rule) {
   free(rule->type);
   free(rule->type_instance);
   free(rule->meters);
+  for (size_t i = 0; rule->meter_names != NULL && i < rule->meters_num; i++)
+    free(rule->meter_names[i]);
+  free(rule->meter_names);
 }
 
 void hes_relay_free(hes_relay_t *r) {
@@ -702,7 +707,9 @@ int hes_relay_add_rule(hes_relay_t *r, const hes_relay_rule_t *rule, char *err, 
   }
   if (rule->meters_num > 0) {
     nr.meters = malloc(rule->meters_num * sizeof(*nr.meters));
-    if (nr.meters == NULL) {
+    nr.meter_names = calloc(rule->meters_num, sizeof(*nr.meter_names));
+    if (nr.meters == NULL || nr.meter_names == NULL) {
+      free(nr.meter_names);
       relay__err(err, errlen, "relay: out of memory");
       return ENOMEM;
     }
@@ -712,10 +719,18 @@ int hes_relay_add_rule(hes_relay_t *r, const hes_relay_rule_t *rule, char *err, 
       if (idx == HES_METER_NONE || idx >= r->meters_num) {
         relay__err(err, errlen, "relay: rule \"%s\": Meter \"%.40s\" is not a configured meter",
                    rule->name, relay__nz(m));
-        free(nr.meters);
+        nr.meters_num = i;
+        relay__rule_free(&nr);
         return EINVAL;
       }
       nr.meters[i] = idx;
+      nr.meter_names[i] = strdup(m);
+      if (nr.meter_names[i] == NULL) {
+        nr.meters_num = i;
+        relay__rule_free(&nr);
+        relay__err(err, errlen, "relay: out of memory");
+        return ENOMEM;
+      }
     }
     nr.meters_num = rule->meters_num;
   }
@@ -820,11 +835,12 @@ size_t hes_relay_submit(hes_relay_t *r, const hes_relay_event_t *ev, double now,
   type = relay__nz(ev->type);
   type_instance = relay__nz(ev->type_instance);
   pi = relay__nz(ev->plugin_instance);
+
+  pthread_mutex_lock(&r->lock);
+  /* under the lock: hes_relay_set_meters may replace the list */
   pi_idx = hes_meters_find(r->meters, pi, strnlen(pi, HES_METER_MAX_LEN + 1));
   if (pi_idx != HES_METER_NONE && pi_idx >= r->meters_num)
     pi_idx = HES_METER_NONE;
-
-  pthread_mutex_lock(&r->lock);
   for (size_t k = 0; k < r->rules_num; k++) {
     const relay_rule_t *rule = &r->rules[k];
     if (!relay__fields_match(rule, plugin, type, type_instance))
@@ -907,7 +923,8 @@ size_t hes_relay_submit(hes_relay_t *r, const hes_relay_event_t *ev, double now,
       p->rule = rule->name;
       p->action = rule->action;
       if (i == HES_METER_NONE) {
-        p->meter = pi;
+        snprintf(p->meter, sizeof(p->meter), "%s",
+                 rule->meters != NULL ? rule->meter_names[j] : pi);
         p->decision = HES_RELAY_SKIP_UNKNOWN_METER;
         npairs++;
         continue;
@@ -915,7 +932,7 @@ size_t hes_relay_submit(hes_relay_t *r, const hes_relay_event_t *ev, double now,
       if (r->stamp[i] == r->gen)
         continue;
       r->stamp[i] = r->gen;
-      p->meter = hes_meters_at(r->meters, i);
+      snprintf(p->meter, sizeof(p->meter), "%s", hes_meters_at(r->meters, i));
       if (queued < cmds_cap)
         p->decision = relay__decide(r, rule, i, ev, now, &cmds[queued]);
       else /* cannot happen: the queue bounds cmds_cap */
@@ -1111,4 +1128,54 @@ const char *hes_relay_action_string(hes_relay_action_t a) {
     return "close";
   }
   return "none";
+}
+
+int hes_relay_set_meters(hes_relay_t *r, const hes_meters_t *meters) {
+  size_t count = meters != NULL ? hes_meters_count(meters) : 0;
+  if (r == NULL || meters == NULL || count > UINT32_MAX - 1)
+    return EINVAL;
+  double *last = malloc((count ? count : 1) * sizeof(*last));
+  uint8_t *last_action = calloc(count ? count : 1, sizeof(*last_action));
+  uint32_t *stamp = calloc(count ? count : 1, sizeof(*stamp));
+  if (last == NULL || last_action == NULL || stamp == NULL) {
+    free(last);
+    free(last_action);
+    free(stamp);
+    return ENOMEM;
+  }
+  pthread_mutex_lock(&r->lock);
+  /* Holdoff follows the meter, not its index: a meter in both lists keeps its last command. */
+  size_t last_set = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    const char *m = hes_meters_at(meters, i);
+    uint32_t old = hes_meters_find(r->meters, m, strlen(m));
+    last[i] = NAN;
+    if (old != HES_METER_NONE && old < r->meters_num) {
+      last[i] = r->last[old];
+      last_action[i] = r->last_action[old];
+    }
+    last_set += !isnan(last[i]);
+  }
+  for (size_t k = 0; k < r->rules_num; k++) {
+    relay_rule_t *rule = &r->rules[k];
+    for (size_t j = 0; rule->meters != NULL && j < rule->meters_num; j++) {
+      const char *m = rule->meter_names[j];
+      rule->meters[j] = hes_meters_find(meters, m, strlen(m));
+    }
+  }
+  for (size_t q = 0; q < r->q_len; q++) {
+    hes_relay_cmd_t *c = &r->queue[(r->q_head + q) % r->queue_max];
+    c->meter_index = hes_meters_find(meters, c->meter, strlen(c->meter));
+  }
+  free(r->last);
+  free(r->last_action);
+  free(r->stamp);
+  r->last = last;
+  r->last_action = last_action;
+  r->stamp = stamp;
+  r->last_set = last_set;
+  r->meters = meters;
+  r->meters_num = (uint32_t)count;
+  pthread_mutex_unlock(&r->lock);
+  return 0;
 }

@@ -116,6 +116,11 @@ typedef struct hes_relay hes_relay_t;
  * last 60 s also count against MaxPerMinute. */
 hes_relay_t *hes_relay_new(const hes_relay_config_t *cfg, double now, char *err, size_t errlen);
 void hes_relay_free(hes_relay_t *r);
+/* Replaces the configured meters (borrowed like cfg->meters; the previous list may be freed
+ * once this returns). The last command of a meter in both lists is kept (Holdoff follows the
+ * meter); a rule's Meter that left matches nothing (HES_RELAY_SKIP_UNKNOWN_METER) until it
+ * is listed again. Returns 0, EINVAL or ENOMEM (the old list stays). */
+int hes_relay_set_meters(hes_relay_t *r, const hes_meters_t *meters);
 
 /* Copies the rule. Returns 0, or EINVAL (no severity, bad action, empty name, a Meter that
  * is not configured) with err filled. */

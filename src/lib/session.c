@@ -26,6 +26,7 @@ typedef struct {
 struct hes_session {
   hes_api_config_t api; /* strings borrowed from the caller */
   const hes_meters_t *meters;
+  hes_meterset_t *set; /* NULL: meters */
   hes_plans_t *plans;
   hes_mqtt_t *mqtt;
   const hes_session_sink_t *sink;
@@ -43,7 +44,8 @@ struct hes_session_client {
   worker_t replay; /* parked pushes, replayed on this client's thread */
   const char **names;
   size_t names_cap;
-  double began; /* hes_session_begin's `now`: plan deadlines count from the request */
+  const hes_meterver_t *ver; /* the caller's pinned version, or NULL */
+  double began;              /* hes_session_begin's `now`: plan deadlines count from the request */
 };
 
 static int worker_init(worker_t *w) {
@@ -72,6 +74,33 @@ static bool worker_reserve(worker_t *w, size_t n) {
   return true;
 }
 
+/* The meters one unit of work looks up: the fixed list, or a pinned version of the set. */
+typedef struct {
+  const hes_meters_t *m;
+  const hes_meterver_t *v;
+} view_t;
+
+static view_t view_pin(hes_session_t *s) {
+  return s->set != NULL ? (view_t){.v = hes_meterset_pin(s->set)} : (view_t){.m = s->meters};
+}
+
+static void view_unpin(hes_session_t *s, view_t *w) {
+  if (w->v != NULL)
+    hes_meterset_unpin(s->set, w->v);
+  w->v = NULL;
+}
+
+static uint32_t view_find(const view_t *w, const char *dev, size_t len) {
+  return w->v != NULL ? hes_meterver_find(w->v, dev, len) : hes_meters_find(w->m, dev, len);
+}
+
+/* NULL for an index the view does not hold (a meter that left). */
+static const char *view_name(const view_t *w, uint32_t idx) {
+  if (w->v != NULL)
+    return hes_meterver_name(w->v, idx);
+  return idx < hes_meters_count(w->m) ? hes_meters_at(w->m, idx) : NULL;
+}
+
 /* ---- routing ------------------------------------------------------------------------------ */
 
 static void reject(const hes_session_sink_t *sink, void *user, const hes_session_reject_t *r) {
@@ -93,23 +122,21 @@ static void on_missing(void *ctx, const char *plan_id, uint32_t tag, void *user,
 /* The meter of a reading. The HES answers in devList order and plans cover consecutive
  * meter indices mostly, so the one after the previous reading's meter is tried first: one
  * comparison instead of a hash probe and its cache misses, per reading. */
-static uint32_t reading_meter(const hes_meters_t *m, const char *dev, size_t len, uint32_t guess) {
-  if (guess < hes_meters_count(m)) {
-    const char *g = hes_meters_at(m, guess);
-    if (strncmp(g, dev, len) == 0 && g[len] == '\0')
-      return guess;
-  }
-  return hes_meters_find(m, dev, len);
+static uint32_t reading_meter(const view_t *m, const char *dev, size_t len, uint32_t guess) {
+  const char *g = guess != HES_METER_NONE ? view_name(m, guess) : NULL;
+  if (g != NULL && strncmp(g, dev, len) == 0 && g[len] == '\0')
+    return guess;
+  return view_find(m, dev, len);
 }
 
 /* Fills w->meter for the readings of an open plan: the meters to hand to the sink. */
-static void route_readings(hes_session_t *s, worker_t *w, const hes_session_plan_t *plan,
-                           const hes_push_t *push) {
+static void route_readings(hes_session_t *s, const view_t *m, worker_t *w,
+                           const hes_session_plan_t *plan, const hes_push_t *push) {
   const hes_session_route_t *route = plan->route;
   uint32_t idx = HES_METER_NONE;
   for (size_t i = 0; i < push->count; i++) {
     const hes_push_reading_t *r = &push->readings[i];
-    idx = reading_meter(s->meters, r->dev_addr, r->dev_addr_len, idx + 1);
+    idx = reading_meter(m, r->dev_addr, r->dev_addr_len, idx + 1);
     w->meter[i] = HES_METER_NONE;
     if (idx == HES_METER_NONE) {
       hes_session_reject_t rj = {.kind = HES_SESSION_REJECT_METER,
@@ -139,13 +166,13 @@ static void route_readings(hes_session_t *s, worker_t *w, const hes_session_plan
 }
 
 /* Frozen entries: several per meter, each of the plan's meters given. */
-static void route_channels(hes_session_t *s, worker_t *w, const hes_session_plan_t *plan,
-                           const hes_push_t *push) {
+static void route_channels(hes_session_t *s, const view_t *m, worker_t *w,
+                           const hes_session_plan_t *plan, const hes_push_t *push) {
   uint32_t idx = HES_METER_NONE;
   for (size_t i = 0; i < push->count; i++) {
     const hes_push_reading_t *r = &push->readings[i];
     if (i == 0 || r->entry != push->readings[i - 1].entry) {
-      idx = hes_meters_find(s->meters, r->dev_addr, r->dev_addr_len);
+      idx = view_find(m, r->dev_addr, r->dev_addr_len);
       if (idx != HES_METER_NONE && hes_plans_answer(s->plans, plan->plan_id, idx) < 0)
         idx = HES_METER_NONE; /* not one of the plan's meters */
     }
@@ -153,11 +180,11 @@ static void route_channels(hes_session_t *s, worker_t *w, const hes_session_plan
   }
 }
 
-static void route_relays(hes_session_t *s, worker_t *w, const hes_session_plan_t *plan,
-                         const hes_push_t *push) {
+static void route_relays(hes_session_t *s, const view_t *m, worker_t *w,
+                         const hes_session_plan_t *plan, const hes_push_t *push) {
   for (size_t i = 0; i < push->count; i++) {
     const hes_push_relay_t *r = &push->relays[i];
-    uint32_t idx = hes_meters_find(s->meters, r->dev_addr, r->dev_addr_len);
+    uint32_t idx = view_find(m, r->dev_addr, r->dev_addr_len);
     w->meter[i] = idx != HES_METER_NONE && hes_plans_answer(s->plans, plan->plan_id, idx) == 1
                       ? idx
                       : HES_METER_NONE;
@@ -209,6 +236,10 @@ static void route_push(hes_session_t *s, worker_t *w, const void *payload, size_
     reject(sink, route->user, &rj);
     return;
   }
+  if (route->kind == HES_PUSH_ARCHIVE)
+    /* The stand-in meter answered: the archive (or an empty one) is the whole result, so
+     * only a plan that never got one reports it missing. */
+    (void)hes_plans_answer(s->plans, push.plan_id, 0);
   if (push.kind == HES_PUSH_ARCHIVE) {
     if (sink->archive != NULL)
       sink->archive(route->user, &plan, &push);
@@ -220,18 +251,23 @@ static void route_push(hes_session_t *s, worker_t *w, const void *payload, size_
                                  .count = push.count,
                                  .detail = "out of memory"};
       reject(sink, route->user, &rj);
-    } else if (push.kind == HES_PUSH_READINGS) {
-      route_readings(s, w, &plan, &push);
-      if (sink->readings != NULL)
-        sink->readings(route->user, &plan, &push, w->meter);
-    } else if (push.kind == HES_PUSH_CHANNELS) {
-      route_channels(s, w, &plan, &push);
-      if (sink->frozen != NULL)
-        sink->frozen(route->user, &plan, &push, w->meter);
-    } else if (push.kind == HES_PUSH_RELAY) {
-      route_relays(s, w, &plan, &push);
-      if (sink->relay != NULL)
-        sink->relay(route->user, &plan, &push, w->meter);
+    } else {
+      /* One version for the whole message: its indices stay valid while the sink runs. */
+      view_t m = view_pin(s);
+      if (push.kind == HES_PUSH_READINGS) {
+        route_readings(s, &m, w, &plan, &push);
+        if (sink->readings != NULL)
+          sink->readings(route->user, &plan, &push, w->meter);
+      } else if (push.kind == HES_PUSH_CHANNELS) {
+        route_channels(s, &m, w, &plan, &push);
+        if (sink->frozen != NULL)
+          sink->frozen(route->user, &plan, &push, w->meter);
+      } else if (push.kind == HES_PUSH_RELAY) {
+        route_relays(s, &m, w, &plan, &push);
+        if (sink->relay != NULL)
+          sink->relay(route->user, &plan, &push, w->meter);
+      }
+      view_unpin(s, &m);
     }
   }
   /* One message per plan (seed): a partial or failed result is final. */
@@ -258,6 +294,10 @@ void hes_session_push(hes_session_t *s, const void *payload, size_t len) {
   route_push(s, &s->mqtt_worker, payload, len, false, s->now());
 }
 
+size_t hes_session_forget(hes_session_t *s, const uint32_t *meters, size_t n) {
+  return hes_plans_forget(s->plans, meters, n);
+}
+
 size_t hes_session_expire(hes_session_t *s) {
   return hes_plans_expire(s->plans, s->now(), on_missing, NULL);
 }
@@ -272,6 +312,7 @@ hes_session_t *hes_session_new(const hes_session_config_t *cfg, char *why, size_
   }
   s->api = *cfg->api;
   s->meters = cfg->meters;
+  s->set = cfg->set;
   s->sink = cfg->sink;
   s->user = cfg->user;
   s->now = cfg->now != NULL ? cfg->now : hes_clock_mono;
@@ -386,8 +427,16 @@ int hes_session_add(hes_session_client_t *c, const hes_session_route_t *route, u
   return r;
 }
 
-/* The meter numbers of rq's indices, in the client's scratch. */
-static const char *const *names_of(hes_session_client_t *c, const uint32_t *meters, size_t n) {
+void hes_session_client_version(hes_session_client_t *c, const hes_meterver_t *v) {
+  c->ver = v;
+}
+
+/* The meter numbers of rq's indices, in the client's scratch, looked up in the client's
+ * version, else in *pinned (pinned here; the caller unpins it once the request is sent).
+ * NULL: no memory, or an index the version does not hold (*bad set). */
+static const char *const *names_of(hes_session_client_t *c, const uint32_t *meters, size_t n,
+                                   view_t *pinned, bool *bad) {
+  *bad = false;
   if (n > c->names_cap) {
     const char **nn = realloc(c->names, n * sizeof(*nn));
     if (nn == NULL)
@@ -395,8 +444,19 @@ static const char *const *names_of(hes_session_client_t *c, const uint32_t *mete
     c->names = nn;
     c->names_cap = n;
   }
-  for (size_t i = 0; i < n; i++)
-    c->names[i] = hes_meters_at(c->s->meters, meters[i]);
+  view_t given = {.v = c->ver};
+  const view_t *m = &given;
+  if (c->ver == NULL) {
+    *pinned = view_pin(c->s);
+    m = pinned;
+  }
+  for (size_t i = 0; i < n; i++) {
+    c->names[i] = view_name(m, meters[i]);
+    if (c->names[i] == NULL) {
+      *bad = true;
+      return NULL;
+    }
+  }
   return c->names;
 }
 
@@ -406,6 +466,14 @@ static hes_api_result_t nomem(hes_api_error_t *err, const char *endpoint) {
   snprintf(err->endpoint, sizeof(err->endpoint), "%s", endpoint);
   snprintf(err->msg, sizeof(err->msg), "out of memory");
   return HES_API_ENOMEM;
+}
+
+static hes_api_result_t bad_index(hes_api_error_t *err, const char *endpoint) {
+  memset(err, 0, sizeof(*err));
+  err->kind = HES_API_EINVAL;
+  snprintf(err->endpoint, sizeof(err->endpoint), "%s", endpoint);
+  snprintf(err->msg, sizeof(err->msg), "a meter index that is not in the meter list");
+  return HES_API_EINVAL;
 }
 
 typedef enum { CALL_SINGLE, CALL_FROZEN, CALL_RELAY, CALL_ARCHIVE, CALL_ADD, CALL_REMOVE } call_t;
@@ -429,9 +497,13 @@ static hes_api_result_t request(hes_session_client_t *c, const hes_session_reque
   bool dcu = a->call >= CALL_ARCHIVE;
   const uint32_t *meters = dcu ? &stand_in : rq->meters;
   size_t n = dcu ? 1 : rq->n;
-  const char *const *names = dcu ? NULL : names_of(c, rq->meters, rq->n);
-  if (!dcu && names == NULL)
-    return nomem(err, call_names[a->call]);
+  view_t pinned = {0};
+  bool bad = false;
+  const char *const *names = dcu ? NULL : names_of(c, rq->meters, rq->n, &pinned, &bad);
+  if (!dcu && names == NULL) {
+    view_unpin(c->s, &pinned);
+    return bad ? bad_index(err, call_names[a->call]) : nomem(err, call_names[a->call]);
+  }
 
   hes_session_begin(c);
   uint64_t before = hes_api_requests(c->api);
@@ -458,6 +530,7 @@ static hes_api_result_t request(hes_session_client_t *c, const hes_session_reque
     break;
   }
   counted(c, before, r);
+  view_unpin(c->s, &pinned);
   if (r != HES_API_OK) {
     hes_session_end(c);
     return r;
@@ -522,14 +595,23 @@ hes_api_history_t *hes_session_history_new(hes_session_client_t *c, bool frozen,
                                            const uint32_t *meters, size_t n, int cgcode,
                                            const char *start, const char *end, int page_size,
                                            hes_api_error_t *err) {
-  const char *const *names = names_of(c, meters, n);
+  view_t pinned = {0};
+  bool bad = false;
+  const char *endpoint = frozen ? "historyFrozen" : "historySingle";
+  const char *const *names = names_of(c, meters, n, &pinned, &bad);
   if (names == NULL) {
-    nomem(err, frozen ? "historyFrozen" : "historySingle");
+    view_unpin(c->s, &pinned);
+    if (bad)
+      bad_index(err, endpoint);
+    else
+      nomem(err, endpoint);
     atomic_fetch_add(&c->s->http_failed, 1);
     return NULL;
   }
+  /* the request body is built here: the names are not kept */
   hes_api_history_t *h =
       hes_api_history_new(c->api, frozen, names, n, cgcode, start, end, page_size, err);
+  view_unpin(c->s, &pinned);
   if (h == NULL)
     atomic_fetch_add(&c->s->http_failed, 1);
   return h;

@@ -26,6 +26,7 @@
 #include "api.h"
 #include "latency.h"
 #include "meters.h"
+#include "meterset.h"
 #include "mqtt.h"
 #include "plans.h"
 #include "push.h"
@@ -111,6 +112,10 @@ typedef struct {
   const hes_api_config_t *api;
   /* Borrowed: the meters plans are made of, by index. */
   const hes_meters_t *meters;
+  /* Borrowed; when not NULL, used instead of meters: a list that changes while it runs. Each
+   * push pins the current version once and looks its meters up in it, so a meter that left
+   * is rejected (HES_SESSION_REJECT_METER) and sinks get indices of that version. */
+  hes_meterset_t *set;
   const hes_plans_config_t *plans; /* NULL: the defaults */
   /* NULL: no MQTT (tests feed pushes with hes_session_push). Copied; its on_message,
    * on_state and ctx are the session's. */
@@ -146,6 +151,9 @@ void hes_session_stats(hes_session_t *s, hes_session_stats_t *out);
  * fuzzers). Not thread-safe against itself: one thread at a time. */
 void hes_session_push(hes_session_t *s, const void *payload, size_t len);
 
+/* Meters that left the list: open plans stop waiting for them (hes_plans_forget). */
+size_t hes_session_forget(hes_session_t *s, const uint32_t *meters, size_t n);
+
 /* Expires plans past their deadline (their sinks' missing called, after every lock is
  * released) and parked pushes past the park window. Returns the plans expired. */
 size_t hes_session_expire(hes_session_t *s);
@@ -154,6 +162,9 @@ size_t hes_session_expire(hes_session_t *s);
 
 hes_session_client_t *hes_session_client_new(hes_session_t *s, hes_api_error_t *err);
 void hes_session_client_free(hes_session_client_t *c);
+/* With a meterset: the version the indices of this client's requests refer to (the caller
+ * pinned it, and keeps it pinned while it sends). NULL: the current version at each call. */
+void hes_session_client_version(hes_session_client_t *c, const hes_meterver_t *v);
 /* Fetches or renews the token now (also done by every call when needed). */
 hes_api_result_t hes_session_token(hes_session_client_t *c, hes_api_error_t *err);
 

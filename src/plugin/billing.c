@@ -46,18 +46,16 @@ static void hes_frozen_record(hes_server_t *s, struct hes_frozen *f, const hes_p
       }
       values[n++] = (hes_backfill_value_t){.cgcode = channel->cgcode, .value = v};
     }
-    uint32_t idx = hes_meters_find(s->meters, first->dev_addr, first->dev_addr_len);
-    if (idx == HES_METER_NONE) {
+    /* by number: the books' list may change on the billing thread meanwhile */
+    hes_backfill_record_t rr = hes_backfill_record_dev(
+        f->backfill, first->dev_addr, first->dev_addr_len, first->timestamp_ms / 1000, values, n);
+    if (rr == HES_BACKFILL_EINVAL) /* not (or no longer) a listed meter */
       atomic_fetch_add(&s->count.rejected, 1);
-      continue;
-    }
-    hes_backfill_record_t rr =
-        hes_backfill_record(f->backfill, idx, first->timestamp_ms / 1000, values, n);
-    if (rr == HES_BACKFILL_NOT_DUE)
+    else if (rr == HES_BACKFILL_NOT_DUE)
       HES_LOG_LIMITED(&s->log_value, LOG_WARNING,
-                      "Server \"%s\": %s: meter %s: %s at %" PRId64
+                      "Server \"%s\": %s: meter %.*s: %s at %" PRId64
                       " is not a freeze time being collected (check TimeZone)",
-                      s->name, source, hes_meters_at(s->meters, idx), f->item->name,
+                      s->name, source, (int)first->dev_addr_len, first->dev_addr, f->item->name,
                       first->timestamp_ms / 1000);
   }
 }
@@ -75,7 +73,7 @@ static void hes_frozen_dispatch(hes_server_t *s, struct hes_frozen *f) {
   char type_instance[DATA_MAX_NAME_LEN];
   for (size_t i = 0; i < n; i++) {
     const hes_backfill_entry_t *e = &entries[i];
-    const char *meter = hes_meters_at(s->meters, e->meter);
+    const char *meter = hes_meters_at(f->meters, e->meter);
     for (uint32_t j = 0; j < e->n; j++) {
       const hes_item_t *channel = hes_item_by_cgcode(e->values[j].cgcode);
       if (channel == NULL)
@@ -138,15 +136,20 @@ static bool hes_billing_over(hes_server_t *s, double deadline) {
   return atomic_load(&s->billing_stop) || hes_clock_wall() >= deadline;
 }
 
-/* Gathers up to batch_size meters still missing at freeze time t, from index *from on. */
+/* Gathers up to batch_size meters still missing at freeze time t, from the books' index
+ * *from on, as indices of the round's version (what requests are made of). A meter the
+ * version no longer lists is not asked for: the books learn it at the next change. */
 static size_t hes_frozen_batch(hes_server_t *s, struct hes_frozen *f, int64_t t, uint32_t *from) {
   size_t n = 0;
   while (n < s->batch_size) {
     uint32_t m = hes_backfill_next_missing(f->backfill, t, *from);
     if (m == HES_METER_NONE)
       break;
-    s->billing_index[n++] = m;
     *from = m + 1;
+    const char *name = hes_meters_at(f->meters, m);
+    uint32_t idx = hes_meterver_find(s->billing_ver, name, strlen(name));
+    if (idx != HES_METER_NONE)
+      s->billing_index[n++] = idx;
   }
   return n;
 }
@@ -155,7 +158,7 @@ static void hes_frozen_log(hes_server_t *s, struct hes_frozen *f, const hes_api_
                            const char *when, size_t n) {
   char what[128];
   snprintf(what, sizeof(what), "%s at %s for %zu meter(s) from %s", f->item->name, when, n,
-           hes_meters_at(s->meters, s->billing_index[0]));
+           hes_meterver_name(s->billing_ver, s->billing_index[0]));
   hes_log_api_error(s, err, what);
 }
 
@@ -218,7 +221,8 @@ static bool hes_frozen_read(hes_server_t *s, struct hes_frozen *f, int64_t t, co
  * short by its deadline leaves f->resume at the freeze time it was on, and the next round
  * starts there (then wraps to the older ones), so a slow HES cannot keep the newer freeze
  * times waiting behind the oldest. Returns false when the deadline passed. */
-static bool hes_frozen_round(hes_server_t *s, struct hes_frozen *f, int64_t now, double deadline) {
+static bool hes_frozen_round_in(hes_server_t *s, struct hes_frozen *f, int64_t now,
+                                double deadline) {
   int64_t times[64];
   hes_backfill_advance(f->backfill, now);
   size_t nt = hes_backfill_due(f->backfill, times, STATIC_ARRAY_SIZE(times));
@@ -243,6 +247,60 @@ static bool hes_frozen_round(hes_server_t *s, struct hes_frozen *f, int64_t now,
   return true;
 }
 
+/* One version of the meter list for the round: the requests' indices refer to it. */
+static bool hes_frozen_round(hes_server_t *s, struct hes_frozen *f, int64_t now, double deadline) {
+  s->billing_ver = hes_meterset_pin(s->set);
+  hes_session_client_version(s->billing_client, s->billing_ver);
+  bool done = hes_frozen_round_in(s, f, now, deadline);
+  hes_session_client_version(s->billing_client, NULL);
+  hes_meterset_unpin(s->set, s->billing_ver);
+  s->billing_ver = NULL;
+  return done;
+}
+
+void hes_billing_meters(hes_server_t *s, hes_meters_t *list) {
+  if (s->frozen_num == 0 || !s->billing_sync) {
+    hes_meters_free(list);
+    return;
+  }
+  pthread_mutex_lock(&s->billing_lock);
+  hes_meters_free(s->billing_next); /* not taken yet: the newer one replaces it */
+  s->billing_next = list;
+  pthread_mutex_unlock(&s->billing_lock);
+}
+
+/* Billing thread, between takes: the books follow the meter list. A joiner's periods are
+ * asked for as at a first start, a leaver's are dropped. */
+static void hes_billing_follow(hes_server_t *s) {
+  pthread_mutex_lock(&s->billing_lock);
+  hes_meters_t *next = s->billing_next;
+  s->billing_next = NULL;
+  pthread_mutex_unlock(&s->billing_lock);
+  if (next == NULL)
+    return;
+  bool all = true;
+  for (size_t i = 0; i < s->frozen_num; i++) {
+    struct hes_frozen *f = &s->frozen[i];
+    if (hes_backfill_set_meters(f->backfill, next) == 0)
+      f->meters = next;
+    else
+      all = false;
+  }
+  if (!all)
+    ERROR(HES_PLUGIN " plugin: Server \"%s\": some frozen items keep the previous meter list "
+                     "(out of memory, or the new list is empty)",
+          s->name);
+  /* The previous list goes once no item uses it (the list at start is the config's). After
+   * an ENOMEM an item may still use it: it is then not freed at all, the rare case's cost. */
+  hes_meters_t *prev = s->billing_list;
+  bool used = false;
+  for (size_t i = 0; i < s->frozen_num; i++)
+    used |= s->frozen[i].meters == prev;
+  if (!used)
+    hes_meters_free(prev);
+  s->billing_list = next;
+}
+
 /* Waits up to `seconds`; returns false when the thread must stop. */
 static bool hes_billing_wait(hes_server_t *s, double seconds) {
   /* billing_cond waits on CLOCK_REALTIME, pthread's default */
@@ -263,6 +321,7 @@ static void *hes_billing_thread(void *arg) {
   do {
     for (size_t i = 0; i < s->frozen_num; i++)
       hes_frozen_dispatch(s, &s->frozen[i]);
+    hes_billing_follow(s); /* between takes: what was taken went out under the old indices */
     double now = hes_clock_wall();
     if (!hes_mqtt_ready(s->mqtt) ||
         (s->frozen_last != 0 && now - s->frozen_last < s->retry_interval))

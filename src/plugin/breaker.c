@@ -50,12 +50,14 @@ static void hes_relay_outcome(const char *plan_id, const char *meter, bool succe
 
 static void hes_relay_results(void *user, const hes_session_plan_t *plan, const hes_push_t *push,
                               const uint32_t *meter) {
-  hes_relay_conf_t *rc = user;
+  (void)user;
   for (size_t i = 0; i < push->count; i++) {
     if (meter[i] == HES_METER_NONE)
       continue;
     const hes_push_relay_t *r = &push->relays[i];
-    hes_relay_outcome(plan->plan_id, hes_meters_at(rc->server->meters, meter[i]), r->successful,
+    char name[HES_METER_MAX_LEN + 1];
+    snprintf(name, sizeof(name), "%.*s", (int)r->dev_addr_len, r->dev_addr);
+    hes_relay_outcome(plan->plan_id, name, r->successful,
                       r->successful ? NULL : "the HES reports the operation failed");
   }
 }
@@ -63,9 +65,10 @@ static void hes_relay_results(void *user, const hes_session_plan_t *plan, const 
 static void hes_relay_missing(void *user, const hes_session_plan_t *plan, const uint32_t *meters,
                               size_t n) {
   hes_relay_conf_t *rc = user;
+  char name[HES_METER_MAX_LEN + 32];
   for (size_t i = 0; i < n; i++)
-    hes_relay_outcome(plan->plan_id, hes_meters_at(rc->server->meters, meters[i]), false,
-                      "no result");
+    hes_relay_outcome(plan->plan_id, hes_roster_name(rc->server, meters[i], name, sizeof(name)),
+                      false, "no result");
 }
 
 static void hes_relay_rejected(void *user, const hes_session_reject_t *why) {
@@ -199,7 +202,30 @@ static void hes_relay_sent_cb(void *ctx, const hes_api_plan_t *plan) {
        cmd->threshold_text[0] != '\0' ? cmd->threshold_text : "-", plan->plan_id);
 }
 
+static void hes_relay_send_in(hes_relay_conf_t *rc, const hes_relay_cmd_t *cmd, uint32_t index);
+
+/* A command goes out only for a meter still in the list; its index is the current version's
+ * (the relay books keep the list at start), pinned until the request is sent. */
 static void hes_relay_send(hes_relay_conf_t *rc, const hes_relay_cmd_t *cmd) {
+  hes_server_t *s = rc->server;
+  const hes_meterver_t *v = hes_meterset_pin(s->set);
+  uint32_t index = hes_meterver_find(v, cmd->meter, strlen(cmd->meter));
+  if (index == HES_METER_NONE) {
+    hes_meterset_unpin(s->set, v);
+    atomic_fetch_add(&s->count.relay_skipped, 1);
+    HES_LOG_LIMITED(&rc->log_skip, LOG_INFO,
+                    "relay audit: rule \"%s\" meter %s action %s outcome skipped: the meter "
+                    "left the meter list",
+                    cmd->rule, cmd->meter, hes_relay_action_string(cmd->action));
+    return;
+  }
+  hes_session_client_version(rc->client, v);
+  hes_relay_send_in(rc, cmd, index);
+  hes_session_client_version(rc->client, NULL);
+  hes_meterset_unpin(s->set, v);
+}
+
+static void hes_relay_send_in(hes_relay_conf_t *rc, const hes_relay_cmd_t *cmd, uint32_t index) {
   hes_server_t *s = rc->server;
   const char *action = hes_relay_action_string(cmd->action);
   if (cmd->dry_run) {
@@ -210,7 +236,6 @@ static void hes_relay_send(hes_relay_conf_t *rc, const hes_relay_cmd_t *cmd) {
     hes_relay_notify(cmd, NOTIF_OKAY, NULL, "dry run, nothing sent");
     return;
   }
-  uint32_t index = cmd->meter_index;
   hes_relay_sent_ctx_t sc = {.rc = rc, .cmd = cmd};
   hes_session_request_t rq = {
       .route = &rc->route,

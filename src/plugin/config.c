@@ -52,6 +52,7 @@ void hes_server_free(hes_server_t *s) {
   hes_server_runtime_free(s);
   for (size_t i = 0; i < s->frozen_num; i++)
     hes_backfill_free(s->frozen[i].backfill);
+  hes_meters_free(s->billing_list); /* after the books that used it */
   hes_tz_free(s->tz);
   free(s->time_zone);
   hes_meters_free(s->meters);

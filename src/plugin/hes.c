@@ -82,8 +82,11 @@ void hes_server_runtime_free(hes_server_t *s) {
   hes_session_free(s->session);
   s->session = NULL;
   s->mqtt = NULL;
+  hes_roster_free(s); /* after the session, which looks meters up in its set */
   free(s->batch_index);
   free(s->billing_index);
+  hes_meters_free(s->billing_next);
+  s->billing_next = NULL;
   s->batch_index = s->billing_index = NULL;
   if (s->billing_sync) {
     pthread_mutex_destroy(&s->billing_lock);
@@ -95,6 +98,8 @@ void hes_server_runtime_free(hes_server_t *s) {
 void hes_relay_runtime_free(hes_relay_conf_t *rc) {
   hes_session_client_free(rc->client);
   rc->client = NULL;
+  hes_meters_free(rc->meters); /* the relay is freed already */
+  rc->meters = NULL;
 }
 
 static int hes_check_type(const char *type) {
@@ -117,6 +122,8 @@ static int hes_server_start(hes_server_t *s) {
     ERROR(HES_PLUGIN " plugin: Server \"%s\": out of memory.", s->name);
     return -1;
   }
+  if (hes_roster_start(s) != 0)
+    return -1;
   for (size_t i = 0; i < s->frozen_num; i++) {
     struct hes_frozen *f = &s->frozen[i];
     char path[PATH_MAX];
@@ -134,6 +141,7 @@ static int hes_server_start(hes_server_t *s) {
         .state_path = path,
     };
     f->backfill = hes_backfill_new(&bc, why, sizeof(why));
+    f->meters = s->meters;
     if (f->backfill == NULL) {
       ERROR(HES_PLUGIN " plugin: Server \"%s\": %s: %s", s->name, f->item->name, why);
       return -1;
@@ -180,7 +188,7 @@ static int hes_server_start(hes_server_t *s) {
   };
   hes_session_config_t sc = {
       .api = &s->api_config,
-      .meters = s->meters,
+      .set = s->set,
       .mqtt = &mc,
       .sink = &hes_server_sink,
       .user = s,
@@ -224,8 +232,8 @@ static int hes_server_start(hes_server_t *s) {
   }
   INFO(HES_PLUGIN " plugin: Server \"%s\": %zu meter(s) x %zu item(s) every %.3f s, batches of "
                   "%zu, HES %s, broker %s:%d.",
-       s->name, hes_meters_count(s->meters), s->items_num, CDTIME_T_TO_DOUBLE(s->interval),
-       s->batch_size, s->url, s->mqtt_host, s->mqtt_port);
+       s->name, hes_meters_count(s->meters) /* the list at start */, s->items_num,
+       CDTIME_T_TO_DOUBLE(s->interval), s->batch_size, s->url, s->mqtt_host, s->mqtt_port);
   return 0;
 }
 

@@ -39,7 +39,9 @@
 #include "conf.h"
 #include "items.h"
 #include "latency.h"
+#include "meterlist.h"
 #include "meters.h"
+#include "meterset.h"
 #include "mqtt.h"
 #include "plans.h"
 #include "push.h"
@@ -122,9 +124,14 @@ typedef struct hes_server {
   char *mqtt_key_file;
   char *mqtt_tls_protocol;
 
-  /* what to read */
+  /* what to read: the list at start (the books of frozen items and relay are kept by its
+   * indices), and the list as it changes (roster.c) */
   hes_meters_t *meters;
-  char **meter_files; /* MeterFile paths, in order */
+  hes_meterlist_t *meterlist;
+  hes_meterset_t *set;           /* the meterlist's: pin a version for one unit of work */
+  hes_session_route_t dcu_route; /* readArchive plans' pushes */
+  double dcu_next;               /* read thread: when the DCU lists are refreshed next */
+  char **meter_files;            /* MeterFile paths, in order */
   size_t meter_files_num;
   char **dcus; /* DCU numbers: their archives' enabled meters are read too */
   size_t dcus_num;
@@ -140,7 +147,8 @@ typedef struct hes_server {
   struct hes_frozen {
     const hes_item_t *item;
     hes_backfill_t *backfill;
-    hes_session_route_t route; /* its readFrozen plans' pushes */
+    const hes_meters_t *meters; /* billing thread: the backfill's list (its indices) */
+    hes_session_route_t route;  /* its readFrozen plans' pushes */
     struct hes_server *server;
     int64_t resume; /* billing thread: the freeze time a round cut short was on; 0: none */
   } frozen[3];
@@ -164,9 +172,12 @@ typedef struct hes_server {
   hes_read_route_t read_route_user[HES_ITEMS_MAX];
   pthread_t mqtt_thread;
   bool mqtt_thread_started;
-  uint32_t *batch_index;   /* read thread scratch: batch_size entries */
-  uint32_t *billing_index; /* billing thread scratch: batch_size entries */
-  size_t read_cursor;      /* the batch the next read round starts with */
+  uint32_t *batch_index;             /* read thread scratch: batch_size entries */
+  uint32_t *billing_index;           /* billing thread scratch: batch_size entries */
+  const hes_meterver_t *billing_ver; /* billing thread: the version of its round */
+  hes_meters_t *billing_next;        /* a new list for the backfill books, under billing_lock */
+  hes_meters_t *billing_list;        /* billing thread: the books' list after a change (owned) */
+  size_t read_cursor;                /* the batch the next read round starts with */
   bool ready_once;
   /* the billing thread */
   pthread_t billing_thread;
@@ -206,6 +217,7 @@ typedef struct {
   size_t rules_num;
 
   hes_relay_t *relay;
+  hes_meters_t *meters;         /* the relay's list after the first change (NULL: the server's) */
   hes_session_client_t *client; /* relay thread only */
   hes_session_route_t route;    /* relay plans' pushes */
   pthread_t thread;
@@ -251,12 +263,25 @@ void hes_dispatch_value(const char *plugin_instance, const char *type, const cha
                         cdtime_t time, cdtime_t interval, value_t v);
 void hes_dispatch_gauge(const char *plugin_instance, const char *type, const char *type_instance,
                         cdtime_t time, cdtime_t interval, gauge_t g);
+void hes_dispatch_derive(const hes_server_t *s, const char *plugin_instance, const char *type,
+                         const char *type_instance, cdtime_t time, uint64_t d);
 void hes_log_api_error(hes_server_t *s, const hes_api_error_t *err, const char *what);
 void hes_count_rejected(hes_server_t *s, const hes_session_reject_t *why);
 void hes_read_routes(hes_server_t *s);
 int hes_read(user_data_t *ud);
 
+/* roster.c: the meter list while collectd runs */
+int hes_roster_start(hes_server_t *s);
+void hes_roster_free(hes_server_t *s);
+/* Read thread, before each round's requests; can_request: the broker is ready. */
+void hes_roster_round(hes_server_t *s, bool can_request);
+void hes_roster_self(hes_server_t *s, const char *instance, cdtime_t now);
+/* A meter's number in the current version, for log lines ("(left the list)" if gone). */
+const char *hes_roster_name(hes_server_t *s, uint32_t idx, char *buf, size_t len);
+
 /* billing.c */
+/* Read thread: hands the billing thread a new meter list (taken over). */
+void hes_billing_meters(hes_server_t *s, hes_meters_t *list);
 void hes_billing_routes(hes_server_t *s);
 int hes_billing_start(hes_server_t *s);
 void hes_billing_stop(hes_server_t *s);

@@ -37,9 +37,8 @@ void hes_dispatch_gauge(const char *plugin_instance, const char *type, const cha
   hes_dispatch_value(plugin_instance, type, type_instance, time, interval, (value_t){.gauge = g});
 }
 
-static void hes_dispatch_derive(const hes_server_t *s, const char *plugin_instance,
-                                const char *type, const char *type_instance, cdtime_t time,
-                                uint64_t d) {
+void hes_dispatch_derive(const hes_server_t *s, const char *plugin_instance, const char *type,
+                         const char *type_instance, cdtime_t time, uint64_t d) {
   hes_dispatch_value(plugin_instance, type, type_instance, time, s->interval,
                      (value_t){.derive = (derive_t)d});
 }
@@ -72,6 +71,7 @@ static void hes_dispatch_self(hes_server_t *s) {
   if (hes_relay_conf != NULL && hes_relay_conf->server == s)
     hes_dispatch_derive(s, instance, "total_operations", "relay_skipped", now,
                         atomic_load(&s->count.relay_skipped));
+  hes_roster_self(s, instance, now);
   if (s->frozen_num > 0) {
     uint64_t expected = 0, collected = 0, missing = 0;
     for (size_t i = 0; i < s->frozen_num; i++) {
@@ -140,11 +140,12 @@ static void hes_read_rejected(void *user, const hes_session_reject_t *why) {
     return;
   }
   atomic_fetch_add(&s->count.rejected, 1);
+  char name[HES_METER_MAX_LEN + 32];
   HES_LOG_LIMITED(&s->log_value, LOG_WARNING,
                   "Server \"%s\": plan %s: meter %s: dropped a reading of cgcode %d, the plan "
                   "asked for %s",
-                  s->name, why->plan_id, hes_meters_at(s->meters, why->meter), why->cgcode,
-                  rr->item->name);
+                  s->name, why->plan_id, hes_roster_name(s, why->meter, name, sizeof(name)),
+                  why->cgcode, rr->item->name);
 }
 
 /* Count and log. Runs without any lock held (the session's contract). */
@@ -153,11 +154,11 @@ static void hes_read_missing(void *user, const hes_session_plan_t *plan, const u
   const hes_read_route_t *rr = user;
   hes_server_t *s = rr->server;
   atomic_fetch_add(&s->count.missing, n);
-  char few[160] = "";
+  char few[160] = "", name[HES_METER_MAX_LEN + 32];
   size_t used = 0;
   for (size_t i = 0; i < n && i < 3; i++) {
     int w = snprintf(few + used, sizeof(few) - used, "%s%s", i > 0 ? ", " : "",
-                     hes_meters_at(s->meters, meters[i]));
+                     hes_roster_name(s, meters[i], name, sizeof(name)));
     if (w < 0 || (size_t)w >= sizeof(few) - used)
       break;
     used += (size_t)w;
@@ -194,9 +195,9 @@ static void hes_read_readings(void *user, const hes_session_plan_t *plan, const 
       atomic_fetch_add(&s->count.rejected, 1);
       HES_LOG_LIMITED(
           &s->log_value, LOG_WARNING,
-          "Server \"%s\": plan %s: meter %s: dropped %s value \"%.64s\" unit "
+          "Server \"%s\": plan %s: meter %.*s: dropped %s value \"%.64s\" unit "
           "\"%.16s\": %s",
-          s->name, plan->plan_id, hes_meters_at(s->meters, meter[i]), item->name, r->value, r->unit,
+          s->name, plan->plan_id, (int)r->dev_addr_len, r->dev_addr, item->name, r->value, r->unit,
           cr == HES_ITEM_EUNIT ? "the unit does not fit the item" : "not a finite number");
       continue;
     }
@@ -262,9 +263,14 @@ void hes_log_api_error(hes_server_t *s, const hes_api_error_t *err, const char *
                     what, hes_api_result_string(err->kind), err->msg);
 }
 
-static void hes_read_batch(hes_server_t *s, size_t item, size_t first, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    s->batch_index[i] = (uint32_t)(first + i);
+static void hes_read_batch(hes_server_t *s, const hes_meterver_t *v, size_t item, size_t first,
+                           size_t n) {
+  const char *first_name = NULL;
+  for (size_t i = 0; i < n; i++) {
+    const char *name = hes_meterver_at(v, first + i, &s->batch_index[i]);
+    if (i == 0)
+      first_name = name;
+  }
   hes_session_request_t rq = {
       .route = &s->read_routes[item],
       .tag = (uint32_t)s->items[item]->cgcode,
@@ -278,7 +284,7 @@ static void hes_read_batch(hes_server_t *s, size_t item, size_t first, size_t n)
       HES_API_OK) {
     char what[128];
     snprintf(what, sizeof(what), "%s for %zu meter(s) from %s", s->items[item]->name, n,
-             hes_meters_at(s->meters, (uint32_t)first));
+             first_name);
     hes_log_api_error(s, &err, what);
   }
 }
@@ -305,8 +311,9 @@ static void hes_read_pace(const hes_server_t *s, double start, size_t k, size_t 
 /* Reads every (item, batch) once, starting at the batch where the last round stopped, until
  * all are done or the round's deadline (Interval) passes: a slow HES then thins the rounds
  * out instead of piling them up, and every batch still gets its turn. */
-static void hes_read_round(hes_server_t *s, double start, double deadline) {
-  size_t meters = hes_meters_count(s->meters);
+static void hes_read_round(hes_server_t *s, const hes_meterver_t *v, double start,
+                           double deadline) {
+  size_t meters = hes_meterver_count(v);
   size_t per_item = (meters + s->batch_size - 1) / s->batch_size;
   size_t total = per_item * s->items_num;
   if (total == 0)
@@ -325,7 +332,8 @@ static void hes_read_round(hes_server_t *s, double start, double deadline) {
     hes_read_pace(s, start, done, total);
     size_t b = s->read_cursor;
     size_t item = b / per_item, first = (b % per_item) * s->batch_size;
-    hes_read_batch(s, item, first, meters - first < s->batch_size ? meters - first : s->batch_size);
+    hes_read_batch(s, v, item, first,
+                   meters - first < s->batch_size ? meters - first : s->batch_size);
     s->read_cursor = (b + 1) % total;
     done++;
   }
@@ -340,6 +348,7 @@ int hes_read(user_data_t *ud) {
   bool ready = hes_mqtt_ready(s->mqtt);
   if (!ready && !s->ready_once)
     ready = hes_mqtt_wait_ready(s->mqtt, HES_READY_WAIT);
+  hes_roster_round(s, ready);
   if (!ready) {
     /* Without the subscription the results would be lost: skip the round, not the values
      * of later ones. Returning an error would make collectd back the callback off. */
@@ -357,7 +366,12 @@ int hes_read(user_data_t *ud) {
     hes_dispatch_self(s);
     return 0;
   }
-  hes_read_round(s, start, start + CDTIME_T_TO_DOUBLE(s->interval));
+  /* One version for the round: its batches are cut from it and its indices stay valid. */
+  const hes_meterver_t *v = hes_meterset_pin(s->set);
+  hes_session_client_version(s->read_client, v);
+  hes_read_round(s, v, start, start + CDTIME_T_TO_DOUBLE(s->interval));
+  hes_session_client_version(s->read_client, NULL);
+  hes_meterset_unpin(s->set, v);
   hes_dispatch_self(s);
   return 0;
 }

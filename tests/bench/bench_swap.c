@@ -7,14 +7,23 @@
  * pins the current version, looks up 1000 meters of the range every version holds, unpins,
  * and counts lookups that fail or whose index changed.
  *
+ * Then the plugin's own work per swap (src/plugin/roster.c, billing.c) on the same lists: the
+ * list copied for the relay and the billing books, hes_relay_set_meters, hes_backfill_set_meters
+ * (three freeze times tracked) and hes_plans_forget (one round's plans open).
+ *
  * Build and run from the repository, with a configured build directory _b:
  *   gcc -O2 -std=c11 -D_GNU_SOURCE -I_b -Isrc/lib tests/bench/bench_swap.c src/lib/meterlist.c \
- *     src/lib/meterset.c src/lib/meters.c src/lib/fileio.c -lpthread -o /tmp/bench_swap
- *   /tmp/bench_swap [meters] [churn] [swaps]
- * Prints one line per figure; tests/bench/RESULTS.md holds a run. */
+ *     src/lib/meterset.c src/lib/meters.c src/lib/fileio.c src/lib/hashtab.c src/lib/relay.c \
+ *     src/lib/backfill.c src/lib/plans.c src/lib/tz.c src/lib/statefile.c src/lib/clock.c -lpthread
+ * -lm \ -o /tmp/bench_swap /tmp/bench_swap [meters] [churn] [swaps] Prints one line per figure;
+ * tests/bench/RESULTS.md holds a run. */
 #include "config.h"
 
+#include "backfill.h"
 #include "meterlist.h"
+#include "plans.h"
+#include "relay.h"
+#include "tz.h"
 
 #include <malloc.h>
 #include <pthread.h>
@@ -135,6 +144,74 @@ static void lookup_cost(hes_meterlist_t *ml) {
   hes_meters_free(plain);
 }
 
+/* The plugin's work after a commit: copies, relay, backfill, plans, with `left` leaving. */
+static void books_cost(hes_meterlist_t *ml, long long shift) {
+  hes_meterset_t *s = hes_meterlist_set(ml);
+  char buf[24];
+  hes_meters_t *before = hes_meters_new(); /* shift .. shift + n_meters - 1 */
+  for (long i = 0; i < n_meters; i++) {
+    snprintf(buf, sizeof(buf), "%lld", shift + i);
+    hes_meters_add(before, buf);
+  }
+  hes_meters_seal(before);
+  char err[256];
+  hes_tz_t *tz = hes_tz_load("UTC", err, sizeof(err));
+  hes_relay_config_t rc = {.holdoff = 300, .max_per_minute = 10, .queue_max = 64, .meters = before};
+  hes_relay_t *relay = hes_relay_new(&rc, 1.7e9, err, sizeof(err));
+  hes_backfill_config_t bc = {
+      .server = "bench", .kind = HES_BACKFILL_DAILY, .meters = before, .tz = tz, .periods = 3};
+  hes_backfill_t *bf = hes_backfill_new(&bc, err, sizeof(err));
+  hes_backfill_advance(bf, (int64_t)1.7e9);
+  hes_plans_t *plans = hes_plans_new(NULL);
+  uint32_t *idx = malloc(100 * sizeof(*idx));
+  char id[32];
+  for (long p = 0; p < n_meters / 100; p++) {
+    for (int i = 0; i < 100; i++)
+      idx[i] = (uint32_t)(p * 100 + i);
+    snprintf(id, sizeof(id), "P%ld", p);
+    hes_plans_add(plans, id, 0, NULL, idx, 100, 1e12, NULL);
+  }
+  uint32_t *gone = malloc((size_t)churn * sizeof(*gone));
+  for (long i = 0; i < churn; i++)
+    gone[i] = (uint32_t)i;
+  /* the next list: the first `churn` leave, as many join */
+  hes_meters_t *after = hes_meters_new();
+  for (long i = churn; i < n_meters + churn; i++) {
+    snprintf(buf, sizeof(buf), "%lld", shift + i);
+    hes_meters_add(after, buf);
+  }
+  hes_meters_seal(after);
+
+  double t = now();
+  const hes_meterver_t *v = hes_meterset_pin(s);
+  hes_meters_t *copy = hes_meterver_list(v);
+  double t_copy = now() - t;
+  hes_meterset_unpin(s, v);
+  t = now();
+  hes_relay_set_meters(relay, after);
+  double t_relay = now() - t;
+  t = now();
+  hes_backfill_set_meters(bf, after);
+  double t_bf = now() - t;
+  t = now();
+  size_t f = hes_plans_forget(plans, gone, (size_t)churn);
+  double t_plans = now() - t;
+  printf("plugin work per swap, ms: list copy %.1f (x2: relay, billing); relay_set_meters %.1f; "
+         "backfill_set_meters (3 freeze times) %.1f; plans_forget (%ld plans open, %zu waits "
+         "dropped) %.1f; a copy holds %.1f bytes/meter\n",
+         t_copy * 1e3, t_relay * 1e3, t_bf * 1e3, n_meters / 100, f, t_plans * 1e3,
+         (double)hes_meters_memory(copy) / (double)n_meters);
+  hes_plans_free(plans);
+  hes_backfill_free(bf);
+  hes_relay_free(relay);
+  hes_meters_free(copy);
+  hes_meters_free(after);
+  hes_meters_free(before);
+  hes_tz_free(tz);
+  free(idx);
+  free(gone);
+}
+
 int main(int argc, char **argv) {
   const char *dcus[] = {"2211000051"};
   hes_meterlist_config_t cfg = {.server = "bench", .dcus = dcus, .n_dcus = 1};
@@ -225,6 +302,7 @@ int main(int argc, char **argv) {
          "%ld lookups, %ld pins, lost %ld, index changed %ld\n",
          base_rate / 1e6, swap_rate / 1e6, atomic_load(&lookups), atomic_load(&pins),
          atomic_load(&lost), atomic_load(&moved));
+  books_cost(ml, BASE);
   hes_meterlist_free(ml);
   return atomic_load(&lost) == 0 && atomic_load(&moved) == 0 ? 0 : 1;
 }

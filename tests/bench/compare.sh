@@ -24,114 +24,33 @@ SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 export top_srcdir=$SRC top_builddir=$BUILD
 # shellcheck source=tests/lib.sh disable=SC1091
 . "$SRC/tests/lib.sh"
+# shellcheck source=tests/bench/bench_lib.sh disable=SC1091
+. "$SRC/tests/bench/bench_lib.sh"
 
 METERS=${COMPARE_METERS:-20000}
 WARMUP=${COMPARE_WARMUP:-10}
 WINDOW=${COMPARE_WINDOW:-20}
-NITEMS=5
-ITEMS='"voltageA" "currentA" "activePowerTotal" "reactivePowerA" "powerFactorTotal"'
-METER_BASE=202407100001
-TENANT=1000000067
-CRED=(--tenant "$TENANT" --username kuangda --password kd123456 --secret-key 55be0dc7ac554610165183db43991c50)
-COLLECTD_BIN=${COLLECTD_BIN:-/usr/sbin/collectd}
-STOCK_PLUGINS=${STOCK_PLUGINS:-/usr/lib/collectd}
-HZ=$(getconf CLK_TCK)
+CRED=(--tenant "$TENANT" --username kuangda --password kd123456 --secret-key "$SECRET")
 OFFERED=$((METERS * NITEMS))
 
-require_cmd gcc
-[ -x "$COLLECTD_BIN" ] || skip "collectd not found ($COLLECTD_BIN)"
-[ -f /usr/include/collectd/core/daemon/plugin.h ] || skip "collectd-dev not installed"
 for p in python mqtt logfile; do
   [ -f "$STOCK_PLUGINS/$p.so" ] || skip "$STOCK_PLUGINS/$p.so missing (collectd-core)"
 done
 /usr/bin/python3 -c 'import paho.mqtt.client' 2>/dev/null || skip "python3-paho-mqtt not installed"
-[ -f "$BUILD/.libs/hes.so" ] || fail "$BUILD/.libs/hes.so not built"
-[ -x "$BUILD/tests/sim/hes-sim" ] || fail "$BUILD/tests/sim/hes-sim not built"
-
-B=$TEST_TMP/bin
-PLUGINS=$TEST_TMP/plugins
-mkdir -p "$B" "$PLUGINS"
-printf '#define _GNU_SOURCE 1\n' >"$B/config.h"
-for p in count dispatch; do
-  gcc -O2 -std=gnu11 -Wall -Wextra -shared -fPIC -DHAVE_CONFIG_H -I"$B" -I/usr/include/collectd \
-    "$SRC/tests/bench/bench_$p.c" -o "$PLUGINS/bench_$p.so" || fail "cannot build bench_$p.so"
-done
+bench_init count dispatch
 gcc -O2 -std=gnu11 -Wall -Wextra "$SRC/tests/bench/feed_mqtt.c" -lmosquitto -o "$B/feed_mqtt" ||
   fail "cannot build feed_mqtt"
-cp "$BUILD/.libs/hes.so" "$PLUGINS/hes.so"
-for p in python mqtt logfile; do cp "$STOCK_PLUGINS/$p.so" "$PLUGINS/"; done
-awk -v n="$METERS" -v b="$METER_BASE" 'BEGIN { for (i = 0; i < n; i++) printf "%.0f\n", b + i }' >"$TEST_TMP/meters.txt"
+for p in python mqtt; do cp "$STOCK_PLUGINS/$p.so" "$PLUGINS/"; done
+meter_file "$METERS" "$TEST_TMP/meters.txt"
 
-cd_conf() { # cd_conf <dir> <config of the run>
-  local d=$1
-  mkdir -p "$d/var"
-  cat >"$d/collectd.conf" <<CONF
-Hostname "bench"
-FQDNLookup false
-BaseDir "$d/var"
-PluginDir "$PLUGINS"
-TypesDB "/usr/share/collectd/types.db" "$SRC/conf/hes-types.db"
-Interval 1
-LoadPlugin logfile
-<Plugin logfile>
-  LogLevel info
-  File "$d/collectd.log"
-  Timestamp true
-  PrintSeverity true
-</Plugin>
-<LoadPlugin bench_count>
-  Globals true
-</LoadPlugin>
-<Plugin bench_count>
-  File "$d/count.txt"
-  Period 1
-</Plugin>
-$2
-CONF
-}
-
-CD_PID=
-cd_start() {
-  : >"$1/collectd.log"
-  LIB_OUT=$1/collectd.out run_bg "$COLLECTD_BIN" -f -C "$1/collectd.conf"
-  CD_PID=$BG_PID
-  FAIL_LOGS="${FAIL_LOGS:-} $1/collectd.log $1/collectd.out"
-  wait_for 20 grep -q 'Initialization complete' "$1/collectd.log" || fail "collectd did not start ($1)"
-}
-cd_stop() {
-  kill -INT "$CD_PID" 2>/dev/null || fail "collectd died"
-  local rc=0
-  wait "$CD_PID" || rc=$?
-  _lib_forget "$CD_PID"
-  CD_PID=
-  [ "$rc" = 0 ] || fail "collectd exited with status $rc"
-}
-wait_samples() { # <count file> <n>
-  local i
-  for ((i = 0; i < 10 * ($2 + 30); i++)); do
-    [ "$(wc -l <"$1" 2>/dev/null || echo 0)" -ge "$2" ] && return 0
-    _lib_running "$CD_PID" || fail "collectd died"
-    sleep 0.1
-  done
-  fail "no $2 samples in $1"
-}
-# window <count file>: "rate us_per_value cores values" over WINDOW s after WARMUP samples.
-window() {
+# cmp_window <count file>: "rate us_per_value cores values" over WINDOW s after WARMUP samples.
+cmp_window() {
   awk -v skip="$WARMUP" -v n="$WINDOW" -v hz="$HZ" '
     NR == skip + 1 { t0 = $1; c0 = $2; k0 = $3 }
     NR == skip + 1 + n { t1 = $1; c1 = $2; k1 = $3 }
     END { v = c1 - c0; s = t1 - t0
       if (v <= 0 || s <= 0) { print "0 0 0 0"; exit }
       printf "%.0f %.2f %.2f %d\n", v / s, (k1 - k0) / hz * 1e6 / v, (k1 - k0) / hz / s, v }' "$1"
-}
-proc_ticks() { # utime+stime of a process (0 when it is gone)
-  local s
-  s=$(cat "/proc/$1/stat" 2>/dev/null) || {
-    echo 0
-    return
-  }
-  s=${s##*) }
-  awk '{ print $12 + $13 }' <<<"$s"
 }
 # run <name> <config> [<feeding pid>]: starts collectd, measures, stops it; prints the
 # window line, then the cores mosquitto and the feeder (simulator or feed_mqtt) used.
@@ -144,7 +63,7 @@ run() {
   wait_samples "$d/count.txt" $((WARMUP + 1 + WINDOW))
   m1=$(proc_ticks "$MOSQUITTO_PID") f1=$(proc_ticks "${3:-0}") t1=$(date +%s.%N)
   cd_stop
-  printf '%s %s\n' "$(window "$d/count.txt")" "$(awk -v a="$m0" -v b="$m1" -v c="$f0" \
+  printf '%s %s\n' "$(cmp_window "$d/count.txt")" "$(awk -v a="$m0" -v b="$m1" -v c="$f0" \
     -v d="$f1" -v s="$t0" -v e="$t1" -v hz="$HZ" 'BEGIN { printf "%.2f %.2f", (b - a) / hz / (e - s), (d - c) / hz / (e - s) }')"
 }
 
@@ -154,7 +73,7 @@ hes_server() { # the parts of a hes <Server> / python <Module> block both runs s
     TenantCode "$TENANT"
     Username "kuangda"
     Password "kd123456"
-    SecretKey "55be0dc7ac554610165183db43991c50"
+    SecretKey "$SECRET"
     MeterFile "$TEST_TMP/meters.txt"
     Item $ITEMS
     BatchSize 1000

@@ -4,14 +4,17 @@
 #
 #   tests/fuzz/run_all.sh [SECONDS [TARGET...]]   SECONDS defaults to 60; TARGET one of
 #                                                 push push_diff api meters conf_tree
+#                                                 items_diff
 #                                                 (default all)
 #
 #   push         hes_push_parse / hes_push_parse_list   (src/lib/push.c)
 #   push_diff    hes_push_parse against json-c's strict parser: both must accept and reject
 #                the same documents, with the same results (shares push's corpus)
-#   api          hes_api_parse_answer, HES answer bodies (src/lib/api.c)
-#   meters       hes_meters_add_file, MeterFile text    (src/lib/meters.c)
+#   api          hes_api_parse_answer, HES answer bodies (src/lib/api.c, clock.c, latency.c)
+#   meters       hes_meters_add_file, MeterFile text    (src/lib/meters.c, hashtab.c)
 #   conf_tree  hes_conf_tree_parse, collectd config     (src/lib/conf_tree.c; skipped if absent)
+#   items_diff   hes_item_convert against glibc's strtod of the same decimal, bit for bit
+#                (the exact-decimal fast path must equal the strtod path)
 #
 # Every input of tests/fuzz/corpus_<t>/ (and tests/data/<t>/ for push) runs first, so past crashes are regression cases; new inputs go
 # to a scratch directory (FUZZ_WORK, default a new one under TMPDIR); a crashing input is
@@ -21,7 +24,7 @@ set -u
 
 secs=${1:-60}
 [ $# -gt 0 ] && shift
-targets=${*:-push push_diff api meters conf_tree}
+targets=${*:-push push_diff api meters conf_tree items_diff}
 max_len=${FUZZ_MAX_LEN:-16384}
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -46,9 +49,10 @@ status=0
 for t in $targets; do
   case $t in
   push | push_diff) srcs="src/lib/push.c" cflags=$json_cflags libs=$json_libs ;;
-  api) srcs="src/lib/api.c src/lib/push.c" cflags="$json_cflags $curl_cflags" libs="$json_libs $curl_libs -lpthread" ;;
-  meters) srcs="src/lib/meters.c" cflags='' libs='' ;;
+  api) srcs="src/lib/api.c src/lib/push.c src/lib/clock.c src/lib/latency.c" cflags="$json_cflags $curl_cflags" libs="$json_libs $curl_libs -lpthread" ;;
+  meters) srcs="src/lib/meters.c src/lib/hashtab.c" cflags='' libs='' ;;
   conf_tree) srcs="src/lib/conf_tree.c" cflags='' libs=-lm ;;
+  items_diff) srcs="src/lib/items.c" cflags='' libs=-lm ;;
   *)
     echo "run_all.sh: unknown target $t" >&2
     exit 2
