@@ -71,6 +71,7 @@ static void test_plain_defaults(void **state) {
   assert_false(s->mqtt_clean_session);
   assert_true(s->verify_peer && s->verify_host);
   assert_int_equal(s->batch_size, 100);
+  assert_true(s->spread == 0.5);
   assert_int_equal(s->backfill_periods, 7);
   assert_true(s->retry_interval == 300 && s->give_up_after == 0 && s->dcu_refresh == 3600);
   assert_int_equal(hes_meters_count(s->meters), 1);

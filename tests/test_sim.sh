@@ -264,6 +264,20 @@ done
 sim_control "fail-rate?rate=0" >/dev/null
 [ "$(sim_stat fail_injected)" = $((fails + 2)) ] || fail "stats fail_injected: $(sim_stats)"
 ok "controls: silence, overvoltage, fail-rate (HES answer and HTML page alternate)"
+# kind=busy / kind=http: one kind of failure only (the chaos soak's windows)
+sim_control "fail-rate?rate=1&kind=busy" >/dev/null
+for i in 1 2 3; do
+  answer=$(call meter/readSingle "\"devList\":\"$A\",\"cgcode\":\"5050\"")
+  [ "$answer" = '{"code":500,"msg":"System busy, please try again later"}' ] || fail "kind=busy: $answer"
+done
+sim_control "fail-rate?rate=1&kind=http" >/dev/null
+for i in 1 2 3; do
+  status=$(curl -sS -o /dev/null -w '%{http_code}' -d "{\"devList\":\"$A\",\"cgcode\":\"5050\",\"token\":\"$TOKEN\"}" "$SIM_URL/apis/openapi/meter/readSingle")
+  [ "$status" = 500 ] || fail "kind=http: HTTP $status"
+done
+sim_control "fail-rate?rate=0.5&kind=other" | grep -q 'kind must be' || fail "kind=other accepted"
+sim_control "fail-rate?rate=0" >/dev/null
+ok "fail-rate kind=busy and kind=http: one kind of failure"
 
 # --- load ------------------------------------------------------------------------------------
 TOKEN=$(token)

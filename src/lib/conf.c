@@ -76,6 +76,7 @@ static const conf_key_t keys[] = {
     {B_SERVER, "BatchSize", T_INT, SRV(batch_size), 1, HES_CONF_BATCH_MAX, 100, false},
     {B_SERVER, "Interval", T_NUMBER, SRV(interval), 1, 31 * DAY, 60, true},
     {B_SERVER, "PlanTimeout", T_NUMBER, SRV(plan_timeout), 1, 7 * DAY, 300, true},
+    {B_SERVER, "Spread", T_NUMBER, SRV(spread), 0, 0.9, 0.5, false},
     {B_SERVER, "BackfillPeriods", T_INT, SRV(backfill_periods), 1, 4096, 7, true},
     {B_SERVER, "RetryInterval", T_NUMBER, SRV(retry_interval), 1, 31 * DAY, 300, true},
     {B_SERVER, "GiveUpAfter", T_NUMBER, SRV(give_up_after), 60, 3660 * DAY, 0, false},

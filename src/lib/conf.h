@@ -76,6 +76,7 @@ typedef struct hes_conf_server {
   int batch_size;
   double interval;
   double plan_timeout;
+  double spread; /* the fraction of the Interval a read round's requests are spread over */
   int backfill_periods;
   double retry_interval;
   double give_up_after; /* 0: the backfill module's default, (BackfillPeriods + 1) periods */

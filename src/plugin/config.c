@@ -180,6 +180,7 @@ static hes_server_t *hes_config_server(hes_conf_server_t *c) {
   s->batch_size = (size_t)c->batch_size;
   s->interval = DOUBLE_TO_CDTIME_T(c->interval);
   s->plan_timeout = c->plan_timeout;
+  s->spread = c->spread;
   s->backfill_periods = c->backfill_periods;
   s->retry_interval = c->retry_interval;
   s->give_up_after = c->give_up_after;

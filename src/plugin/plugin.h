@@ -141,6 +141,7 @@ typedef struct hes_server {
   size_t batch_size;
   cdtime_t interval;
   double plan_timeout;
+  double spread; /* Spread: 0 sends a round's requests at once */
 
   /* frozen items: the seed's 4.1 loop (history, then re-read what is missing, repeat) */
   struct hes_frozen {

@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 /* ---------------------------------------------------------------------------------------
  * values */
@@ -288,10 +289,30 @@ static void hes_read_batch(hes_server_t *s, const hes_meterver_t *v, size_t item
   }
 }
 
+/* Spread: request k of a round's n waits until k/n of the round's share of the Interval has
+ * passed since its start. Fired at once, a round's pushes (60 of 1,000 readings at the soak's
+ * load) reach collectd together and its write queue and heap take the whole burst; spread,
+ * they arrive a few at a time, and the HES sees a steady load instead of a spike (its "System
+ * busy" answers). A round that is behind (a slow HES) never waits; the last request starts
+ * at Spread x Interval at most, before the deadline. */
+static void hes_read_pace(const hes_server_t *s, double start, size_t k, size_t n) {
+  if (s->spread <= 0 || k == 0)
+    return;
+  double wait = start + s->spread * CDTIME_T_TO_DOUBLE(s->interval) * (double)k / (double)n -
+                hes_clock_wall();
+  if (wait <= 0)
+    return;
+  struct timespec ts = {.tv_sec = (time_t)wait,
+                        .tv_nsec = (long)((wait - (double)(time_t)wait) * 1e9)};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+    ;
+}
+
 /* Reads every (item, batch) once, starting at the batch where the last round stopped, until
  * all are done or the round's deadline (Interval) passes: a slow HES then thins the rounds
  * out instead of piling them up, and every batch still gets its turn. */
-static void hes_read_round(hes_server_t *s, const hes_meterver_t *v, double deadline) {
+static void hes_read_round(hes_server_t *s, const hes_meterver_t *v, double start,
+                           double deadline) {
   size_t meters = hes_meterver_count(v);
   size_t per_item = (meters + s->batch_size - 1) / s->batch_size;
   size_t total = per_item * s->items_num;
@@ -308,6 +329,7 @@ static void hes_read_round(hes_server_t *s, const hes_meterver_t *v, double dead
                       s->name, total - done, total);
       return;
     }
+    hes_read_pace(s, start, done, total);
     size_t b = s->read_cursor;
     size_t item = b / per_item, first = (b % per_item) * s->batch_size;
     hes_read_batch(s, v, item, first,
@@ -347,7 +369,7 @@ int hes_read(user_data_t *ud) {
   /* One version for the round: its batches are cut from it and its indices stay valid. */
   const hes_meterver_t *v = hes_meterset_pin(s->set);
   hes_session_client_version(s->read_client, v);
-  hes_read_round(s, v, start + CDTIME_T_TO_DOUBLE(s->interval));
+  hes_read_round(s, v, start, start + CDTIME_T_TO_DOUBLE(s->interval));
   hes_session_client_version(s->read_client, NULL);
   hes_meterset_unpin(s->set, v);
   hes_dispatch_self(s);

@@ -19,6 +19,7 @@
  *   <Plugin bench_count>
  *     File "/tmp/x/count.txt"
  *     Period 0.5
+ *     Server "soak"       (optional: the self-metrics of this <Server> only; default any)
  *   </Plugin> */
 #include "config.h"
 
@@ -52,6 +53,7 @@ static const char *const bc_self_names[] = {"dispatched", "missing",   "rejected
                                             "foreign",    "duplicate", "late"};
 #define BC_SELF (sizeof(bc_self_names) / sizeof(bc_self_names[0]))
 static atomic_int_fast64_t bc_self[BC_SELF];
+static char bc_self_instance[DATA_MAX_NAME_LEN]; /* "<Server>-self", or "" for any */
 
 static int bc_write(const data_set_t *ds, const value_list_t *vl, user_data_t *ud) {
   (void)ds;
@@ -64,6 +66,8 @@ static int bc_write(const data_set_t *ds, const value_list_t *vl, user_data_t *u
     return 0;
   }
   if (strcmp(vl->type, "total_values") != 0 || vl->values_len != 1)
+    return 0;
+  if (bc_self_instance[0] != '\0' && strcmp(vl->plugin_instance, bc_self_instance) != 0)
     return 0;
   for (size_t i = 0; i < BC_SELF; i++)
     if (strcmp(vl->type_instance, bc_self_names[i]) == 0)
@@ -156,6 +160,10 @@ static int bc_config(const char *key, const char *value) {
     bc_period = d;
     return 0;
   }
+  if (strcasecmp(key, "Server") == 0) {
+    int n = snprintf(bc_self_instance, sizeof(bc_self_instance), "%s-self", value);
+    return n > 0 && (size_t)n < sizeof(bc_self_instance) ? 0 : -1;
+  }
   return -1;
 }
 
@@ -187,7 +195,7 @@ static int bc_shutdown(void) {
 
 void module_register(void);
 void module_register(void) {
-  static const char *keys[] = {"File", "Period"};
+  static const char *keys[] = {"File", "Period", "Server"};
   plugin_register_config("bench_count", bc_config, keys, STATIC_ARRAY_SIZE(keys));
   plugin_register_init("bench_count", bc_init);
   plugin_register_write("bench_count", bc_write, NULL);

@@ -6,7 +6,11 @@
  * an item, then the next item. Nothing is parsed, so what it costs is collectd's part.
  *
  * Rate 0 dispatches in a tight loop; Rate R paces the bursts to R values a second (the
- * plugin's shape: a push of 1000 readings at a time). To keep collectd's unbounded write
+ * plugin's shape: a push of 1000 readings at a time). Period P (seconds) instead dispatches
+ * one round, every meter of every item in bursts back to back, at the start of every P
+ * seconds and then idles: the shape of the plugin's read round when its pushes come in at
+ * once (tests/bench/soak.sh SOAK_PLUGIN=dispatch). Items N uses the first N items (6 is
+ * soak.sh's list: importActiveEnergy added). To keep collectd's unbounded write
  * queue from growing without end in the tight loop, it stops when more than MaxInFlight
  * values are dispatched but not yet counted by bench_count (found with dlsym; both plugins
  * need "Globals true").
@@ -17,6 +21,8 @@
  *     Burst 1000
  *     Rate 0
  *     MaxInFlight 20000
+ *     Period 0
+ *     Items 5
  *     Work 0               (us of busy work before each value: an experiment, see below)
  *   </Plugin>
  *
@@ -42,8 +48,9 @@ static const struct {
   const char *type_instance;
   double base;
 } bd_items[] = {
-    {"voltage", "A", 230.0},        {"current", "A", 7.3},           {"power", "total", 1650.0},
-    {"reactive_power", "A", 120.0}, {"power_factor", "total", 0.95},
+    {"voltage", "A", 230.0},         {"current", "A", 7.3},
+    {"power", "total", 1650.0},      {"reactive_power", "A", 120.0},
+    {"power_factor", "total", 0.95}, {"energy_wh", "import", 1234.5},
 };
 #define BD_ITEMS (sizeof(bd_items) / sizeof(bd_items[0]))
 
@@ -52,6 +59,8 @@ static unsigned long long bd_meter_base = 202407100001ULL;
 static unsigned long long bd_burst = 1000;
 static double bd_rate;
 static unsigned long long bd_max_in_flight = 20000;
+static double bd_period;
+static size_t bd_items_num = 5;
 static double bd_work_us;
 
 static char (*bd_names)[BD_METER_LEN];
@@ -95,13 +104,19 @@ static void *bd_main(void *arg) {
   unsigned long long batches = (bd_meters + bd_burst - 1) / bd_burst;
   double start = bd_mono();
   for (uint64_t b = 0; !atomic_load_explicit(&bd_stop, memory_order_relaxed); b++) {
-    if (bd_rate > 0) {
+    if (bd_period > 0 && b % (batches * bd_items_num) == 0) {
+      double next = start + bd_period * (double)(b / (batches * bd_items_num));
+      while (!atomic_load(&bd_stop) && bd_mono() < next)
+        bd_sleep(next - bd_mono() < 0.1 ? next - bd_mono() : 0.1);
+    } else if (bd_period > 0) {
+      /* within a round: back to back */
+    } else if (bd_rate > 0) {
       bd_sleep(start + (double)sent / bd_rate - bd_mono());
     } else if (bd_counted != NULL) {
       while (sent - bd_counted() > bd_max_in_flight && !atomic_load(&bd_stop))
         bd_sleep(0.0002);
     }
-    size_t item = (size_t)((b / batches) % BD_ITEMS);
+    size_t item = (size_t)((b / batches) % bd_items_num);
     unsigned long long first = (b % batches) * bd_burst;
     unsigned long long n = bd_meters - first < bd_burst ? bd_meters - first : bd_burst;
     /* A push carries one millisecond timestamp for all its readings. */
@@ -137,6 +152,10 @@ static int bd_config(const char *key, const char *value) {
     bd_burst = (unsigned long long)d;
   else if (strcasecmp(key, "MaxInFlight") == 0 && d >= 1)
     bd_max_in_flight = (unsigned long long)d;
+  else if (strcasecmp(key, "Period") == 0)
+    bd_period = d;
+  else if (strcasecmp(key, "Items") == 0 && d >= 1 && d <= BD_ITEMS)
+    bd_items_num = (size_t)d;
   else if (strcasecmp(key, "Work") == 0 && d <= 1000)
     bd_work_us = d;
   else
@@ -174,7 +193,8 @@ static int bd_shutdown(void) {
 
 void module_register(void);
 void module_register(void) {
-  static const char *keys[] = {"Meters", "MeterBase", "Burst", "Rate", "MaxInFlight", "Work"};
+  static const char *keys[] = {"Meters",      "MeterBase", "Burst", "Rate",
+                               "MaxInFlight", "Period",    "Items", "Work"};
   plugin_register_config("bench_dispatch", bd_config, keys, STATIC_ARRAY_SIZE(keys));
   plugin_register_init("bench_dispatch", bd_init);
   plugin_register_shutdown("bench_dispatch", bd_shutdown);

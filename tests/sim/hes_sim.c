@@ -145,6 +145,7 @@ static struct {
    * endpoints; "" slows all of them */
   char slow_endpoint[32];
   bool fail_alternate;
+  int fail_kind; /* /sim/fail-rate's kind: 0 alternates, 1 HTTP 500 only, 2 "System busy" only */
   uint64_t prng;
   unsigned plan_counter;
   dropmap_t drops;
@@ -1272,7 +1273,7 @@ static bool injected_failure(req_t *r) {
   bool hit = g.fail_rate > 0 && unit_of(splitmix64(&g.prng)) < g.fail_rate;
   bool html = false;
   if (hit) {
-    html = g.fail_alternate;
+    html = g.fail_kind == 0 ? g.fail_alternate : g.fail_kind == 1;
     g.fail_alternate = !g.fail_alternate;
     g.fail_injected++;
   }
@@ -1733,6 +1734,7 @@ static enum MHD_Result handle_control(struct MHD_Connection *c, const char *url,
   const char *arg_rate = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "rate");
   const char *arg_ms = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "ms");
   const char *arg_ep = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "endpoint");
+  const char *arg_kind = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "kind");
   bool is_post = strcmp(method, "POST") == 0;
   const char *err = NULL;
   unsigned status = 200;
@@ -1796,15 +1798,25 @@ static enum MHD_Result handle_control(struct MHD_Connection *c, const char *url,
   } else if (strcmp(url, "/sim/fail-rate") == 0 || strcmp(url, "/sim/frozen-drop-rate") == 0) {
     char *end = NULL;
     double rate = arg_rate ? strtod(arg_rate, &end) : NAN;
+    int kind = arg_kind == NULL                 ? 0
+               : strcmp(arg_kind, "http") == 0  ? 1
+               : strcmp(arg_kind, "busy") == 0  ? 2
+               : strcmp(arg_kind, "mixed") == 0 ? 0
+                                                : -1;
     if (end == NULL || end == arg_rate || *end != '\0' || !(rate >= 0.0 && rate <= 1.0)) {
       status = 400;
       err = "rate must be a number in [0, 1]";
+    } else if (kind < 0) {
+      status = 400;
+      err = "kind must be http, busy or mixed";
     } else {
       pthread_mutex_lock(&g.lock);
-      if (url[5] == 'f' && url[6] == 'a')
+      if (url[5] == 'f' && url[6] == 'a') {
         g.fail_rate = rate;
-      else
+        g.fail_kind = kind;
+      } else {
         g.frozen_drop_rate = rate;
+      }
       pthread_mutex_unlock(&g.lock);
     }
   } else if (meter == NULL || !valid_id(meter)) {
@@ -1962,7 +1974,8 @@ static void usage(FILE *f) {
       "  --archive DCU=FILE       DCU's archive starts with FILE's meters (one a line), enabled;\n"
       "                           addArchive/removeArchive (hesctl dcu add/remove) change it\n"
       "runtime control: POST /sim/silence?meter=M, /sim/unsilence?meter=M,\n"
-      "  /sim/overvoltage?meter=M&on=0|1, /sim/relay-fail?meter=M&on=0|1, /sim/fail-rate?rate=R,\n"
+      "  /sim/overvoltage?meter=M&on=0|1, /sim/relay-fail?meter=M&on=0|1, "
+      "/sim/fail-rate?rate=R[&kind=http|busy|mixed],\n"
       "  /sim/frozen-drop-rate?rate=R, /sim/expire-token, /sim/slow?ms=N[&endpoint=NAME]\n"
       "  (every API answer, or NAME's only, N ms late; NAME history: both history endpoints;\n"
       "  logged as slow_ms); GET /sim/stats\n",
