@@ -53,20 +53,9 @@ typedef enum { OP_READ, OP_RELAY, OP_DCU_LIST, OP_DCU_ADD, OP_DCU_REMOVE, OP_CHE
 /* ---- settings: the config file's <Server> block, then the flags over it ------------------- */
 
 typedef struct {
-  char *url, *tenant, *username, *password, *secret_key, *ca_cert, *time_zone;
-  bool verify_peer, verify_host;
-  long timeout_ms;
-  char *mqtt_host, *mqtt_user, *mqtt_password, *mqtt_ca_cert, *mqtt_cert, *mqtt_key,
-      *mqtt_tls_protocol;
-  int mqtt_port;
-  int mqtt_qos;
-  bool mqtt_tls;
-  /* the server's meter sources, for read --all (the config's; NULL/0 without one) */
-  char *server;
-  hes_meters_t *meters; /* the Meter lines and the MeterFiles' meters */
-  char *meter_file;     /* the first MeterFile: the plugin watches it */
-  char **dcus;
-  size_t ndcus;
+  /* the config file's <Server> as the config module checked it, or a blank one without a
+   * file; the flags and the environment are written over it (settings_finish) */
+  hes_conf_server_t *srv;
   char *state_dir;
 } settings_t;
 
@@ -182,7 +171,11 @@ typedef struct {
 extern volatile sig_atomic_t interrupted; /* set by the handler in session.c */
 
 /* settings.c */
+/* A blank server with hesctl's defaults (no config file); -1 out of memory. */
+int settings_init(settings_t *s);
 void settings_free(settings_t *s);
+/* The first MeterFile (the plugin watches it), or NULL. */
+const char *settings_meter_file(const settings_t *s);
 void errx_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int load_config(const char *file, const char *name, settings_t *s);
 int check_config(const char *file);

@@ -437,15 +437,16 @@ static int parse_args(ctl_t *c, int argc, char **argv) {
 int main(int argc, char **argv) {
   static ctl_t ctl; /* zeroed */
   ctl_t *c = &ctl;
-  c->set.verify_peer = true;
-  c->set.verify_host = true;
-  c->set.mqtt_qos = 1;
   pthread_mutex_init(&c->lock, NULL);
   pthread_cond_init(&c->cond, NULL);
 
   catch_interrupts();
   int rc = parse_args(c, argc, argv);
   bool history = rc == -2;
+  if (rc < 0 && settings_init(&c->set) != 0) {
+    errx_("out of memory");
+    rc = EXIT_CONFIG;
+  }
   if (rc >= 0)
     goto out;
   rc = EXIT_ALL_OK;
@@ -469,7 +470,7 @@ int main(int argc, char **argv) {
   {
     /* The HES's zone, for --from/--to and the times printed: the config's TimeZone, else TZ,
      * else the host's. The tz module reads the zone itself, as the plugin does. */
-    const char *zone = c->set.time_zone;
+    const char *zone = c->set.srv->time_zone;
     if (zone == NULL && getenv("TZ") != NULL && getenv("TZ")[0] != '\0')
       zone = getenv("TZ")[0] == ':' ? getenv("TZ") + 1 : getenv("TZ");
     char why[256] = "";

@@ -129,17 +129,17 @@ int roster_meters(ctl_t *c) {
   const settings_t *s = &c->set;
   const char **lines = NULL;
   size_t n_lines = 0;
-  if (hes_meterlist_lines(s->meters, s->meter_file, &lines, &n_lines) != 0) {
+  if (hes_meterlist_lines(s->srv->meters, settings_meter_file(s), &lines, &n_lines) != 0) {
     errx_("out of memory");
     return EXIT_SOME_FAILED;
   }
   hes_meterlist_config_t mc = {
-      .server = s->server,
+      .server = s->srv->name,
       .meters = lines,
       .n_meters = n_lines,
-      .meter_file = s->meter_file,
-      .dcus = (const char *const *)s->dcus,
-      .n_dcus = s->ndcus,
+      .meter_file = settings_meter_file(s),
+      .dcus = (const char *const *)s->srv->dcus,
+      .n_dcus = s->srv->dcus_num,
       .state_dir = s->state_dir,
   };
   char err[512] = "";
@@ -159,7 +159,7 @@ int roster_meters(ctl_t *c) {
     rc = EXIT_CONFIG;
   }
   roster_t r = {.c = c, .ml = ml};
-  if (rc == EXIT_ALL_OK && s->ndcus > 0)
+  if (rc == EXIT_ALL_OK && s->srv->dcus_num > 0)
     rc = roster_refresh(&r);
   hes_meterset_update_t up;
   if (rc == EXIT_ALL_OK) {
@@ -172,7 +172,7 @@ int roster_meters(ctl_t *c) {
   }
   hes_meterlist_free(ml);
   if (rc == EXIT_ALL_OK && c->nmeters == 0) {
-    errx_("read --all: server \"%s\" has no meters", s->server != NULL ? s->server : "");
+    errx_("read --all: server \"%s\" has no meters", s->srv->name != NULL ? s->srv->name : "");
     rc = EXIT_SOME_FAILED;
   } else if (rc == EXIT_ALL_OK && c->nmeters > CTL_MEMBERS_MAX) {
     errx_("%zu meters: at most %d at a time", c->nmeters, CTL_MEMBERS_MAX);

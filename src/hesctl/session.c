@@ -72,20 +72,20 @@ static void *mqtt_thread(void *arg) {
  * anything is sent. */
 int session_api(ctl_t *c) {
   c->api_cfg = (hes_api_config_t){
-      .url = c->set.url,
-      .tenant_code = c->set.tenant,
-      .username = c->set.username,
-      .password = c->set.password,
-      .secret_key = c->set.secret_key,
-      .verify_peer = c->set.verify_peer,
-      .verify_host = c->set.verify_host,
-      .ca_cert = c->set.ca_cert,
-      .timeout_ms = c->set.timeout_ms,
+      .url = c->set.srv->url,
+      .tenant_code = c->set.srv->tenant,
+      .username = c->set.srv->username,
+      .password = c->set.srv->password,
+      .secret_key = c->set.srv->secret_key,
+      .verify_peer = c->set.srv->verify_peer,
+      .verify_host = c->set.srv->verify_host,
+      .ca_cert = c->set.srv->ca_cert,
+      .timeout_ms = (long)c->set.srv->timeout_ms,
   };
   hes_api_error_t err;
   hes_api_t *api = hes_api_new(&c->api_cfg, &err);
   if (api == NULL) {
-    errx_("HES %s: %s", c->set.url, err.msg);
+    errx_("HES %s: %s", c->set.srv->url, err.msg);
     return EXIT_CONFIG;
   }
   hes_api_free(api);
@@ -98,7 +98,7 @@ static const hes_session_sink_t ctl_sink;
  * the subscription is acknowledged. */
 int session_open(ctl_t *c, bool mqtt) {
   char topic[HES_METER_MAX_LEN + 8], client_id[128], host[64] = "host";
-  snprintf(topic, sizeof(topic), "/%s/#", c->set.tenant);
+  snprintf(topic, sizeof(topic), "/%s/#", c->set.srv->tenant);
   gethostname(host, sizeof(host) - 1);
   host[sizeof(host) - 1] = '\0';
   struct timespec ts;
@@ -107,18 +107,18 @@ int session_open(ctl_t *c, bool mqtt) {
   snprintf(client_id, sizeof(client_id), "hesctl-%.40s-%ld-%08lx", host, (long)getpid(),
            (unsigned long)(ts.tv_nsec ^ ts.tv_sec));
   hes_mqtt_config_t mc = {
-      .host = c->set.mqtt_host,
-      .port = c->set.mqtt_port,
-      .user = c->set.mqtt_user,
-      .password = c->set.mqtt_password,
+      .host = c->set.srv->mqtt_host,
+      .port = c->set.srv->mqtt_port,
+      .user = c->set.srv->mqtt_user,
+      .password = c->set.srv->mqtt_password,
       .client_id = client_id,
-      .qos = c->set.mqtt_qos,
+      .qos = c->set.srv->mqtt_qos,
       .clean_session = true,
-      .tls = c->set.mqtt_tls,
-      .ca_cert = c->set.mqtt_ca_cert,
-      .cert_file = c->set.mqtt_cert,
-      .key_file = c->set.mqtt_key,
-      .tls_protocol = c->set.mqtt_tls_protocol,
+      .tls = c->set.srv->mqtt_tls,
+      .ca_cert = c->set.srv->mqtt_ca_cert,
+      .cert_file = c->set.srv->mqtt_cert_file,
+      .key_file = c->set.srv->mqtt_key_file,
+      .tls_protocol = c->set.srv->mqtt_tls_protocol,
       .topic = topic,
       .backoff_min = 0.2,
       .backoff_max = 1,
@@ -141,7 +141,7 @@ int session_open(ctl_t *c, bool mqtt) {
   hes_api_error_t err;
   c->client = hes_session_client_new(c->session, &err);
   if (c->client == NULL) {
-    errx_("HES %s: %s", c->set.url, err.msg);
+    errx_("HES %s: %s", c->set.srv->url, err.msg);
     return EXIT_CONFIG;
   }
   for (size_t i = 0; i < c->nitems; i++) {
@@ -182,8 +182,8 @@ int session_open(ctl_t *c, bool mqtt) {
     char reason[sizeof(c->mqtt_why)];
     snprintf(reason, sizeof(reason), "%s", c->mqtt_why[0] ? c->mqtt_why : "no answer");
     pthread_mutex_unlock(&c->lock);
-    errx_("MQTT broker %s:%d: not ready after %g s: %s", c->set.mqtt_host, c->set.mqtt_port, wait,
-          reason);
+    errx_("MQTT broker %s:%d: not ready after %g s: %s", c->set.srv->mqtt_host,
+          c->set.srv->mqtt_port, wait, reason);
     return EXIT_MQTT;
   }
   return EXIT_ALL_OK;
@@ -191,7 +191,7 @@ int session_open(ctl_t *c, bool mqtt) {
 
 /* Connects and subscribes; returns once the subscription is acknowledged. */
 int session_mqtt(ctl_t *c) {
-  if (c->set.mqtt_host == NULL) {
+  if (c->set.srv->mqtt_host == NULL) {
     errx_("no MQTT broker: give --broker HOST[:PORT] or an <MQTT> Host in the config");
     return EXIT_CONFIG;
   }

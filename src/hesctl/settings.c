@@ -20,29 +20,25 @@
 #include <time.h>
 #include <unistd.h>
 
+int settings_init(settings_t *s) {
+  s->srv = calloc(1, sizeof(*s->srv));
+  if (s->srv == NULL)
+    return -1;
+  s->srv->verify_peer = true;
+  s->srv->verify_host = true;
+  s->srv->mqtt_qos = 1;
+  return 0;
+}
+
 void settings_free(settings_t *s) {
-  char **all[] = {&s->url,        &s->tenant,           &s->username,     &s->password,
-                  &s->secret_key, &s->ca_cert,          &s->time_zone,    &s->mqtt_host,
-                  &s->mqtt_user,  &s->mqtt_password,    &s->mqtt_ca_cert, &s->mqtt_cert,
-                  &s->mqtt_key,   &s->mqtt_tls_protocol};
-  free(s->server);
-  hes_meters_free(s->meters);
-  free(s->meter_file);
-  for (size_t i = 0; i < s->ndcus; i++)
-    free(s->dcus[i]);
-  free(s->dcus);
+  hes_conf_server_free(s->srv); /* zeroes the secrets */
+  s->srv = NULL;
   free(s->state_dir);
-  s->server = s->meter_file = s->state_dir = NULL;
-  s->meters = NULL;
-  s->dcus = NULL;
-  s->ndcus = 0;
-  for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
-    if (*all[i] != NULL &&
-        (all[i] == &s->password || all[i] == &s->mqtt_password || all[i] == &s->secret_key))
-      explicit_bzero(*all[i], strlen(*all[i]));
-    free(*all[i]);
-    *all[i] = NULL;
-  }
+  s->state_dir = NULL;
+}
+
+const char *settings_meter_file(const settings_t *s) {
+  return s->srv->meter_files_num > 0 ? s->srv->meter_files[0] : NULL;
 }
 
 static int set_str(char **dst, const char *v) {
@@ -137,61 +133,41 @@ int load_config(const char *file, const char *name, settings_t *s) {
     hes_conf_free(&conf);
     return -1;
   }
-  int rc = 0;
-  if (copy_str(&s->url, sv->url) != 0 || copy_str(&s->tenant, sv->tenant) != 0 ||
-      copy_str(&s->username, sv->username) != 0 || copy_str(&s->password, sv->password) != 0 ||
-      copy_str(&s->secret_key, sv->secret_key) != 0 || copy_str(&s->ca_cert, sv->ca_cert) != 0 ||
-      copy_str(&s->time_zone, sv->time_zone) != 0 || copy_str(&s->mqtt_host, sv->mqtt_host) != 0 ||
-      copy_str(&s->mqtt_user, sv->mqtt_user) != 0 ||
-      copy_str(&s->mqtt_password, sv->mqtt_password) != 0 ||
-      copy_str(&s->mqtt_ca_cert, sv->mqtt_ca_cert) != 0 ||
-      copy_str(&s->mqtt_cert, sv->mqtt_cert_file) != 0 ||
-      copy_str(&s->mqtt_key, sv->mqtt_key_file) != 0 ||
-      copy_str(&s->mqtt_tls_protocol, sv->mqtt_tls_protocol) != 0) {
+  if (copy_str(&s->state_dir, conf.state_dir) != 0) {
     errx_("out of memory");
-    rc = -1;
+    hes_conf_free(&conf);
+    return -1;
   }
-  s->verify_peer = sv->verify_peer;
-  s->verify_host = sv->verify_host;
-  s->timeout_ms = (long)sv->timeout_ms;
-  s->mqtt_port = sv->mqtt_port;
-  s->mqtt_qos = sv->mqtt_qos;
-  s->mqtt_tls = sv->mqtt_tls;
-  if (rc == 0 && (copy_str(&s->server, sv->name) != 0 ||
-                  (sv->meter_files_num > 0 && copy_str(&s->meter_file, sv->meter_files[0]) != 0) ||
-                  copy_str(&s->state_dir, conf.state_dir) != 0)) {
-    errx_("out of memory");
-    rc = -1;
-  }
-  /* taken over: the config module frees neither */
+  /* taken over whole: out of the module's list, which is freed without it */
+  hes_conf_server_t **at = &conf.servers;
+  while (*at != sv)
+    at = &(*at)->next;
+  *at = sv->next;
   hes_conf_server_t *own = (hes_conf_server_t *)sv;
-  s->meters = own->meters;
-  own->meters_borrowed = true;
-  s->dcus = own->dcus;
-  s->ndcus = own->dcus_num;
-  own->dcus = NULL;
-  own->dcus_num = 0;
+  own->next = NULL;
+  hes_conf_server_free(s->srv);
+  s->srv = own;
   hes_conf_free(&conf);
-  return rc;
+  return 0;
 }
 
 /* Flags and environment over the file; then the checks. */
 int settings_finish(settings_t *s, const opts_t *o) {
-  if ((o->url != NULL && set_str(&s->url, o->url) != 0) ||
-      (o->tenant != NULL && set_str(&s->tenant, o->tenant) != 0) ||
-      (o->username != NULL && set_str(&s->username, o->username) != 0) ||
-      (o->mqtt_user != NULL && set_str(&s->mqtt_user, o->mqtt_user) != 0)) {
+  if ((o->url != NULL && set_str(&s->srv->url, o->url) != 0) ||
+      (o->tenant != NULL && set_str(&s->srv->tenant, o->tenant) != 0) ||
+      (o->username != NULL && set_str(&s->srv->username, o->username) != 0) ||
+      (o->mqtt_user != NULL && set_str(&s->srv->mqtt_user, o->mqtt_user) != 0)) {
     errx_("out of memory");
     return -1;
   }
   const char *env = getenv("HES_PASSWORD");
-  if (env != NULL && *env != '\0' && set_str(&s->password, env) != 0)
+  if (env != NULL && *env != '\0' && set_str(&s->srv->password, env) != 0)
     return -1;
   env = getenv("HES_SECRET_KEY");
-  if (env != NULL && *env != '\0' && set_str(&s->secret_key, env) != 0)
+  if (env != NULL && *env != '\0' && set_str(&s->srv->secret_key, env) != 0)
     return -1;
   env = getenv("HES_MQTT_PASSWORD");
-  if (env != NULL && *env != '\0' && set_str(&s->mqtt_password, env) != 0)
+  if (env != NULL && *env != '\0' && set_str(&s->srv->mqtt_password, env) != 0)
     return -1;
   if (o->broker != NULL) {
     const char *b = o->broker, *colon = strrchr(b, ':');
@@ -221,28 +197,29 @@ int settings_finish(settings_t *s, const opts_t *o) {
         errx_("--broker %s: the port must be 1..65535", o->broker);
         return -1;
       }
-      s->mqtt_port = (int)port;
+      s->srv->mqtt_port = (int)port;
     }
-    if (set_str(&s->mqtt_host, host) != 0)
+    if (set_str(&s->srv->mqtt_host, host) != 0)
       return -1;
   }
   struct {
     const char *what;
     const char *v;
-  } need[] = {{"URL (--url)", s->url},
-              {"TenantCode (--tenant)", s->tenant},
-              {"Username (--username)", s->username},
-              {"Password (the environment variable HES_PASSWORD)", s->password},
-              {"SecretKey (the environment variable HES_SECRET_KEY)", s->secret_key}};
+  } need[] = {{"URL (--url)", s->srv->url},
+              {"TenantCode (--tenant)", s->srv->tenant},
+              {"Username (--username)", s->srv->username},
+              {"Password (the environment variable HES_PASSWORD)", s->srv->password},
+              {"SecretKey (the environment variable HES_SECRET_KEY)", s->srv->secret_key}};
   for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
     if (need[i].v == NULL || need[i].v[0] == '\0') {
       errx_("no %s: give --config FILE or the flags", need[i].what);
       return -1;
     }
   }
-  s->mqtt_port = hes_conf_mqtt_port(s->mqtt_port, s->mqtt_tls, s->mqtt_ca_cert, s->mqtt_cert);
-  if (!hes_meter_is_valid(s->tenant)) {
-    errx_("TenantCode \"%.40s\" is not a valid tenant code", s->tenant);
+  s->srv->mqtt_port = hes_conf_mqtt_port(s->srv->mqtt_port, s->srv->mqtt_tls, s->srv->mqtt_ca_cert,
+                                         s->srv->mqtt_cert_file);
+  if (!hes_meter_is_valid(s->srv->tenant)) {
+    errx_("TenantCode \"%.40s\" is not a valid tenant code", s->srv->tenant);
     return -1;
   }
   return 0;

@@ -761,8 +761,7 @@ void hes_conf_server_free(hes_conf_server_t *s) {
   conf__free_secret(s->password);
   conf__free_secret(s->secret_key);
   conf__free_secret(s->mqtt_password);
-  if (!s->meters_borrowed)
-    hes_meters_free(s->meters);
+  hes_meters_free(s->meters);
   for (size_t i = 0; i < s->meter_files_num; i++)
     free(s->meter_files[i]);
   free(s->meter_files);

@@ -63,7 +63,6 @@ typedef struct hes_conf_server {
 
   /* what to read: the meters of Meter and MeterFile (sealed), the files, the DCUs */
   hes_meters_t *meters;
-  bool meters_borrowed; /* the plugin took them over: not freed here */
   char **meter_files;
   size_t meter_files_num;
   char **dcus;

@@ -40,7 +40,7 @@ static void hes_frozen_record(hes_server_t *s, struct hes_frozen *f, const hes_p
         HES_LOG_LIMITED(&s->log_value, LOG_WARNING,
                         "Server \"%s\": %s: meter %.*s: dropped %s channel %s value \"%.64s\" "
                         "unit \"%.16s\"",
-                        s->name, source, (int)(r->dev_addr_len > 32 ? 32 : r->dev_addr_len),
+                        s->conf->name, source, (int)(r->dev_addr_len > 32 ? 32 : r->dev_addr_len),
                         r->dev_addr, f->item->name, channel->name, r->value, r->unit);
         continue;
       }
@@ -55,8 +55,8 @@ static void hes_frozen_record(hes_server_t *s, struct hes_frozen *f, const hes_p
       HES_LOG_LIMITED(&s->log_value, LOG_WARNING,
                       "Server \"%s\": %s: meter %.*s: %s at %" PRId64
                       " is not a freeze time being collected (check TimeZone)",
-                      s->name, source, (int)first->dev_addr_len, first->dev_addr, f->item->name,
-                      first->timestamp_ms / 1000);
+                      s->conf->name, source, (int)first->dev_addr_len, first->dev_addr,
+                      f->item->name, first->timestamp_ms / 1000);
   }
 }
 
@@ -91,7 +91,7 @@ static void hes_frozen_dispatch(hes_server_t *s, struct hes_frozen *f) {
     HES_LOG_LIMITED(&s->log_value, LOG_ERR,
                     "Server \"%s\": %s: cannot save the backfill state: %s (a restart may "
                     "dispatch a period again)",
-                    s->name, f->item->name, STRERROR(err));
+                    s->conf->name, f->item->name, STRERROR(err));
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -115,7 +115,7 @@ static const hes_session_sink_t hes_frozen_sink = {
 };
 
 void hes_billing_routes(hes_server_t *s) {
-  for (size_t i = 0; i < s->frozen_num; i++) {
+  for (size_t i = 0; i < s->conf->frozen_num; i++) {
     struct hes_frozen *f = &s->frozen[i];
     f->server = s;
     f->route = (hes_session_route_t){
@@ -141,7 +141,7 @@ static bool hes_billing_over(hes_server_t *s, double deadline) {
  * version no longer lists is not asked for: the books learn it at the next change. */
 static size_t hes_frozen_batch(hes_server_t *s, struct hes_frozen *f, int64_t t, uint32_t *from) {
   size_t n = 0;
-  while (n < s->batch_size) {
+  while (n < hes_batch_size(s)) {
     uint32_t m = hes_backfill_next_missing(f->backfill, t, *from);
     if (m == HES_METER_NONE)
       break;
@@ -205,7 +205,7 @@ static bool hes_frozen_read(hes_server_t *s, struct hes_frozen *f, int64_t t, co
         .tag = (uint32_t)f->item->cgcode,
         .meters = s->billing_index,
         .n = n,
-        .timeout = s->plan_timeout,
+        .timeout = s->conf->plan_timeout,
     };
     hes_api_plan_t plan;
     hes_api_error_t err;
@@ -234,7 +234,7 @@ static bool hes_frozen_round_in(hes_server_t *s, struct hes_frozen *f, int64_t n
   for (size_t k = 0; k < nt; k++) {
     int64_t t = times[(start + k) % nt];
     char when[HES_TZ_FORMAT_SIZE];
-    if (!hes_tz_format(s->tz, t, when, sizeof(when)))
+    if (!hes_tz_format(s->conf->tz, t, when, sizeof(when)))
       continue;
     if (!hes_frozen_history(s, f, t, when, deadline) || !hes_frozen_read(s, f, t, when, deadline)) {
       f->resume = t;
@@ -259,7 +259,7 @@ static bool hes_frozen_round(hes_server_t *s, struct hes_frozen *f, int64_t now,
 }
 
 void hes_billing_meters(hes_server_t *s, const hes_meterver_t *v) {
-  if (s->frozen_num == 0 || !s->billing_sync) {
+  if (s->conf->frozen_num == 0 || !s->billing_sync) {
     hes_meterset_unpin(s->set, v);
     return;
   }
@@ -283,7 +283,7 @@ static void hes_billing_follow(hes_server_t *s) {
    * books share the published list instead of keeping copies (issue 15's 64 bytes a meter). */
   const hes_meters_t *list = hes_meterver_meters(next);
   bool all = true;
-  for (size_t i = 0; i < s->frozen_num; i++) {
+  for (size_t i = 0; i < s->conf->frozen_num; i++) {
     struct hes_frozen *f = &s->frozen[i];
     if (hes_backfill_set_meters(f->backfill, list) == 0) {
       hes_meterset_unpin(s->set, f->ver);
@@ -296,7 +296,7 @@ static void hes_billing_follow(hes_server_t *s) {
   if (!all)
     ERROR(HES_PLUGIN " plugin: Server \"%s\": some frozen items keep the previous meter list "
                      "(out of memory, or the new list is empty)",
-          s->name);
+          s->conf->name);
   hes_meterset_unpin(s->set, next);
 }
 
@@ -316,51 +316,51 @@ static bool hes_billing_wait(hes_server_t *s, double seconds) {
  * RetryInterval, a 4.1 round that ends by the next one is due. */
 static void *hes_billing_thread(void *arg) {
   hes_server_t *s = arg;
-  double step = CDTIME_T_TO_DOUBLE(s->interval);
+  double step = CDTIME_T_TO_DOUBLE(hes_interval(s));
   do {
-    for (size_t i = 0; i < s->frozen_num; i++)
+    for (size_t i = 0; i < s->conf->frozen_num; i++)
       hes_frozen_dispatch(s, &s->frozen[i]);
     hes_billing_follow(s); /* between takes: what was taken went out under the old indices */
     double now = hes_clock_wall();
     if (!hes_mqtt_ready(s->mqtt) ||
-        (s->frozen_last != 0 && now - s->frozen_last < s->retry_interval))
+        (s->frozen_last != 0 && now - s->frozen_last < s->conf->retry_interval))
       continue;
     s->frozen_last = now;
-    double deadline = now + s->retry_interval;
+    double deadline = now + s->conf->retry_interval;
     /* The item a round cut short was on goes first next time: none starves the others. */
     size_t first = s->frozen_next;
-    for (size_t k = 0; k < s->frozen_num; k++) {
-      size_t i = (first + k) % s->frozen_num;
+    for (size_t k = 0; k < s->conf->frozen_num; k++) {
+      size_t i = (first + k) % s->conf->frozen_num;
       if (!hes_frozen_round(s, &s->frozen[i], (int64_t)hes_clock_wall(), deadline)) {
         s->frozen_next = i;
         if (!atomic_load(&s->billing_stop))
           HES_LOG_LIMITED(&s->log_http, LOG_WARNING,
                           "Server \"%s\": the billing round took longer than RetryInterval "
                           "(%.0f s); the next one resumes with %s",
-                          s->name, s->retry_interval, s->frozen[i].item->name);
+                          s->conf->name, s->conf->retry_interval, s->frozen[i].item->name);
         break;
       }
     }
-    for (size_t i = 0; i < s->frozen_num; i++)
+    for (size_t i = 0; i < s->conf->frozen_num; i++)
       hes_frozen_dispatch(s, &s->frozen[i]);
   } while (hes_billing_wait(s, step));
   return NULL;
 }
 
 int hes_billing_start(hes_server_t *s) {
-  if (s->frozen_num == 0)
+  if (s->conf->frozen_num == 0)
     return 0;
   hes_api_error_t err;
   s->billing_client = hes_session_client_new(s->session, &err);
-  s->billing_index = calloc(s->batch_size, sizeof(*s->billing_index));
+  s->billing_index = calloc(hes_batch_size(s), sizeof(*s->billing_index));
   if (s->billing_client == NULL || s->billing_index == NULL) {
     ERROR(HES_PLUGIN " plugin: Server \"%s\": cannot set up the billing thread's HTTP client: %s",
-          s->name, s->billing_client == NULL ? err.msg : "out of memory");
+          s->conf->name, s->billing_client == NULL ? err.msg : "out of memory");
     return -1;
   }
   int status = plugin_thread_create(&s->billing_thread, hes_billing_thread, s, "hes billing");
   if (status != 0) {
-    ERROR(HES_PLUGIN " plugin: Server \"%s\": cannot start the billing thread: %s", s->name,
+    ERROR(HES_PLUGIN " plugin: Server \"%s\": cannot start the billing thread: %s", s->conf->name,
           STRERROR(status));
     return -1;
   }

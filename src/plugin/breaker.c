@@ -101,7 +101,7 @@ static void hes_relay_decision(void *ctx, hes_relay_decision_t d, const char *ru
     HES_LOG_LIMITED(&hes_log_holdoff, LOG_INFO,
                     "relay: rule \"%s\": not sending %s to meter %s: it got a command less than "
                     "Holdoff (%.0f s) ago.",
-                    rule, what, meter, rc->holdoff);
+                    rule, what, meter, rc->conf->holdoff);
     break;
   case HES_RELAY_SKIP_STATE: {
     /* When in doubt, do not act on a breaker: its time could not be put on disk, so a
@@ -242,7 +242,7 @@ static void hes_relay_send_in(hes_relay_conf_t *rc, const hes_relay_cmd_t *cmd, 
       .tag = HES_TAG_RELAY | (uint32_t)cmd->action,
       .meters = &index,
       .n = 1,
-      .timeout = s->plan_timeout,
+      .timeout = s->conf->plan_timeout,
       .sent = hes_relay_sent_cb,
       .ctx = &sc,
   };
@@ -283,15 +283,15 @@ static void *hes_relay_thread(void *arg) {
 int hes_relay_start(hes_relay_conf_t *rc) {
   hes_server_t *s = rc->server;
   char path[PATH_MAX];
-  snprintf(path, sizeof(path), "%s/hes-relay-%s.state", hes_state_dir_path(), s->name);
+  snprintf(path, sizeof(path), "%s/hes-relay-%s.state", hes_state_dir_path(), s->conf->name);
   char err[512] = "";
   /* The relay borrows the current version's list; the pin keeps it alive until the relay
    * takes the next one (roster.c). */
   rc->ver = hes_meterset_pin(s->set);
   hes_relay_config_t cfg = {
-      .holdoff = rc->holdoff,
-      .max_per_minute = rc->max_per_minute,
-      .dry_run = rc->dry_run,
+      .holdoff = rc->conf->holdoff,
+      .max_per_minute = rc->conf->max_per_minute,
+      .dry_run = rc->conf->dry_run,
       .queue_max = 64,
       .state_path = path,
       .meters = hes_meterver_meters(rc->ver),
@@ -303,8 +303,8 @@ int hes_relay_start(hes_relay_conf_t *rc) {
   }
   if (err[0] != '\0')
     WARNING(HES_PLUGIN " plugin: <Relay>: %s", err);
-  for (size_t i = 0; i < rc->rules_num; i++) {
-    const hes_rule_conf_t *r = &rc->rules[i];
+  for (size_t i = 0; i < rc->conf->rules_num; i++) {
+    const hes_conf_rule_t *r = &rc->conf->rules[i];
     hes_relay_rule_t rule = {
         .name = r->name,
         .plugin = r->plugin,
@@ -344,7 +344,7 @@ int hes_relay_start(hes_relay_conf_t *rc) {
   }
   INFO(HES_PLUGIN " plugin: <Relay>: %zu rule(s) for Server \"%s\", Holdoff %.0f s, "
                   "MaxPerMinute %d%s, state in %s.",
-       rc->rules_num, s->name, rc->holdoff, rc->max_per_minute,
-       rc->dry_run ? ", DRY RUN: nothing will be sent" : "", path);
+       rc->conf->rules_num, s->conf->name, rc->conf->holdoff, rc->conf->max_per_minute,
+       rc->conf->dry_run ? ", DRY RUN: nothing will be sent" : "", path);
   return 0;
 }

@@ -64,12 +64,12 @@ void hes_health_round_end(hes_server_t *s) {
   hes_health_t h = {.round_duration = -1};
   if (s->health.round_start > 0) {
     h.round_duration = hes_clock_mono() - s->health.round_start;
-    if (h.round_duration > CDTIME_T_TO_DOUBLE(s->interval))
+    if (h.round_duration > CDTIME_T_TO_DOUBLE(hes_interval(s)))
       s->health.round_overruns++;
   }
   hes_latency_take(&s->health.http, &h.http);
   hes_latency_take(&s->health.push, &h.push);
   h.round_overruns = s->health.round_overruns;
   h.mqtt_reconnects = hes_mqtt_reconnects(s->mqtt);
-  hes_health_dispatch(s->name, s->interval, &h);
+  hes_health_dispatch(s->conf->name, hes_interval(s), &h);
 }

@@ -19,7 +19,7 @@
 hes_server_t *hes_servers;
 atomic_bool hes_initialised;
 hes_relay_conf_t *hes_relay_conf;
-char *hes_state_dir;
+hes_conf_t hes_conf;
 
 /* ---------------------------------------------------------------------------------------
  * logging helpers */
@@ -55,8 +55,8 @@ bool hes_ratelimit_allow(hes_ratelimit_t *rl, uint64_t *suppressed_before) {
 
 /* StateDir, or collectd's BaseDir. */
 const char *hes_state_dir_path(void) {
-  if (hes_state_dir != NULL)
-    return hes_state_dir;
+  if (hes_conf.state_dir != NULL)
+    return hes_conf.state_dir;
   const char *base = global_option_get("BaseDir");
   return base != NULL ? base : ".";
 }
@@ -84,7 +84,7 @@ void hes_server_runtime_free(hes_server_t *s) {
   s->mqtt = NULL;
   /* The books and the relay borrow their lists from pinned versions of the set: they go,
    * and the pins with them, before the set. */
-  for (size_t i = 0; i < s->frozen_num; i++) {
+  for (size_t i = 0; i < s->conf->frozen_num; i++) {
     hes_backfill_free(s->frozen[i].backfill);
     s->frozen[i].backfill = NULL;
     s->frozen[i].meters = NULL;
@@ -131,74 +131,74 @@ static int hes_server_start(hes_server_t *s) {
   pthread_cond_init(&s->billing_cond, NULL);
   s->billing_sync = true;
   hes_health_init(s);
-  s->batch_index = calloc(s->batch_size, sizeof(*s->batch_index));
+  s->batch_index = calloc(hes_batch_size(s), sizeof(*s->batch_index));
   if (s->batch_index == NULL) {
-    ERROR(HES_PLUGIN " plugin: Server \"%s\": out of memory.", s->name);
+    ERROR(HES_PLUGIN " plugin: Server \"%s\": out of memory.", s->conf->name);
     return -1;
   }
   if (hes_roster_start(s) != 0)
     return -1;
-  for (size_t i = 0; i < s->frozen_num; i++) {
+  for (size_t i = 0; i < s->conf->frozen_num; i++) {
     struct hes_frozen *f = &s->frozen[i];
     char path[PATH_MAX];
     char why[512] = "";
-    snprintf(path, sizeof(path), "%s/hes-backfill-%s-%s.state", hes_state_dir_path(), s->name,
+    snprintf(path, sizeof(path), "%s/hes-backfill-%s-%s.state", hes_state_dir_path(), s->conf->name,
              f->item->period);
     f->ver = hes_meterset_pin(s->set);
     f->meters = hes_meterver_meters(f->ver);
     hes_backfill_config_t bc = {
-        .server = s->name,
+        .server = s->conf->name,
         .kind = (hes_backfill_kind_t)f->item->cgcode,
         .meters = f->meters,
-        .tz = s->tz,
-        .periods = (unsigned)s->backfill_periods,
-        .give_up = (int64_t)s->give_up_after,
+        .tz = s->conf->tz,
+        .periods = (unsigned)s->conf->backfill_periods,
+        .give_up = (int64_t)s->conf->give_up_after,
         .hold_gaps = true,
         .state_path = path,
     };
     f->backfill = hes_backfill_new(&bc, why, sizeof(why));
     if (f->backfill == NULL) {
-      ERROR(HES_PLUGIN " plugin: Server \"%s\": %s: %s", s->name, f->item->name, why);
+      ERROR(HES_PLUGIN " plugin: Server \"%s\": %s: %s", s->conf->name, f->item->name, why);
       return -1;
     }
     if (why[0] != '\0')
-      WARNING(HES_PLUGIN " plugin: Server \"%s\": %s: %s", s->name, f->item->name, why);
+      WARNING(HES_PLUGIN " plugin: Server \"%s\": %s: %s", s->conf->name, f->item->name, why);
   }
 
-  if (s->mqtt_client_id == NULL) {
+  if (s->conf->mqtt_client_id == NULL) {
     char id[256];
-    snprintf(id, sizeof(id), "collectd-hes-%s-%s", hostname_g, s->name);
-    s->mqtt_client_id = strdup(id);
-    if (s->mqtt_client_id == NULL)
+    snprintf(id, sizeof(id), "collectd-hes-%s-%s", hostname_g, s->conf->name);
+    s->conf->mqtt_client_id = strdup(id);
+    if (s->conf->mqtt_client_id == NULL)
       return -1;
   }
-  snprintf(s->topic_filter, sizeof(s->topic_filter), "/%s/#", s->tenant);
+  snprintf(s->topic_filter, sizeof(s->topic_filter), "/%s/#", s->conf->tenant);
   s->api_config = (hes_api_config_t){
-      .url = s->url,
-      .tenant_code = s->tenant,
-      .username = s->username,
-      .password = s->password,
-      .secret_key = s->secret_key,
-      .verify_peer = s->verify_peer,
-      .verify_host = s->verify_host,
-      .ca_cert = s->ca_cert,
-      .timeout_ms = s->timeout_ms,
+      .url = s->conf->url,
+      .tenant_code = s->conf->tenant,
+      .username = s->conf->username,
+      .password = s->conf->password,
+      .secret_key = s->conf->secret_key,
+      .verify_peer = s->conf->verify_peer,
+      .verify_host = s->conf->verify_host,
+      .ca_cert = s->conf->ca_cert,
+      .timeout_ms = (long)s->conf->timeout_ms,
       .latency = &s->health.http, /* every client's requests: read, billing, relay */
   };
   hes_mqtt_config_t mc = {
-      .host = s->mqtt_host,
-      .port = s->mqtt_port,
-      .user = s->mqtt_user,
-      .password = s->mqtt_password,
-      .client_id = s->mqtt_client_id,
-      .qos = s->mqtt_qos,
-      .clean_session = s->mqtt_clean_session,
-      .keepalive = s->mqtt_keepalive,
-      .tls = s->mqtt_tls,
-      .ca_cert = s->mqtt_ca_cert,
-      .cert_file = s->mqtt_cert_file,
-      .key_file = s->mqtt_key_file,
-      .tls_protocol = s->mqtt_tls_protocol,
+      .host = s->conf->mqtt_host,
+      .port = s->conf->mqtt_port,
+      .user = s->conf->mqtt_user,
+      .password = s->conf->mqtt_password,
+      .client_id = s->conf->mqtt_client_id,
+      .qos = s->conf->mqtt_qos,
+      .clean_session = s->conf->mqtt_clean_session,
+      .keepalive = s->conf->mqtt_keepalive,
+      .tls = s->conf->mqtt_tls,
+      .ca_cert = s->conf->mqtt_ca_cert,
+      .cert_file = s->conf->mqtt_cert_file,
+      .key_file = s->conf->mqtt_key_file,
+      .tls_protocol = s->conf->mqtt_tls_protocol,
       .topic = s->topic_filter,
   };
   hes_session_config_t sc = {
@@ -213,21 +213,22 @@ static int hes_server_start(hes_server_t *s) {
   char why[256] = "";
   s->session = hes_session_new(&sc, why, sizeof(why));
   if (s->session == NULL) {
-    ERROR(HES_PLUGIN " plugin: Server \"%s\": <MQTT>: %s", s->name, why);
+    ERROR(HES_PLUGIN " plugin: Server \"%s\": <MQTT>: %s", s->conf->name, why);
     return -1;
   }
   s->mqtt = hes_session_mqtt(s->session);
   hes_api_error_t err;
   s->read_client = hes_session_client_new(s->session, &err);
   if (s->read_client == NULL) {
-    ERROR(HES_PLUGIN " plugin: Server \"%s\": cannot set up the HTTP client: %s", s->name, err.msg);
+    ERROR(HES_PLUGIN " plugin: Server \"%s\": cannot set up the HTTP client: %s", s->conf->name,
+          err.msg);
     return -1;
   }
   hes_read_routes(s);
   hes_billing_routes(s);
   int status = plugin_thread_create(&s->mqtt_thread, hes_mqtt_thread, s, "hes mqtt");
   if (status != 0) {
-    ERROR(HES_PLUGIN " plugin: Server \"%s\": cannot start the MQTT thread: %s", s->name,
+    ERROR(HES_PLUGIN " plugin: Server \"%s\": cannot start the MQTT thread: %s", s->conf->name,
           STRERROR(status));
     return -1;
   }
@@ -236,13 +237,13 @@ static int hes_server_start(hes_server_t *s) {
     return -1;
 
   char cb_name[DATA_MAX_NAME_LEN];
-  snprintf(cb_name, sizeof(cb_name), HES_PLUGIN "-%s", s->name);
+  snprintf(cb_name, sizeof(cb_name), HES_PLUGIN "-%s", s->conf->name);
   /* No free_func: collectd frees read user data before the shutdown callback runs, while
    * the MQTT thread still uses the server. hes_shutdown frees it. */
-  status = plugin_register_complex_read(HES_PLUGIN, cb_name, hes_read, s->interval,
+  status = plugin_register_complex_read(HES_PLUGIN, cb_name, hes_read, hes_interval(s),
                                         &(user_data_t){.data = s});
   if (status != 0) {
-    ERROR(HES_PLUGIN " plugin: Server \"%s\": cannot register the read callback.", s->name);
+    ERROR(HES_PLUGIN " plugin: Server \"%s\": cannot register the read callback.", s->conf->name);
     return -1;
   }
   const hes_meterver_t *v = hes_meterset_pin(s->set);
@@ -250,8 +251,8 @@ static int hes_server_start(hes_server_t *s) {
   hes_meterset_unpin(s->set, v);
   INFO(HES_PLUGIN " plugin: Server \"%s\": %zu meter(s) x %zu item(s) every %.3f s, batches of "
                   "%zu, HES %s, broker %s:%d.",
-       s->name, count, s->items_num, CDTIME_T_TO_DOUBLE(s->interval), s->batch_size, s->url,
-       s->mqtt_host, s->mqtt_port);
+       s->conf->name, count, s->conf->items_num, CDTIME_T_TO_DOUBLE(hes_interval(s)),
+       hes_batch_size(s), s->conf->url, s->conf->mqtt_host, s->conf->mqtt_port);
   return 0;
 }
 
@@ -264,9 +265,9 @@ static int hes_init(void) {
   for (size_t i = 0; i < STATIC_ARRAY_SIZE(self_types); i++)
     status |= hes_check_type(self_types[i]);
   for (hes_server_t *s = hes_servers; s != NULL; s = s->next) {
-    for (size_t i = 0; i < s->items_num; i++)
-      status |= hes_check_type(s->items[i]->type);
-    if (s->frozen_num > 0) {
+    for (size_t i = 0; i < s->conf->items_num; i++)
+      status |= hes_check_type(s->conf->items[i]->type);
+    if (s->conf->frozen_num > 0) {
       static const int channels[] = {5069, 5074, 5084, 5089, 5099};
       for (size_t i = 0; i < STATIC_ARRAY_SIZE(channels); i++)
         status |= hes_check_type(hes_item_by_cgcode(channels[i])->type);
@@ -311,8 +312,7 @@ static int hes_shutdown(void) {
   }
   hes_relay_conf_free(hes_relay_conf);
   hes_relay_conf = NULL;
-  free(hes_state_dir);
-  hes_state_dir = NULL;
+  hes_conf_free(&hes_conf);
   return 0;
 }
 

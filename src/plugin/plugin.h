@@ -50,7 +50,6 @@
 #include "tz.h"
 
 #define HES_PLUGIN    "hes"
-#define HES_BATCH_MAX HES_CONF_BATCH_MAX
 #define HES_ITEMS_MAX HES_CONF_ITEMS_MAX
 /* How long the first read waits for the MQTT subscription before it gives up on the round:
  * without the subscription the round's results would be lost. */
@@ -59,7 +58,6 @@
 #define HES_LOG_BURST 5
 /* Plans of relay commands carry this bit in their tag; reading plans carry the cgcode. */
 #define HES_TAG_RELAY 0x80000000u
-#define HES_RULES_MAX HES_CONF_RULES_MAX
 
 /* A small log rate limiter: HES_LOG_BURST lines per minute, then one line saying how many
  * were suppressed. c_complain does not fit: it backs off to a day and is not thread-safe. */
@@ -96,52 +94,15 @@ typedef struct {
 
 typedef struct hes_server {
   struct hes_server *next;
-  char *name;
+  /* the <Server> block as the config module checked it (hes_conf owns it for the run): the
+   * server's settings are read there and nowhere else */
+  hes_conf_server_t *conf;
 
-  /* HES */
-  char *url;
-  char *tenant;
-  char *username;
-  char *password;
-  char *secret_key;
-  char *ca_cert;
-  bool verify_peer;
-  bool verify_host;
-  long timeout_ms;
-
-  /* MQTT */
-  char *mqtt_host;
-  int mqtt_port;
-  char *mqtt_user;
-  char *mqtt_password;
-  char *mqtt_client_id;
-  int mqtt_qos;
-  bool mqtt_clean_session;
-  int mqtt_keepalive;
-  bool mqtt_tls;
-  char *mqtt_ca_cert;
-  char *mqtt_cert_file;
-  char *mqtt_key_file;
-  char *mqtt_tls_protocol;
-
-  /* what to read: the config's list (freed once the meter list is built at start), and the
-   * list as it changes (roster.c) */
-  hes_meters_t *meters;
+  /* the meter list as it changes (roster.c); conf->meters is freed once it is built at start */
   hes_meterlist_t *meterlist;
   hes_meterset_t *set;           /* the meterlist's: pin a version for one unit of work */
   hes_session_route_t dcu_route; /* readArchive plans' pushes */
   double dcu_next;               /* read thread: when the DCU lists are refreshed next */
-  char **meter_files;            /* MeterFile paths, in order */
-  size_t meter_files_num;
-  char **dcus; /* DCU numbers: their archives' enabled meters are read too */
-  size_t dcus_num;
-  double dcu_refresh; /* DCURefresh, seconds */
-  const hes_item_t *items[HES_ITEMS_MAX];
-  size_t items_num;
-  size_t batch_size;
-  cdtime_t interval;
-  double plan_timeout;
-  double spread; /* Spread: 0 sends a round's requests at once */
 
   /* frozen items: the seed's 4.1 loop (history, then re-read what is missing, repeat) */
   struct hes_frozen {
@@ -151,14 +112,8 @@ typedef struct hes_server {
     const hes_meterver_t *ver;  /* pinned while the backfill borrows its list as meters */
     hes_session_route_t route;  /* its readFrozen plans' pushes */
     struct hes_server *server;
-    int64_t resume; /* billing thread: the freeze time a round cut short was on; 0: none */
-  } frozen[3];
-  size_t frozen_num;
-  int backfill_periods;
-  double retry_interval;
-  double give_up_after; /* 0: the backfill module's default */
-  char *time_zone;      /* NULL: the host's */
-  hes_tz_t *tz;
+    int64_t resume;   /* billing thread: the freeze time a round cut short was on; 0: none */
+  } frozen[3];        /* conf->frozen_num of them, in conf->frozen's order */
   double frozen_last; /* billing thread: when the last 4.1 round ran */
   size_t frozen_next; /* billing thread: the item the next round starts with */
 
@@ -194,27 +149,11 @@ typedef struct hes_server {
   hes_ratelimit_t log_missing;
 } hes_server_t;
 
-typedef struct {
-  char *name;
-  char *plugin;
-  char *type;
-  char *type_instance;
-  int severity;
-  hes_relay_action_t action;
-  char **meters;
-  size_t meters_num;
-} hes_rule_conf_t;
-
 /* The <Relay> block and its runtime: the commands go out from their own thread with their
  * own api handle, so a long read round never delays a breaker command. */
 typedef struct {
-  char *server_name;
+  const hes_conf_relay_t *conf; /* hes_conf's, for the run */
   hes_server_t *server;
-  double holdoff;
-  int max_per_minute;
-  bool dry_run;
-  hes_rule_conf_t rules[HES_RULES_MAX];
-  size_t rules_num;
 
   hes_relay_t *relay;
   const hes_meterver_t *ver;    /* pinned while the relay borrows its list */
@@ -241,7 +180,7 @@ typedef struct {
 extern hes_server_t *hes_servers;
 extern atomic_bool hes_initialised;
 extern hes_relay_conf_t *hes_relay_conf; /* NULL: no <Relay> block */
-extern char *hes_state_dir;              /* NULL: collectd's BaseDir */
+extern hes_conf_t hes_conf; /* every <Plugin hes> block's, checked; freed at shutdown */
 
 /* hes.c: logging, clock, state directory, runtime teardown */
 void hes_ratelimit_init(hes_ratelimit_t *rl);
@@ -252,6 +191,14 @@ void hes_relay_runtime_free(hes_relay_conf_t *rc);
 
 /* config.c */
 void hes_server_free(hes_server_t *s);
+/* The server's Interval as collectd's time. */
+static inline cdtime_t hes_interval(const hes_server_t *s) {
+  return DOUBLE_TO_CDTIME_T(s->conf->interval);
+}
+/* BatchSize as a count (the config module keeps it as the int it checked). */
+static inline size_t hes_batch_size(const hes_server_t *s) {
+  return (size_t)s->conf->batch_size;
+}
 void hes_relay_conf_free(hes_relay_conf_t *rc);
 int hes_config(oconfig_item_t *ci);
 

@@ -39,20 +39,20 @@ void hes_dispatch_gauge(const char *plugin_instance, const char *type, const cha
 
 void hes_dispatch_derive(const hes_server_t *s, const char *plugin_instance, const char *type,
                          const char *type_instance, cdtime_t time, uint64_t d) {
-  hes_dispatch_value(plugin_instance, type, type_instance, time, s->interval,
+  hes_dispatch_value(plugin_instance, type, type_instance, time, hes_interval(s),
                      (value_t){.derive = (derive_t)d});
 }
 
 static void hes_dispatch_self(hes_server_t *s) {
   char instance[DATA_MAX_NAME_LEN];
-  snprintf(instance, sizeof(instance), "%s-self", s->name);
+  snprintf(instance, sizeof(instance), "%s-self", s->conf->name);
   cdtime_t now = cdtime();
   hes_session_stats_t ss;
   hes_session_stats(s->session, &ss);
   const hes_plans_stats_t ps = ss.plans;
   hes_dispatch_derive(s, instance, "total_requests", "http", now, ss.http);
   hes_dispatch_derive(s, instance, "total_requests", "http_failed", now, ss.http_failed);
-  hes_dispatch_gauge(instance, "gauge", "plans_pending", now, s->interval,
+  hes_dispatch_gauge(instance, "gauge", "plans_pending", now, hes_interval(s),
                      (gauge_t)ps.plans_pending);
   hes_dispatch_derive(s, instance, "total_values", "dispatched", now,
                       atomic_load(&s->count.dispatched));
@@ -64,7 +64,7 @@ static void hes_dispatch_self(hes_server_t *s) {
   hes_dispatch_derive(s, instance, "total_values", "late", now, ps.late);
   /* Early pushes that found the parking space full: lost, so they must show. */
   hes_dispatch_derive(s, instance, "total_values", "dropped", now, ps.dropped);
-  hes_dispatch_gauge(instance, "gauge", "mqtt_connected", now, s->interval,
+  hes_dispatch_gauge(instance, "gauge", "mqtt_connected", now, hes_interval(s),
                      hes_mqtt_ready(s->mqtt) ? 1.0 : 0.0);
   hes_dispatch_derive(s, instance, "total_operations", "relay_sent", now,
                       atomic_load(&s->count.relay_sent));
@@ -72,19 +72,21 @@ static void hes_dispatch_self(hes_server_t *s) {
     hes_dispatch_derive(s, instance, "total_operations", "relay_skipped", now,
                         atomic_load(&s->count.relay_skipped));
   hes_roster_self(s, instance, now);
-  if (s->frozen_num > 0) {
+  if (s->conf->frozen_num > 0) {
     uint64_t expected = 0, collected = 0, missing = 0;
-    for (size_t i = 0; i < s->frozen_num; i++) {
+    for (size_t i = 0; i < s->conf->frozen_num; i++) {
       hes_backfill_stats_t bs;
       hes_backfill_stats(s->frozen[i].backfill, &bs);
       expected += bs.expected;
       collected += bs.collected;
       missing += bs.missing + bs.pending;
     }
-    hes_dispatch_gauge(instance, "gauge", "periods_expected", now, s->interval, (gauge_t)expected);
-    hes_dispatch_gauge(instance, "gauge", "periods_collected", now, s->interval,
+    hes_dispatch_gauge(instance, "gauge", "periods_expected", now, hes_interval(s),
+                       (gauge_t)expected);
+    hes_dispatch_gauge(instance, "gauge", "periods_collected", now, hes_interval(s),
                        (gauge_t)collected);
-    hes_dispatch_gauge(instance, "gauge", "periods_missing", now, s->interval, (gauge_t)missing);
+    hes_dispatch_gauge(instance, "gauge", "periods_missing", now, hes_interval(s),
+                       (gauge_t)missing);
   }
   hes_health_round_end(s);
 }
@@ -98,19 +100,19 @@ void hes_count_rejected(hes_server_t *s, const hes_session_reject_t *why) {
   case HES_SESSION_REJECT_PARSE:
     atomic_fetch_add(&s->count.rejected, 1);
     HES_LOG_LIMITED(&s->log_push, LOG_WARNING, "Server \"%s\": rejected a push of %zu bytes: %s",
-                    s->name, why->len, why->detail);
+                    s->conf->name, why->len, why->detail);
     break;
   case HES_SESSION_REJECT_DROPPED:
     /* counted as "dropped" by the plans table */
     HES_LOG_LIMITED(&s->log_push, LOG_WARNING,
                     "Server \"%s\": plan %s: no room to keep a push that came before its "
                     "plan; dropped",
-                    s->name, why->plan_id);
+                    s->conf->name, why->plan_id);
     break;
   case HES_SESSION_REJECT_SKIPPED:
     atomic_fetch_add(&s->count.rejected, why->count);
     HES_LOG_LIMITED(&s->log_push, LOG_WARNING,
-                    "Server \"%s\": plan %s: skipped %zu malformed entr%s: %s", s->name,
+                    "Server \"%s\": plan %s: skipped %zu malformed entr%s: %s", s->conf->name,
                     why->plan_id, why->count, why->count == 1 ? "y" : "ies", why->detail);
     break;
   case HES_SESSION_REJECT_METER:
@@ -118,7 +120,8 @@ void hes_count_rejected(hes_server_t *s, const hes_session_reject_t *why) {
     HES_LOG_LIMITED(&s->log_value, LOG_WARNING,
                     "Server \"%s\": plan %s: dropped a reading for meter \"%.*s\", which is "
                     "not configured",
-                    s->name, why->plan_id, (int)(why->dev_len > 32 ? 32 : why->dev_len), why->dev);
+                    s->conf->name, why->plan_id, (int)(why->dev_len > 32 ? 32 : why->dev_len),
+                    why->dev);
     break;
   case HES_SESSION_REJECT_CGCODE: /* only readSingle routes check the cgcode */
     atomic_fetch_add(&s->count.rejected, 1);
@@ -126,8 +129,8 @@ void hes_count_rejected(hes_server_t *s, const hes_session_reject_t *why) {
   case HES_SESSION_REJECT_KIND:
     atomic_fetch_add(&s->count.rejected, 1);
     HES_LOG_LIMITED(&s->log_push, LOG_WARNING,
-                    "Server \"%s\": plan %s: a push of an unexpected kind for its plan", s->name,
-                    why->plan_id);
+                    "Server \"%s\": plan %s: a push of an unexpected kind for its plan",
+                    s->conf->name, why->plan_id);
     break;
   }
 }
@@ -144,7 +147,7 @@ static void hes_read_rejected(void *user, const hes_session_reject_t *why) {
   HES_LOG_LIMITED(&s->log_value, LOG_WARNING,
                   "Server \"%s\": plan %s: meter %s: dropped a reading of cgcode %d, the plan "
                   "asked for %s",
-                  s->name, why->plan_id, hes_roster_name(s, why->meter, name, sizeof(name)),
+                  s->conf->name, why->plan_id, hes_roster_name(s, why->meter, name, sizeof(name)),
                   why->cgcode, rr->item->name);
 }
 
@@ -164,7 +167,7 @@ static void hes_read_missing(void *user, const hes_session_plan_t *plan, const u
     used += (size_t)w;
   }
   HES_LOG_LIMITED(&s->log_missing, LOG_WARNING,
-                  "Server \"%s\": plan %s (%s): %zu meter(s) never answered: %s%s", s->name,
+                  "Server \"%s\": plan %s (%s): %zu meter(s) never answered: %s%s", s->conf->name,
                   plan->plan_id, rr->item->name, n, few, n > 3 ? ", ..." : "");
 }
 
@@ -181,7 +184,7 @@ static void hes_read_readings(void *user, const hes_session_plan_t *plan, const 
   value_t v;
   vl.values = &v;
   vl.values_len = 1;
-  vl.interval = s->interval; /* the threshold plugin's missing-value timer is based on it */
+  vl.interval = hes_interval(s); /* the threshold plugin's missing-value timer is based on it */
   sstrncpy(vl.plugin, HES_PLUGIN, sizeof(vl.plugin));
   sstrncpy(vl.type, item->type, sizeof(vl.type));
   sstrncpy(vl.type_instance, item->type_instance, sizeof(vl.type_instance));
@@ -197,8 +200,8 @@ static void hes_read_readings(void *user, const hes_session_plan_t *plan, const 
           &s->log_value, LOG_WARNING,
           "Server \"%s\": plan %s: meter %.*s: dropped %s value \"%.64s\" unit "
           "\"%.16s\": %s",
-          s->name, plan->plan_id, (int)r->dev_addr_len, r->dev_addr, item->name, r->value, r->unit,
-          cr == HES_ITEM_EUNIT ? "the unit does not fit the item" : "not a finite number");
+          s->conf->name, plan->plan_id, (int)r->dev_addr_len, r->dev_addr, item->name, r->value,
+          r->unit, cr == HES_ITEM_EUNIT ? "the unit does not fit the item" : "not a finite number");
       continue;
     }
     /* A meter number is at most HES_METER_MAX_LEN characters: it fits, NUL included. */
@@ -224,12 +227,12 @@ static void hes_server_rejected(void *user, const hes_session_reject_t *why) {
 static void hes_server_broker(void *user, bool ready, const char *why) {
   hes_server_t *s = user;
   if (ready)
-    INFO(HES_PLUGIN " plugin: Server \"%s\": MQTT %s:%d connected, subscribed to \"%s\".", s->name,
-         s->mqtt_host, s->mqtt_port, s->topic_filter);
+    INFO(HES_PLUGIN " plugin: Server \"%s\": MQTT %s:%d connected, subscribed to \"%s\".",
+         s->conf->name, s->conf->mqtt_host, s->conf->mqtt_port, s->topic_filter);
   else if (!atomic_load(&hes_initialised))
-    INFO(HES_PLUGIN " plugin: Server \"%s\": MQTT disconnected (shutdown).", s->name);
+    INFO(HES_PLUGIN " plugin: Server \"%s\": MQTT disconnected (shutdown).", s->conf->name);
   else /* the reason names the broker */
-    WARNING(HES_PLUGIN " plugin: Server \"%s\": MQTT not connected: %s.", s->name,
+    WARNING(HES_PLUGIN " plugin: Server \"%s\": MQTT not connected: %s.", s->conf->name,
             why != NULL ? why : "unknown reason");
 }
 
@@ -240,13 +243,13 @@ const hes_session_sink_t hes_server_sink = {
 
 /* The routes of the readSingle plans, one per item. */
 void hes_read_routes(hes_server_t *s) {
-  for (size_t i = 0; i < s->items_num; i++) {
-    s->read_route_user[i] = (hes_read_route_t){.server = s, .item = s->items[i]};
+  for (size_t i = 0; i < s->conf->items_num; i++) {
+    s->read_route_user[i] = (hes_read_route_t){.server = s, .item = s->conf->items[i]};
     s->read_routes[i] = (hes_session_route_t){
         .sink = &hes_read_sink,
         .user = &s->read_route_user[i],
         .kind = HES_PUSH_READINGS,
-        .cgcode = s->items[i]->cgcode,
+        .cgcode = s->conf->items[i]->cgcode,
     };
   }
 }
@@ -256,11 +259,11 @@ void hes_read_routes(hes_server_t *s) {
 
 void hes_log_api_error(hes_server_t *s, const hes_api_error_t *err, const char *what) {
   if (err->kind == HES_API_EHES)
-    HES_LOG_LIMITED(&s->log_http, LOG_ERR, "Server \"%s\": %s: %s: HES code %d: %s", s->name,
+    HES_LOG_LIMITED(&s->log_http, LOG_ERR, "Server \"%s\": %s: %s: HES code %d: %s", s->conf->name,
                     err->endpoint, what, err->code, err->msg);
   else
-    HES_LOG_LIMITED(&s->log_http, LOG_ERR, "Server \"%s\": %s: %s: %s: %s", s->name, err->endpoint,
-                    what, hes_api_result_string(err->kind), err->msg);
+    HES_LOG_LIMITED(&s->log_http, LOG_ERR, "Server \"%s\": %s: %s: %s: %s", s->conf->name,
+                    err->endpoint, what, hes_api_result_string(err->kind), err->msg);
 }
 
 static void hes_read_batch(hes_server_t *s, const hes_meterver_t *v, size_t item, size_t first,
@@ -273,17 +276,17 @@ static void hes_read_batch(hes_server_t *s, const hes_meterver_t *v, size_t item
   }
   hes_session_request_t rq = {
       .route = &s->read_routes[item],
-      .tag = (uint32_t)s->items[item]->cgcode,
+      .tag = (uint32_t)s->conf->items[item]->cgcode,
       .meters = s->batch_index,
       .n = n,
-      .timeout = s->plan_timeout,
+      .timeout = s->conf->plan_timeout,
   };
   hes_api_plan_t plan;
   hes_api_error_t err;
-  if (hes_session_read_single(s->read_client, &rq, s->items[item]->cgcode, &plan, &err) !=
+  if (hes_session_read_single(s->read_client, &rq, s->conf->items[item]->cgcode, &plan, &err) !=
       HES_API_OK) {
     char what[128];
-    snprintf(what, sizeof(what), "%s for %zu meter(s) from %s", s->items[item]->name, n,
+    snprintf(what, sizeof(what), "%s for %zu meter(s) from %s", s->conf->items[item]->name, n,
              first_name);
     hes_log_api_error(s, &err, what);
   }
@@ -296,9 +299,10 @@ static void hes_read_batch(hes_server_t *s, const hes_meterver_t *v, size_t item
  * busy" answers). A round that is behind (a slow HES) never waits; the last request starts
  * at Spread x Interval at most, before the deadline. */
 static void hes_read_pace(const hes_server_t *s, double start, size_t k, size_t n) {
-  if (s->spread <= 0 || k == 0)
+  if (s->conf->spread <= 0 || k == 0)
     return;
-  double wait = start + s->spread * CDTIME_T_TO_DOUBLE(s->interval) * (double)k / (double)n -
+  double wait = start +
+                s->conf->spread * CDTIME_T_TO_DOUBLE(hes_interval(s)) * (double)k / (double)n -
                 hes_clock_wall();
   if (wait <= 0)
     return;
@@ -314,8 +318,8 @@ static void hes_read_pace(const hes_server_t *s, double start, size_t k, size_t 
 static void hes_read_round(hes_server_t *s, const hes_meterver_t *v, double start,
                            double deadline) {
   size_t meters = hes_meterver_count(v);
-  size_t per_item = (meters + s->batch_size - 1) / s->batch_size;
-  size_t total = per_item * s->items_num;
+  size_t per_item = (meters + hes_batch_size(s) - 1) / hes_batch_size(s);
+  size_t total = per_item * s->conf->items_num;
   if (total == 0)
     return;
   if (s->read_cursor >= total)
@@ -326,14 +330,14 @@ static void hes_read_round(hes_server_t *s, const hes_meterver_t *v, double star
       HES_LOG_LIMITED(&s->log_http, LOG_WARNING,
                       "Server \"%s\": the read round took longer than the Interval; %zu of %zu "
                       "request(s) left for the next round",
-                      s->name, total - done, total);
+                      s->conf->name, total - done, total);
       return;
     }
     hes_read_pace(s, start, done, total);
     size_t b = s->read_cursor;
-    size_t item = b / per_item, first = (b % per_item) * s->batch_size;
+    size_t item = b / per_item, first = (b % per_item) * hes_batch_size(s);
     hes_read_batch(s, v, item, first,
-                   meters - first < s->batch_size ? meters - first : s->batch_size);
+                   meters - first < hes_batch_size(s) ? meters - first : hes_batch_size(s));
     s->read_cursor = (b + 1) % total;
     done++;
   }
@@ -353,8 +357,8 @@ int hes_read(user_data_t *ud) {
     /* Without the subscription the results would be lost: skip the round, not the values
      * of later ones. Returning an error would make collectd back the callback off. */
     HES_LOG_LIMITED(&s->log_http, LOG_WARNING,
-                    "Server \"%s\": MQTT broker %s:%d not connected; skipping this round", s->name,
-                    s->mqtt_host, s->mqtt_port);
+                    "Server \"%s\": MQTT broker %s:%d not connected; skipping this round",
+                    s->conf->name, s->conf->mqtt_host, s->conf->mqtt_port);
     hes_dispatch_self(s);
     return 0;
   }
@@ -369,7 +373,7 @@ int hes_read(user_data_t *ud) {
   /* One version for the round: its batches are cut from it and its indices stay valid. */
   const hes_meterver_t *v = hes_meterset_pin(s->set);
   hes_session_client_version(s->read_client, v);
-  hes_read_round(s, v, start, start + CDTIME_T_TO_DOUBLE(s->interval));
+  hes_read_round(s, v, start, start + CDTIME_T_TO_DOUBLE(hes_interval(s)));
   hes_session_client_version(s->read_client, NULL);
   hes_meterset_unpin(s->set, v);
   hes_dispatch_self(s);

@@ -44,9 +44,10 @@ static void hes_roster_end(hes_server_t *s, size_t dcu, bool ok) {
   if (r == HES_METERLIST_EFAILED)
     HES_LOG_LIMITED(&s->log_http, LOG_WARNING,
                     "Server \"%s\": DCU %s: the archive refresh failed; its previous list stays",
-                    s->name, name);
+                    s->conf->name, name);
   else if (r == HES_METERLIST_ESAVE)
-    HES_LOG_LIMITED(&s->log_http, LOG_WARNING, "Server \"%s\": DCU %s: %s", s->name, name, err);
+    HES_LOG_LIMITED(&s->log_http, LOG_WARNING, "Server \"%s\": DCU %s: %s", s->conf->name, name,
+                    err);
 }
 
 static void hes_roster_archive(void *user, const hes_session_plan_t *plan, const hes_push_t *push) {
@@ -101,36 +102,37 @@ static void hes_roster_relay(hes_server_t *s, const hes_meterver_t *v) {
 int hes_roster_start(hes_server_t *s) {
   const char **lines = NULL;
   size_t n_lines = 0;
-  if (hes_meterlist_lines(s->meters, s->meter_files_num > 0 ? s->meter_files[0] : NULL, &lines,
+  if (hes_meterlist_lines(s->conf->meters,
+                          s->conf->meter_files_num > 0 ? s->conf->meter_files[0] : NULL, &lines,
                           &n_lines) != 0) {
-    ERROR(HES_PLUGIN " plugin: Server \"%s\": out of memory.", s->name);
+    ERROR(HES_PLUGIN " plugin: Server \"%s\": out of memory.", s->conf->name);
     return -1;
   }
   /* MeterFile lines beyond the first file's are fixed: only one file is watched. */
   hes_meterlist_config_t mc = {
-      .server = s->name,
+      .server = s->conf->name,
       .meters = lines,
       .n_meters = n_lines,
-      .meter_file = s->meter_files_num > 0 ? s->meter_files[0] : NULL,
-      .dcus = (const char *const *)s->dcus,
-      .n_dcus = s->dcus_num,
+      .meter_file = s->conf->meter_files_num > 0 ? s->conf->meter_files[0] : NULL,
+      .dcus = (const char *const *)s->conf->dcus,
+      .n_dcus = s->conf->dcus_num,
       .state_dir = hes_state_dir_path(),
   };
   char err[512] = "";
   s->meterlist = hes_meterlist_new(&mc, err, sizeof(err));
   free(lines);
   if (s->meterlist == NULL) {
-    ERROR(HES_PLUGIN " plugin: Server \"%s\": %s", s->name, err[0] ? err : "out of memory");
+    ERROR(HES_PLUGIN " plugin: Server \"%s\": %s", s->conf->name, err[0] ? err : "out of memory");
     return -1;
   }
   s->set = hes_meterlist_set(s->meterlist);
   err[0] = '\0';
   hes_meterlist_load_dcus(s->meterlist, err, sizeof(err));
   if (err[0] != '\0')
-    WARNING(HES_PLUGIN " plugin: Server \"%s\": %s", s->name, err);
+    WARNING(HES_PLUGIN " plugin: Server \"%s\": %s", s->conf->name, err);
   err[0] = '\0';
   if (hes_meterlist_check_file(s->meterlist, err, sizeof(err)) == HES_METERLIST_EFILE) {
-    ERROR(HES_PLUGIN " plugin: Server \"%s\": %s", s->name, err);
+    ERROR(HES_PLUGIN " plugin: Server \"%s\": %s", s->conf->name, err);
     return -1;
   }
   hes_meterset_update_t up;
@@ -139,12 +141,12 @@ int hes_roster_start(hes_server_t *s) {
     hes_meterlist_commit(s->meterlist, &up);
     hes_meterlist_done(s->meterlist, &up);
   } else if (r != HES_METERLIST_UNCHANGED) {
-    ERROR(HES_PLUGIN " plugin: Server \"%s\": cannot build the meter list.", s->name);
+    ERROR(HES_PLUGIN " plugin: Server \"%s\": cannot build the meter list.", s->conf->name);
     return -1;
   }
   /* The published list replaces the config's: the relay and the books borrow from it. */
-  hes_meters_free(s->meters);
-  s->meters = NULL;
+  hes_meters_free(s->conf->meters);
+  s->conf->meters = NULL;
   hes_roster_trim();
   s->dcu_route = (hes_session_route_t){
       .sink = &hes_roster_sink,
@@ -166,19 +168,20 @@ void hes_roster_free(hes_server_t *s) {
  * the read round */
 
 static void hes_roster_refresh(hes_server_t *s) {
-  for (size_t d = 0; d < s->dcus_num; d++) {
+  for (size_t d = 0; d < s->conf->dcus_num; d++) {
     if (hes_meterlist_dcu_begin(s->meterlist, d) != HES_METERLIST_OK)
       continue;
     hes_session_request_t rq = {
         .route = &s->dcu_route,
         .tag = (uint32_t)d,
-        .timeout = s->plan_timeout,
+        .timeout = s->conf->plan_timeout,
     };
     hes_api_plan_t plan;
     hes_api_error_t err;
-    if (hes_session_read_archive(s->read_client, &rq, s->dcus[d], &plan, &err) != HES_API_OK) {
+    if (hes_session_read_archive(s->read_client, &rq, s->conf->dcus[d], &plan, &err) !=
+        HES_API_OK) {
       char what[64];
-      snprintf(what, sizeof(what), "DCU %s", s->dcus[d]);
+      snprintf(what, sizeof(what), "DCU %s", s->conf->dcus[d]);
       hes_log_api_error(s, &err, what);
       hes_roster_end(s, d, false);
     }
@@ -188,10 +191,10 @@ static void hes_roster_refresh(hes_server_t *s) {
 void hes_roster_round(hes_server_t *s, bool can_request) {
   char err[512] = "";
   if (hes_meterlist_check_file(s->meterlist, err, sizeof(err)) == HES_METERLIST_EFILE)
-    ERROR(HES_PLUGIN " plugin: Server \"%s\": %s", s->name, err); /* once per broken file */
+    ERROR(HES_PLUGIN " plugin: Server \"%s\": %s", s->conf->name, err); /* once per broken file */
   double now = hes_clock_wall();
-  if (s->dcus_num > 0 && can_request && now >= s->dcu_next) {
-    s->dcu_next = now + s->dcu_refresh;
+  if (s->conf->dcus_num > 0 && can_request && now >= s->dcu_next) {
+    s->dcu_next = now + s->conf->dcu_refresh;
     hes_roster_refresh(s);
   }
   hes_meterset_update_t up;
@@ -203,7 +206,7 @@ void hes_roster_round(hes_server_t *s, bool can_request) {
   /* The writer is this thread: the version pinned now is up.next. */
   const hes_meterver_t *v = hes_meterset_pin(s->set);
   hes_roster_relay(s, v);
-  if (s->frozen_num > 0)
+  if (s->conf->frozen_num > 0)
     hes_billing_meters(s, hes_meterset_repin(s->set, v));
   hes_meterset_unpin(s->set, v);
   /* Open plans stop waiting for the leavers: not missing, and their indices can be reused. */
@@ -213,16 +216,16 @@ void hes_roster_round(hes_server_t *s, bool can_request) {
   hes_roster_trim();
   INFO(HES_PLUGIN " plugin: Server \"%s\": the meter list changed: %zu joined, %zu left, %zu "
                   "meter(s) now.",
-       s->name, joined, left, count);
+       s->conf->name, joined, left, count);
 }
 
 void hes_roster_self(hes_server_t *s, const char *instance, cdtime_t now) {
   hes_meterlist_stats_t st;
   hes_meterlist_stats(s->meterlist, &st);
-  hes_dispatch_gauge(instance, "gauge", "meters", now, s->interval, (gauge_t)st.meters);
+  hes_dispatch_gauge(instance, "gauge", "meters", now, hes_interval(s), (gauge_t)st.meters);
   hes_dispatch_derive(s, instance, "total_operations", "meters_added", now, st.meters_added);
   hes_dispatch_derive(s, instance, "total_operations", "meters_removed", now, st.meters_removed);
-  if (s->dcus_num == 0)
+  if (s->conf->dcus_num == 0)
     return;
   hes_dispatch_derive(s, instance, "total_requests", "archive", now, st.archive);
   hes_dispatch_derive(s, instance, "total_requests", "archive_failed", now, st.archive_failed);
