@@ -12,6 +12,7 @@
  * snapshot never overwrites a newer one. save() formats under both, writes under save_lock
  * only. */
 #include "config.h"
+#include "errbuf.h"
 
 #include "backfill.h"
 #include "statefile.h"
@@ -72,16 +73,6 @@ struct hes_backfill {
   int64_t due_cursor;            /* the last older freeze time due() handed out (see there) */
   hes_backfill_stats_t counters; /* only the counter fields are used */
 };
-
-static void bf__err(char *err, size_t errlen, const char *fmt, ...) {
-  va_list ap;
-
-  if (err == NULL || errlen == 0)
-    return;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
 
 /* --- freeze times ---------------------------------------------------------------------------- */
 
@@ -523,18 +514,19 @@ static bool bf__load(hes_backfill_t *b, char *err, size_t errlen) {
   if (rc == LOAD_OK) {
     b->state = same ? HES_BACKFILL_STATE_OK : HES_BACKFILL_STATE_CHANGED;
     if (!same)
-      bf__err(err, errlen,
-              "backfill state %s: the meter list changed since: %zu meters kept, %zu no longer "
-              "configured dropped, %zu new",
-              b->state_path, mapped, dropped, (size_t)b->nmeters - mapped);
+      hes_errbuf_printf(
+          err, errlen,
+          "backfill state %s: the meter list changed since: %zu meters kept, %zu no longer "
+          "configured dropped, %zu new",
+          b->state_path, mapped, dropped, (size_t)b->nmeters - mapped);
     return true;
   }
   bf__clear_slots(b);
   b->state = rc == LOAD_FOREIGN ? HES_BACKFILL_STATE_FOREIGN : HES_BACKFILL_STATE_CORRUPT;
   hes_statefile_set_aside(b->state_path, rc == LOAD_FOREIGN ? ".foreign" : ".corrupt", aside,
                           sizeof(aside));
-  bf__err(err, errlen, "backfill state %s is %s (%s): %s; starting without it", b->state_path,
-          rc == LOAD_FOREIGN ? "foreign" : "corrupt", why, aside);
+  hes_errbuf_printf(err, errlen, "backfill state %s is %s (%s): %s; starting without it",
+                    b->state_path, rc == LOAD_FOREIGN ? "foreign" : "corrupt", why, aside);
   b->dirty = true; /* write a fresh one, so the set-aside file is not looked at again */
   return true;
 }
@@ -548,36 +540,37 @@ hes_backfill_t *hes_backfill_new(const hes_backfill_config_t *cfg, char *err, si
   size_t nmeters;
   int64_t shortest;
 
-  bf__err(err, errlen, "%s", "");
+  hes_errbuf_printf(err, errlen, "%s", "");
   if (cfg == NULL || cfg->server == NULL || cfg->server[0] == '\0' ||
       strpbrk(cfg->server, "\r\n") != NULL) {
-    bf__err(err, errlen, "backfill: a server name without line breaks is required");
+    hes_errbuf_printf(err, errlen, "backfill: a server name without line breaks is required");
     return NULL;
   }
   if (!bf__kind_ok(cfg->kind) || cfg->meters == NULL || cfg->tz == NULL) {
-    bf__err(err, errlen, "backfill: bad item, meters or time zone");
+    hes_errbuf_printf(err, errlen, "backfill: bad item, meters or time zone");
     return NULL;
   }
   nmeters = hes_meters_count(cfg->meters);
   if (nmeters == 0 || nmeters >= UINT32_MAX) {
-    bf__err(err, errlen, "backfill: no meters");
+    hes_errbuf_printf(err, errlen, "backfill: no meters");
     return NULL;
   }
   if (cfg->periods == 0 || cfg->periods > HES_BACKFILL_PERIODS_MAX) {
-    bf__err(err, errlen, "BackfillPeriods %u is out of range (1..%d)", cfg->periods,
-            HES_BACKFILL_PERIODS_MAX);
+    hes_errbuf_printf(err, errlen, "BackfillPeriods %u is out of range (1..%d)", cfg->periods,
+                      HES_BACKFILL_PERIODS_MAX);
     return NULL;
   }
   shortest = bf__shortest(cfg->kind);
   if (cfg->give_up < 0 ||
       cfg->give_up / shortest + cfg->periods + 2 > (int64_t)HES_BACKFILL_SLOTS_MAX) {
-    bf__err(err, errlen, "GiveUpAfter %" PRId64 " is out of range (0..%" PRId64 " for this item)",
-            cfg->give_up, hes_backfill_give_up_max(cfg->kind, cfg->periods));
+    hes_errbuf_printf(err, errlen,
+                      "GiveUpAfter %" PRId64 " is out of range (0..%" PRId64 " for this item)",
+                      cfg->give_up, hes_backfill_give_up_max(cfg->kind, cfg->periods));
     return NULL;
   }
   b = calloc(1, sizeof(*b));
   if (b == NULL) {
-    bf__err(err, errlen, "backfill: out of memory");
+    hes_errbuf_printf(err, errlen, "backfill: out of memory");
     return NULL;
   }
   pthread_mutex_init(&b->lock, NULL);
@@ -603,7 +596,7 @@ hes_backfill_t *hes_backfill_new(const hes_backfill_config_t *cfg, char *err, si
   if (b->server == NULL || (cfg->state_path != NULL && b->state_path == NULL) || b->slots == NULL ||
       !bf__load(b, err, errlen)) {
     hes_backfill_free(b);
-    bf__err(err, errlen, "backfill: out of memory");
+    hes_errbuf_printf(err, errlen, "backfill: out of memory");
     return NULL;
   }
   return b;

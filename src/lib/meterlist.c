@@ -4,6 +4,7 @@
  * Every list is a hes_meters_t, so meter-number validation and MeterFile parsing are
  * meters.c's; a DCU's list is kept in StateDir in MeterFile format for the same reason. */
 #include "config.h"
+#include "errbuf.h"
 
 #include "meterlist.h"
 
@@ -55,18 +56,6 @@ struct hes_meterlist {
   hes_meterlist_stats_t stats;
 };
 
-static void meterlist__err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void meterlist__err(char *err, size_t errlen, const char *fmt, ...) {
-  va_list ap;
-
-  if (err == NULL || errlen == 0)
-    return;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
-
 static char *meterlist__printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static char *meterlist__printf(const char *fmt, ...) {
   va_list ap;
@@ -112,7 +101,7 @@ hes_meterlist_t *hes_meterlist_new(const hes_meterlist_config_t *cfg, char *err,
 
   if (cfg == NULL || cfg->server == NULL || (cfg->n_meters > 0 && cfg->meters == NULL) ||
       (cfg->n_dcus > 0 && cfg->dcus == NULL)) {
-    meterlist__err(err, errlen, "invalid meter list configuration");
+    hes_errbuf_printf(err, errlen, "invalid meter list configuration");
     return NULL;
   }
   ml = calloc(1, sizeof(*ml));
@@ -141,7 +130,7 @@ hes_meterlist_t *hes_meterlist_new(const hes_meterlist_config_t *cfg, char *err,
     if (r == HES_METERS_ENOMEM)
       goto fail_nomem;
     if (r == HES_METERS_EINVAL) {
-      meterlist__err(err, errlen, "\"%s\" is not a valid meter number", cfg->meters[i]);
+      hes_errbuf_printf(err, errlen, "\"%s\" is not a valid meter number", cfg->meters[i]);
       hes_meterlist_free(ml);
       return NULL;
     }
@@ -149,7 +138,7 @@ hes_meterlist_t *hes_meterlist_new(const hes_meterlist_config_t *cfg, char *err,
   for (size_t i = 0; i < cfg->n_dcus; i++) {
     meterlist__dcu_t *d = &ml->dcus[i];
     if (!hes_meter_is_valid(cfg->dcus[i])) {
-      meterlist__err(err, errlen, "\"%s\" is not a valid DCU number", cfg->dcus[i]);
+      hes_errbuf_printf(err, errlen, "\"%s\" is not a valid DCU number", cfg->dcus[i]);
       hes_meterlist_free(ml);
       return NULL;
     }
@@ -170,7 +159,7 @@ hes_meterlist_t *hes_meterlist_new(const hes_meterlist_config_t *cfg, char *err,
 fail_nomem:
   hes_meterlist_free(ml);
 nomem:
-  meterlist__err(err, errlen, "out of memory");
+  hes_errbuf_printf(err, errlen, "out of memory");
   return NULL;
 }
 
@@ -205,10 +194,10 @@ static bool meterlist__sig_eq(const meterlist__sig_t *a, const meterlist__sig_t 
 static void meterlist__file_err(const hes_meterlist_t *ml, char *err, size_t errlen,
                                 const char *what) {
   if (ml->file_count > 0)
-    meterlist__err(err, errlen, "MeterFile \"%s\": %s; keeping the previous list (%zu meters)",
-                   ml->file_path, what, ml->file_count);
+    hes_errbuf_printf(err, errlen, "MeterFile \"%s\": %s; keeping the previous list (%zu meters)",
+                      ml->file_path, what, ml->file_count);
   else
-    meterlist__err(err, errlen, "MeterFile \"%s\": %s", ml->file_path, what);
+    hes_errbuf_printf(err, errlen, "MeterFile \"%s\": %s", ml->file_path, what);
 }
 
 hes_meterlist_result_t hes_meterlist_check_file(hes_meterlist_t *ml, char *err, size_t errlen) {
@@ -331,12 +320,12 @@ size_t hes_meterlist_load_dcus(hes_meterlist_t *ml, char *err, size_t errlen) {
     r = m != NULL ? hes_meters_add_file(m, d->path, &line) : HES_METERS_ENOMEM;
     if (r != HES_METERS_OK) {
       if (!reported)
-        meterlist__err(err, errlen,
-                       "DCU %s: its kept list \"%s\" is unusable (%s, line %zu); it is unknown "
-                       "until the next refresh",
-                       d->name, d->path,
-                       r == HES_METERS_EIO ? "cannot read it" : "not a list of meter numbers",
-                       line);
+        hes_errbuf_printf(err, errlen,
+                          "DCU %s: its kept list \"%s\" is unusable (%s, line %zu); it is unknown "
+                          "until the next refresh",
+                          d->name, d->path,
+                          r == HES_METERS_EIO ? "cannot read it" : "not a list of meter numbers",
+                          line);
       reported = true;
       hes_meters_free(m);
       continue;
@@ -472,21 +461,21 @@ hes_meterlist_result_t hes_meterlist_dcu_end(hes_meterlist_t *ml, size_t dcu, bo
   if (failed) {
     long n = d->list != NULL ? (long)hes_meters_count(d->list) : -1;
     if (n >= 0)
-      meterlist__err(err, errlen,
-                     "DCU %s: archive refresh failed; keeping its previous list (%ld "
-                     "meters)",
-                     d->name, n);
+      hes_errbuf_printf(err, errlen,
+                        "DCU %s: archive refresh failed; keeping its previous list (%ld "
+                        "meters)",
+                        d->name, n);
     else
-      meterlist__err(err, errlen, "DCU %s: archive refresh failed; its meters stay unknown",
-                     d->name);
+      hes_errbuf_printf(err, errlen, "DCU %s: archive refresh failed; its meters stay unknown",
+                        d->name);
     pthread_mutex_unlock(&ml->save_lock);
     return HES_METERLIST_EFAILED;
   }
   rc = changed && d->path != NULL ? meterlist__dcu_save(d, ml->server) : 0;
   pthread_mutex_unlock(&ml->save_lock);
   if (rc != 0) {
-    meterlist__err(err, errlen, "DCU %s: cannot keep its list in \"%s\": %s", d->name, d->path,
-                   strerror(rc));
+    hes_errbuf_printf(err, errlen, "DCU %s: cannot keep its list in \"%s\": %s", d->name, d->path,
+                      strerror(rc));
     return HES_METERLIST_ESAVE;
   }
   return HES_METERLIST_OK;

@@ -15,6 +15,7 @@
  * ("::" or "0.0.0.0"), so libmosquitto still connects by name and TLS still verifies the
  * configured host name. */
 #include "config.h"
+#include "errbuf.h"
 
 #include "mqtt.h"
 #include "clock.h"
@@ -118,17 +119,6 @@ static void lib_init(void) {
   lib_init_rc = mosquitto_lib_init();
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-  if (err == NULL || errlen == 0)
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
-
 /* Appends to the string in buf, cutting what does not fit. */
 static void appendf(char *buf, size_t size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -191,66 +181,69 @@ static bool valid_seconds(double v) {
 /* Guard clauses for everything hes_mqtt_new copies; the first problem goes to err. */
 static bool check_config(const hes_mqtt_config_t *cfg, char *err, size_t errlen) {
   if (cfg == NULL) {
-    set_err(err, errlen, "no configuration");
+    hes_errbuf_printf(err, errlen, "no configuration");
     return false;
   }
   if (cfg->host == NULL || cfg->host[0] == '\0') {
-    set_err(err, errlen, "host is required");
+    hes_errbuf_printf(err, errlen, "host is required");
     return false;
   }
   if (strlen(cfg->host) > HOST_MAX) {
-    set_err(err, errlen, "host is longer than %d characters", HOST_MAX);
+    hes_errbuf_printf(err, errlen, "host is longer than %d characters", HOST_MAX);
     return false;
   }
   if (cfg->port < 0 || cfg->port > 65535) {
-    set_err(err, errlen, "port %d is out of range 1..65535", cfg->port);
+    hes_errbuf_printf(err, errlen, "port %d is out of range 1..65535", cfg->port);
     return false;
   }
   if (cfg->qos < 0 || cfg->qos > 2) {
-    set_err(err, errlen, "qos %d is out of range 0..2", cfg->qos);
+    hes_errbuf_printf(err, errlen, "qos %d is out of range 0..2", cfg->qos);
     return false;
   }
   if (cfg->topic == NULL || cfg->topic[0] == '\0') {
-    set_err(err, errlen, "topic is required");
+    hes_errbuf_printf(err, errlen, "topic is required");
     return false;
   }
   if (!valid_string(cfg->topic, MQTT_STRING_MAX) ||
       mosquitto_sub_topic_check(cfg->topic) != MOSQ_ERR_SUCCESS) {
-    set_err(err, errlen, "topic \"%.100s\" is not a valid subscription filter", cfg->topic);
+    hes_errbuf_printf(err, errlen, "topic \"%.100s\" is not a valid subscription filter",
+                      cfg->topic);
     return false;
   }
   if (cfg->client_id == NULL || cfg->client_id[0] == '\0') {
-    set_err(err, errlen, "client_id is required");
+    hes_errbuf_printf(err, errlen, "client_id is required");
     return false;
   }
   if (!valid_string(cfg->client_id, MQTT_STRING_MAX)) {
-    set_err(err, errlen, "client_id is not valid UTF-8 of at most %d bytes", MQTT_STRING_MAX);
+    hes_errbuf_printf(err, errlen, "client_id is not valid UTF-8 of at most %d bytes",
+                      MQTT_STRING_MAX);
     return false;
   }
   if (cfg->user != NULL && (cfg->user[0] == '\0' || !valid_string(cfg->user, MQTT_STRING_MAX))) {
-    set_err(err, errlen, "user is empty or not valid UTF-8 of at most %d bytes", MQTT_STRING_MAX);
+    hes_errbuf_printf(err, errlen, "user is empty or not valid UTF-8 of at most %d bytes",
+                      MQTT_STRING_MAX);
     return false;
   }
   if (cfg->password != NULL && cfg->user == NULL) {
-    set_err(err, errlen, "a password needs a user (MQTT 3.1.1)");
+    hes_errbuf_printf(err, errlen, "a password needs a user (MQTT 3.1.1)");
     return false;
   }
   if (cfg->password != NULL && strlen(cfg->password) > MQTT_STRING_MAX) {
-    set_err(err, errlen, "password is longer than %d bytes", MQTT_STRING_MAX);
+    hes_errbuf_printf(err, errlen, "password is longer than %d bytes", MQTT_STRING_MAX);
     return false;
   }
   if (cfg->keepalive != 0 && (cfg->keepalive < 5 || cfg->keepalive > 65535)) {
-    set_err(err, errlen, "keepalive %d is out of range 5..65535", cfg->keepalive);
+    hes_errbuf_printf(err, errlen, "keepalive %d is out of range 5..65535", cfg->keepalive);
     return false;
   }
   if ((cfg->cert_file == NULL) != (cfg->key_file == NULL)) {
-    set_err(err, errlen, "cert_file and key_file go together");
+    hes_errbuf_printf(err, errlen, "cert_file and key_file go together");
     return false;
   }
   if (cfg->tls_protocol != NULL && strcmp(cfg->tls_protocol, "tlsv1.2") != 0 &&
       strcmp(cfg->tls_protocol, "tlsv1.3") != 0) {
-    set_err(err, errlen, "tls_protocol \"%.20s\" is neither tlsv1.2 nor tlsv1.3",
-            cfg->tls_protocol);
+    hes_errbuf_printf(err, errlen, "tls_protocol \"%.20s\" is neither tlsv1.2 nor tlsv1.3",
+                      cfg->tls_protocol);
     return false;
   }
   const char *files[] = {cfg->ca_cert, cfg->cert_file, cfg->key_file};
@@ -258,20 +251,21 @@ static bool check_config(const hes_mqtt_config_t *cfg, char *err, size_t errlen)
   for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
     if (files[i] != NULL && access(files[i], R_OK) != 0) {
       char ebuf[128];
-      set_err(err, errlen, "%s \"%.200s\": %s", names[i], files[i],
-              strerror_r(errno, ebuf, sizeof(ebuf)));
+      hes_errbuf_printf(err, errlen, "%s \"%.200s\": %s", names[i], files[i],
+                        strerror_r(errno, ebuf, sizeof(ebuf)));
       return false;
     }
   }
   if (!valid_seconds(cfg->backoff_min) || !valid_seconds(cfg->backoff_max) ||
       !valid_seconds(cfg->connect_timeout)) {
-    set_err(err, errlen, "backoff_min, backoff_max and connect_timeout are seconds in 0..86400");
+    hes_errbuf_printf(err, errlen,
+                      "backoff_min, backoff_max and connect_timeout are seconds in 0..86400");
     return false;
   }
   double bmin = cfg->backoff_min > 0 ? cfg->backoff_min : DEFAULT_BACKOFF_MIN;
   double bmax = cfg->backoff_max > 0 ? cfg->backoff_max : DEFAULT_BACKOFF_MAX;
   if (bmax < bmin) {
-    set_err(err, errlen, "backoff_max %g is below backoff_min %g", bmax, bmin);
+    hes_errbuf_printf(err, errlen, "backoff_max %g is below backoff_min %g", bmax, bmin);
     return false;
   }
   return true;
@@ -475,14 +469,15 @@ static bool setup_mosquitto(hes_mqtt_t *m, char *err, size_t errlen) {
   m->mosq = mosquitto_new(m->client_id, m->clean_session, m);
   if (m->mosq == NULL) {
     char ebuf[128];
-    set_err(err, errlen, "mosquitto_new: %s", strerror_r(errno, ebuf, sizeof(ebuf)));
+    hes_errbuf_printf(err, errlen, "mosquitto_new: %s", strerror_r(errno, ebuf, sizeof(ebuf)));
     return false;
   }
   int rc = mosquitto_int_option(m->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
   if (rc == MOSQ_ERR_SUCCESS && m->user != NULL)
     rc = mosquitto_username_pw_set(m->mosq, m->user, m->password);
   if (rc != MOSQ_ERR_SUCCESS) {
-    set_err(err, errlen, "cannot set protocol or credentials: %s", mosquitto_strerror(rc));
+    hes_errbuf_printf(err, errlen, "cannot set protocol or credentials: %s",
+                      mosquitto_strerror(rc));
     return false;
   }
   if (m->tls) {
@@ -494,7 +489,7 @@ static bool setup_mosquitto(hes_mqtt_t *m, char *err, size_t errlen) {
     if (rc == MOSQ_ERR_SUCCESS)
       rc = mosquitto_tls_insecure_set(m->mosq, false);
     if (rc != MOSQ_ERR_SUCCESS) {
-      set_err(err, errlen, "TLS setup: %s", mosquitto_strerror(rc));
+      hes_errbuf_printf(err, errlen, "TLS setup: %s", mosquitto_strerror(rc));
       return false;
     }
   }
@@ -510,18 +505,18 @@ hes_mqtt_t *hes_mqtt_new(const hes_mqtt_config_t *cfg, char *err, size_t errlen)
     return NULL;
   pthread_once(&lib_once, lib_init);
   if (lib_init_rc != MOSQ_ERR_SUCCESS) {
-    set_err(err, errlen, "mosquitto_lib_init: %s", mosquitto_strerror(lib_init_rc));
+    hes_errbuf_printf(err, errlen, "mosquitto_lib_init: %s", mosquitto_strerror(lib_init_rc));
     return NULL;
   }
   hes_mqtt_t *m = calloc(1, sizeof(*m));
   if (m == NULL) {
-    set_err(err, errlen, "out of memory");
+    hes_errbuf_printf(err, errlen, "out of memory");
     return NULL;
   }
   pthread_condattr_t attr;
   if (pthread_condattr_init(&attr) != 0) {
     free(m);
-    set_err(err, errlen, "pthread_condattr_init failed");
+    hes_errbuf_printf(err, errlen, "pthread_condattr_init failed");
     return NULL;
   }
   pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -529,7 +524,7 @@ hes_mqtt_t *hes_mqtt_new(const hes_mqtt_config_t *cfg, char *err, size_t errlen)
   pthread_condattr_destroy(&attr);
   if (crc != 0) {
     free(m);
-    set_err(err, errlen, "pthread_cond_init failed");
+    hes_errbuf_printf(err, errlen, "pthread_cond_init failed");
     return NULL;
   }
   pthread_mutex_init(&m->lock, NULL);
@@ -542,7 +537,7 @@ hes_mqtt_t *hes_mqtt_new(const hes_mqtt_config_t *cfg, char *err, size_t errlen)
   m->rng = ((uint64_t)(uintptr_t)m ^ (uint64_t)(hes_clock_mono() * 1e9)) | 1;
 
   if (!copy_config(m, cfg)) {
-    set_err(err, errlen, "out of memory");
+    hes_errbuf_printf(err, errlen, "out of memory");
     hes_mqtt_free(m);
     return NULL;
   }

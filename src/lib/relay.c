@@ -10,6 +10,7 @@
  * taken, under the lock), persisted (the state file written, no lock), then queued (visible
  * to hes_relay_next). So the worker never sends a command whose time is not yet on disk. */
 #include "config.h"
+#include "errbuf.h"
 
 #include "relay.h"
 #include "clock.h"
@@ -125,18 +126,6 @@ static atomic_uint_fast64_t relay_next_id = 1;
 
 static const char *relay__nz(const char *s) {
   return s != NULL ? s : "";
-}
-
-static void relay__err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void relay__err(char *err, size_t errlen, const char *fmt, ...) {
-  va_list ap;
-
-  if (err == NULL || errlen == 0)
-    return;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
 }
 
 static char *relay__strdup_opt(const char *s, bool *fail) {
@@ -595,40 +584,40 @@ hes_relay_t *hes_relay_new(const hes_relay_config_t *cfg, double now, char *err,
   hes_relay_t *r;
   size_t count;
 
-  relay__err(err, errlen, "%s", "");
+  hes_errbuf_printf(err, errlen, "%s", "");
   if (cfg == NULL || cfg->meters == NULL) {
-    relay__err(err, errlen, "relay: no meters");
+    hes_errbuf_printf(err, errlen, "relay: no meters");
     return NULL;
   }
   if (!isfinite(cfg->holdoff) || cfg->holdoff < 0) {
-    relay__err(err, errlen, "relay: Holdoff must be a number >= 0, not %g", cfg->holdoff);
+    hes_errbuf_printf(err, errlen, "relay: Holdoff must be a number >= 0, not %g", cfg->holdoff);
     return NULL;
   }
   if (cfg->max_per_minute < 0) {
-    relay__err(err, errlen, "relay: MaxPerMinute must be >= 0, not %d", cfg->max_per_minute);
+    hes_errbuf_printf(err, errlen, "relay: MaxPerMinute must be >= 0, not %d", cfg->max_per_minute);
     return NULL;
   }
   if (cfg->queue_max == 0) {
-    relay__err(err, errlen, "relay: the queue must hold at least one command");
+    hes_errbuf_printf(err, errlen, "relay: the queue must hold at least one command");
     return NULL;
   }
   if (!(now >= 0 && now < RELAY_TIME_MAX)) {
-    relay__err(err, errlen, "relay: the time is not a Unix time");
+    hes_errbuf_printf(err, errlen, "relay: the time is not a Unix time");
     return NULL;
   }
   count = hes_meters_count(cfg->meters);
   if (count > UINT32_MAX - 1) {
-    relay__err(err, errlen, "relay: too many meters");
+    hes_errbuf_printf(err, errlen, "relay: too many meters");
     return NULL;
   }
   r = calloc(1, sizeof(*r));
   if (r == NULL) {
-    relay__err(err, errlen, "relay: out of memory");
+    hes_errbuf_printf(err, errlen, "relay: out of memory");
     return NULL;
   }
   if (relay__sync_init(r) != 0) {
     free(r);
-    relay__err(err, errlen, "relay: cannot create a lock");
+    hes_errbuf_printf(err, errlen, "relay: cannot create a lock");
     return NULL;
   }
   r->holdoff = cfg->holdoff;
@@ -647,7 +636,7 @@ hes_relay_t *hes_relay_new(const hes_relay_config_t *cfg, double now, char *err,
   if (r->last == NULL || r->last_action == NULL || r->stamp == NULL || r->rate == NULL ||
       r->queue == NULL || (cfg->state_path != NULL && r->state_path == NULL)) {
     hes_relay_free(r);
-    relay__err(err, errlen, "relay: out of memory");
+    hes_errbuf_printf(err, errlen, "relay: out of memory");
     return NULL;
   }
   for (size_t i = 0; i < count; i++)
@@ -664,7 +653,7 @@ hes_relay_t *hes_relay_new(const hes_relay_config_t *cfg, double now, char *err,
       hes_statefile_set_aside(r->state_path, ".corrupt", aside, sizeof(aside));
       relay__state_reset(r, now);
       save_rc = hes_relay_state_save(r);
-      relay__err(
+      hes_errbuf_printf(
           err, errlen, "relay state file %s: %s; %s; every meter now waits Holdoff (%g s)%s%s",
           r->state_path, why, aside, r->holdoff, save_rc != 0 ? "; cannot write a new one: " : "",
           save_rc != 0 ? strerror(save_rc) : "");
@@ -680,29 +669,29 @@ int hes_relay_add_rule(hes_relay_t *r, const hes_relay_rule_t *rule, char *err, 
   relay_rule_t *grown;
   bool fail = false;
 
-  relay__err(err, errlen, "%s", "");
+  hes_errbuf_printf(err, errlen, "%s", "");
   if (r == NULL || rule == NULL) {
-    relay__err(err, errlen, "relay: no rule");
+    hes_errbuf_printf(err, errlen, "relay: no rule");
     return EINVAL;
   }
   if (rule->name == NULL || rule->name[0] == '\0' ||
       strlen(rule->name) >= sizeof(((hes_relay_cmd_t *)0)->rule)) {
-    relay__err(err, errlen, "relay: a rule needs a name of 1 to %zu characters",
-               sizeof(((hes_relay_cmd_t *)0)->rule) - 1);
+    hes_errbuf_printf(err, errlen, "relay: a rule needs a name of 1 to %zu characters",
+                      sizeof(((hes_relay_cmd_t *)0)->rule) - 1);
     return EINVAL;
   }
   if (rule->severity != HES_RELAY_FAILURE && rule->severity != HES_RELAY_WARNING &&
       rule->severity != HES_RELAY_OKAY) {
-    relay__err(err, errlen, "relay: rule \"%s\": Severity must be failure, warning or okay",
-               rule->name);
+    hes_errbuf_printf(err, errlen, "relay: rule \"%s\": Severity must be failure, warning or okay",
+                      rule->name);
     return EINVAL;
   }
   if (rule->action != HES_RELAY_OPEN && rule->action != HES_RELAY_CLOSE) {
-    relay__err(err, errlen, "relay: rule \"%s\": Action must be open or close", rule->name);
+    hes_errbuf_printf(err, errlen, "relay: rule \"%s\": Action must be open or close", rule->name);
     return EINVAL;
   }
   if (rule->meters_num > 0 && rule->meters == NULL) {
-    relay__err(err, errlen, "relay: rule \"%s\": no Meter list", rule->name);
+    hes_errbuf_printf(err, errlen, "relay: rule \"%s\": no Meter list", rule->name);
     return EINVAL;
   }
   if (rule->meters_num > 0) {
@@ -710,15 +699,16 @@ int hes_relay_add_rule(hes_relay_t *r, const hes_relay_rule_t *rule, char *err, 
     nr.meter_names = calloc(rule->meters_num, sizeof(*nr.meter_names));
     if (nr.meters == NULL || nr.meter_names == NULL) {
       free(nr.meter_names);
-      relay__err(err, errlen, "relay: out of memory");
+      hes_errbuf_printf(err, errlen, "relay: out of memory");
       return ENOMEM;
     }
     for (size_t i = 0; i < rule->meters_num; i++) {
       const char *m = rule->meters[i];
       uint32_t idx = m != NULL ? hes_meters_find(r->meters, m, strlen(m)) : HES_METER_NONE;
       if (idx == HES_METER_NONE || idx >= r->meters_num) {
-        relay__err(err, errlen, "relay: rule \"%s\": Meter \"%.40s\" is not a configured meter",
-                   rule->name, relay__nz(m));
+        hes_errbuf_printf(err, errlen,
+                          "relay: rule \"%s\": Meter \"%.40s\" is not a configured meter",
+                          rule->name, relay__nz(m));
         nr.meters_num = i;
         relay__rule_free(&nr);
         return EINVAL;
@@ -728,7 +718,7 @@ int hes_relay_add_rule(hes_relay_t *r, const hes_relay_rule_t *rule, char *err, 
       if (nr.meter_names[i] == NULL) {
         nr.meters_num = i;
         relay__rule_free(&nr);
-        relay__err(err, errlen, "relay: out of memory");
+        hes_errbuf_printf(err, errlen, "relay: out of memory");
         return ENOMEM;
       }
     }
@@ -742,7 +732,7 @@ int hes_relay_add_rule(hes_relay_t *r, const hes_relay_rule_t *rule, char *err, 
   nr.action = rule->action;
   if (fail) {
     relay__rule_free(&nr);
-    relay__err(err, errlen, "relay: out of memory");
+    hes_errbuf_printf(err, errlen, "relay: out of memory");
     return ENOMEM;
   }
   pthread_mutex_lock(&r->lock);
@@ -750,7 +740,7 @@ int hes_relay_add_rule(hes_relay_t *r, const hes_relay_rule_t *rule, char *err, 
   if (grown == NULL) {
     pthread_mutex_unlock(&r->lock);
     relay__rule_free(&nr);
-    relay__err(err, errlen, "relay: out of memory");
+    hes_errbuf_printf(err, errlen, "relay: out of memory");
     return ENOMEM;
   }
   r->rules = grown;

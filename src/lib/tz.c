@@ -6,6 +6,7 @@
  * range RFC 8536 allows, and instants are clamped before calendar arithmetic so that no
  * int64_t overflows on any input. */
 #include "config.h"
+#include "errbuf.h"
 
 #include "tz.h"
 #include "fileio.h"
@@ -56,16 +57,6 @@ struct hes_tz {
   bool has_posix;
   tz_posix_t posix;
 };
-
-static void tz__err(char *err, size_t errlen, const char *fmt, ...) {
-  va_list ap;
-
-  if (err == NULL || errlen == 0)
-    return;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
 
 /* --- calendar ---------------------------------------------------------------------------- */
 
@@ -327,11 +318,11 @@ static bool tz__counts_ok(const tz_counts_t *c, char *err, size_t errlen) {
   if (c->typecnt == 0 || c->typecnt > TZ_TYPES_MAX || c->timecnt > TZ_TIMES_MAX ||
       c->charcnt > TZ_CHARS_MAX || (c->isstdcnt != 0 && c->isstdcnt != c->typecnt) ||
       (c->isutcnt != 0 && c->isutcnt != c->typecnt)) {
-    tz__err(err, errlen, "malformed TZif header");
+    hes_errbuf_printf(err, errlen, "malformed TZif header");
     return false;
   }
   if (c->leapcnt != 0) {
-    tz__err(err, errlen, "leap-second zones (\"right/...\") are not supported");
+    hes_errbuf_printf(err, errlen, "leap-second zones (\"right/...\") are not supported");
     return false;
   }
   return true;
@@ -371,7 +362,7 @@ static bool tz__block(hes_tz_t *tz, const uint8_t *p, const tz_counts_t *c, size
     tz->times = malloc(c->timecnt * sizeof(*tz->times));
     tz->idx = malloc(c->timecnt);
     if (tz->times == NULL || tz->idx == NULL) {
-      tz__err(err, errlen, "out of memory");
+      hes_errbuf_printf(err, errlen, "out of memory");
       return false;
     }
   }
@@ -379,12 +370,12 @@ static bool tz__block(hes_tz_t *tz, const uint8_t *p, const tz_counts_t *c, size
     const uint8_t *tp = p + (size_t)i * timesize;
     tz->times[i] = timesize == 8 ? tz__be64(tp) : (int32_t)tz__be32(tp);
     if (i > 0 && tz->times[i] <= tz->times[i - 1]) {
-      tz__err(err, errlen, "TZif transition times are not ascending");
+      hes_errbuf_printf(err, errlen, "TZif transition times are not ascending");
       return false;
     }
     tz->idx[i] = idx[i];
     if (idx[i] >= c->typecnt) {
-      tz__err(err, errlen, "TZif transition names a type that does not exist");
+      hes_errbuf_printf(err, errlen, "TZif transition names a type that does not exist");
       return false;
     }
   }
@@ -392,7 +383,7 @@ static bool tz__block(hes_tz_t *tz, const uint8_t *p, const tz_counts_t *c, size
     int32_t off = (int32_t)tz__be32(types + (size_t)i * 6);
     if (off < TZ_OFF_MIN || off > TZ_OFF_MAX || types[i * 6 + 4] > 1 ||
         (c->charcnt > 0 && types[i * 6 + 5] >= c->charcnt)) {
-      tz__err(err, errlen, "TZif local time type %u is malformed", (unsigned)i);
+      hes_errbuf_printf(err, errlen, "TZif local time type %u is malformed", (unsigned)i);
       return false;
     }
     tz->offs[i] = off;
@@ -407,21 +398,21 @@ hes_tz_t *hes_tz_parse(const void *buf, size_t len, const char *name, char *err,
   size_t size;
   hes_tz_t *tz;
 
-  tz__err(err, errlen, "%s", "");
+  hes_errbuf_printf(err, errlen, "%s", "");
   if (p == NULL || !tz__header(p, len, &version, &c)) {
-    tz__err(err, errlen, "not a TZif file");
+    hes_errbuf_printf(err, errlen, "not a TZif file");
     return NULL;
   }
   if (!tz__counts_ok(&c, err, errlen))
     return NULL;
   size = tz__block_size(&c, 4);
   if (len - 44 < size) {
-    tz__err(err, errlen, "truncated TZif file");
+    hes_errbuf_printf(err, errlen, "truncated TZif file");
     return NULL;
   }
   tz = tz__new(name);
   if (tz == NULL) {
-    tz__err(err, errlen, "out of memory");
+    hes_errbuf_printf(err, errlen, "out of memory");
     return NULL;
   }
   if (version == '\0') {
@@ -434,14 +425,14 @@ hes_tz_t *hes_tz_parse(const void *buf, size_t len, const char *name, char *err,
   p += 44 + size;
   len -= 44 + size;
   if (!tz__header(p, len, &version, &c)) {
-    tz__err(err, errlen, "truncated TZif file (no version 2 header)");
+    hes_errbuf_printf(err, errlen, "truncated TZif file (no version 2 header)");
     goto fail;
   }
   if (!tz__counts_ok(&c, err, errlen))
     goto fail;
   size = tz__block_size(&c, 8);
   if (len - 44 < size) {
-    tz__err(err, errlen, "truncated TZif file");
+    hes_errbuf_printf(err, errlen, "truncated TZif file");
     goto fail;
   }
   if (!tz__block(tz, p + 44, &c, 8, err, errlen))
@@ -453,23 +444,24 @@ hes_tz_t *hes_tz_parse(const void *buf, size_t len, const char *name, char *err,
     const uint8_t *nl;
 
     if (len < 2 || p[0] != '\n') {
-      tz__err(err, errlen, "truncated TZif file (no footer)");
+      hes_errbuf_printf(err, errlen, "truncated TZif file (no footer)");
       goto fail;
     }
     nl = memchr(p + 1, '\n', len - 1 < TZ_FOOTER_MAX + 1 ? len - 1 : TZ_FOOTER_MAX + 1);
     if (nl == NULL) {
-      tz__err(err, errlen, "TZif footer is unterminated or too long");
+      hes_errbuf_printf(err, errlen, "TZif footer is unterminated or too long");
       goto fail;
     }
     memcpy(footer, p + 1, (size_t)(nl - p - 1));
     footer[nl - p - 1] = '\0';
     if (memchr(footer, '\0', (size_t)(nl - p - 1)) != NULL) {
-      tz__err(err, errlen, "TZif footer holds a NUL byte");
+      hes_errbuf_printf(err, errlen, "TZif footer holds a NUL byte");
       goto fail;
     }
     if (footer[0] != '\0') {
       if (!tz__posix_parse(footer, &tz->posix)) {
-        tz__err(err, errlen, "TZif footer \"%s\" is not a TZ string this parser knows", footer);
+        hes_errbuf_printf(err, errlen, "TZif footer \"%s\" is not a TZ string this parser knows",
+                          footer);
         goto fail;
       }
       tz->has_posix = true;
@@ -486,14 +478,15 @@ hes_tz_t *hes_tz_posix(const char *tzstring, char *err, size_t errlen) {
   hes_tz_t *tz;
   tz_posix_t p;
 
-  tz__err(err, errlen, "%s", "");
+  hes_errbuf_printf(err, errlen, "%s", "");
   if (tzstring == NULL || strlen(tzstring) > TZ_FOOTER_MAX || !tz__posix_parse(tzstring, &p)) {
-    tz__err(err, errlen, "\"%s\" is not a POSIX TZ string", tzstring != NULL ? tzstring : "");
+    hes_errbuf_printf(err, errlen, "\"%s\" is not a POSIX TZ string",
+                      tzstring != NULL ? tzstring : "");
     return NULL;
   }
   tz = tz__new(tzstring);
   if (tz == NULL) {
-    tz__err(err, errlen, "out of memory");
+    hes_errbuf_printf(err, errlen, "out of memory");
     return NULL;
   }
   tz->ntypes = 1;
@@ -527,7 +520,7 @@ hes_tz_t *hes_tz_load(const char *name, char *err, size_t errlen) {
   bool host;
   int rc;
 
-  tz__err(err, errlen, "%s", "");
+  hes_errbuf_printf(err, errlen, "%s", "");
   if (name != NULL && name[0] == ':')
     name++;
   host = name == NULL || name[0] == '\0';
@@ -544,13 +537,13 @@ hes_tz_t *hes_tz_load(const char *name, char *err, size_t errlen) {
   } else {
     label = name;
     if (!tz__name_ok(name)) {
-      tz__err(err, errlen, "time zone \"%.64s\": not a zone name", name);
+      hes_errbuf_printf(err, errlen, "time zone \"%.64s\": not a zone name", name);
       return NULL;
     }
     if (name[0] == '/') {
       if (strncmp(name, HES_TZ_DIR "/", sizeof(HES_TZ_DIR)) != 0) {
-        tz__err(err, errlen, "time zone \"%s\": an absolute path must be under %s", name,
-                HES_TZ_DIR);
+        hes_errbuf_printf(err, errlen, "time zone \"%s\": an absolute path must be under %s", name,
+                          HES_TZ_DIR);
         return NULL;
       }
       snprintf(path, sizeof(path), "%s", name);
@@ -579,8 +572,8 @@ hes_tz_t *hes_tz_load(const char *name, char *err, size_t errlen) {
     return tz;
   }
   if (rc != 0) {
-    tz__err(err, errlen, "time zone \"%s\": %s: %s", label, path,
-            rc == ENOENT ? "no such zone" : strerror(rc));
+    hes_errbuf_printf(err, errlen, "time zone \"%s\": %s: %s", label, path,
+                      rc == ENOENT ? "no such zone" : strerror(rc));
     return NULL;
   }
   tz = hes_tz_parse(buf, len, label, err, errlen);
@@ -588,7 +581,7 @@ hes_tz_t *hes_tz_load(const char *name, char *err, size_t errlen) {
   if (tz == NULL && err != NULL && errlen > 0) {
     char why[160];
     snprintf(why, sizeof(why), "%s", err);
-    tz__err(err, errlen, "time zone \"%s\": %s: %s", label, path, why);
+    hes_errbuf_printf(err, errlen, "time zone \"%s\": %s: %s", label, path, why);
   }
   return tz;
 }
