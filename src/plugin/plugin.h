@@ -56,6 +56,8 @@
 #define HES_READY_WAIT 2.0
 /* Log lines of one kind per minute per server, before they are summarised. */
 #define HES_LOG_BURST 5
+/* How many PlanTimeouts a finished plan's id is remembered (hes.c says why). */
+#define HES_TOMBSTONE_PLAN_TIMEOUTS 4
 /* Plans of relay commands carry this bit in their tag; reading plans carry the cgcode. */
 #define HES_TAG_RELAY 0x80000000u
 
