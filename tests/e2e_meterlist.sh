@@ -12,7 +12,9 @@
 #     error line naming the file and the line;
 #   - with the HES down at start, the DCU list kept in StateDir is the list;
 #   - frozen items follow the list: a joiner gets its BackfillPeriods days, a leaver's periods go;
-#   - hesctl -c FILE read --all reads the same meters.
+#   - hesctl -c FILE read --all reads the same meters;
+#   - a DCU-only server with frozen items starts with an empty StateDir (HES up, and HES down
+#     until later): the first refresh that succeeds brings the meters and their days.
 # Exit 0 pass, 1 fail (also when it cannot run: no mosquitto, collectd or curl).
 set -euo pipefail
 . "${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}/tests/lib.sh"
@@ -219,3 +221,64 @@ wait_for 10 bill_is periods_missing 0 || fail "periods_missing is $(csv_last bil
 collectd_stop
 ok "frozen items: a joiner's BackfillPeriods days are collected, a leaver's periods dropped"
 
+
+# A DCU-only server with frozen items at its first start (nothing kept in StateDir): it starts
+# with no meters and says so once; the archive refresh at start brings the DCU's meters,
+# each with its BackfillPeriods days, as at a first start. (The books used to refuse the
+# empty list: collectd's init failed.)
+collectd_instance dcufirst
+collectd_setup
+dcu_bill_conf() { # dcu_bill_conf <state dir>
+  collectd_conf "$(server_block dcubill "DCU \"$DCU\"" "DCURefresh $REFRESH" \
+    'Item "dailyBilling"' "Interval $INTERVAL" 'PlanTimeout 3' 'BackfillPeriods 2' \
+    'RetryInterval 2')
+  StateDir \"$1\""
+}
+dcubill_is() {
+  [ "$(csv_last dcubill-self "gauge-$1" | cut -d. -f1)" = "$2" ]
+}
+no_meters_lines() {
+  grep -c 'Server "dcubill": no meters yet' "$CD_LOG" || true
+}
+STATE3=$CD_DIR/state3
+mkdir -p "$STATE3"
+dcu_bill_conf "$STATE3"
+timeout 60 "$COLLECTD_BIN" -T -C "$CD_CONF" >"$OUT" 2>&1 ||
+  fail "collectd -T refused the DCU-only config: $(cat "$OUT")"
+rm -rf "${STATE3:?}"/* # -T ran a round: its refresh kept the DCU list; start without it
+collectd_start
+wait_for 30 days_of "$M1" || fail "DCU-only first start: no daily values for $M1"
+wait_for 30 days_of "$M2" || fail "DCU-only first start: no daily values for $M2"
+wait_for 10 dcubill_is meters 2 || fail "gauge-meters is $(csv_last dcubill-self gauge-meters), expected 2"
+wait_for 10 dcubill_is periods_expected 4 ||
+  fail "periods_expected is $(csv_last dcubill-self gauge-periods_expected), expected 4"
+wait_for 10 dcubill_is periods_missing 0 ||
+  fail "periods_missing is $(csv_last dcubill-self gauge-periods_missing), expected 0"
+[ "$(no_meters_lines)" = 1 ] || fail "expected one 'no meters yet' line, got $(no_meters_lines)"
+collectd_stop
+collectd_log_clean
+ok "DCU-only server with frozen items, empty StateDir: starts, the refresh brings the meters and their days"
+
+# The same with the HES down at that first start: collectd runs with no meters, and the first
+# refresh after the HES is back brings them and their days.
+collectd_instance dcudown
+collectd_setup
+STATE4=$CD_DIR/state4
+mkdir -p "$STATE4"
+dcu_bill_conf "$STATE4"
+stop_sim
+collectd_start
+sleep $((REFRESH + 2 * INTERVAL)) # a refresh or two fail
+collectd_running || fail "collectd exited with the HES down and no meters"
+[ "$(no_meters_lines)" = 1 ] || fail "expected one 'no meters yet' line, got $(no_meters_lines)"
+wait_for 5 dcubill_is meters 0 || fail "gauge-meters is $(csv_last dcubill-self gauge-meters) with the HES down, expected 0"
+[ "$(csv_rows "$M1" energy_wh-daily-import)" = 0 ] || fail "daily values for $M1 with the HES down"
+# shellcheck disable=SC2046
+start_sim $(sim_credentials) --http-port "$SIM_PORT" --push-delay-ms 50 \
+  --archive "$DCU=$TEST_TMP/archive.list"
+wait_for 10 sim_connected || fail "hes-sim did not come back"
+wait_for 30 days_of "$M1" || fail "HES back: no daily values for $M1"
+wait_for 30 days_of "$M2" || fail "HES back: no daily values for $M2"
+wait_for 10 dcubill_is meters 2 || fail "gauge-meters is $(csv_last dcubill-self gauge-meters), expected 2"
+collectd_stop
+ok "DCU-only server with frozen items, HES down at first start: runs, and the meters come with the HES"

@@ -709,11 +709,9 @@ static void test_config_errors(void **state) {
   (void)state;
   hes_tz_t *tz = zone("Asia/Shanghai");
   hes_meters_t *m = meters_n(3, 1);
-  hes_meters_t *empty = hes_meters_new();
   char err[256];
   hes_backfill_config_t c;
 
-  assert_int_equal(hes_meters_seal(empty), HES_METERS_OK);
   assert_null(hes_backfill_new(NULL, err, sizeof(err)));
   c = cfg_of(HES_BACKFILL_DAILY, m, tz, 0, NULL);
   assert_null(hes_backfill_new(&c, err, sizeof(err)));
@@ -740,8 +738,6 @@ static void test_config_errors(void **state) {
   assert_null(hes_backfill_new(&c, err, sizeof(err)));
   c = cfg_of(HES_BACKFILL_DAILY, NULL, tz, 7, NULL);
   assert_null(hes_backfill_new(&c, err, sizeof(err)));
-  c = cfg_of(HES_BACKFILL_DAILY, empty, tz, 7, NULL);
-  assert_null(hes_backfill_new(&c, err, sizeof(err)));
   c = cfg_of(HES_BACKFILL_DAILY, m, NULL, 7, NULL);
   assert_null(hes_backfill_new(&c, err, sizeof(err)));
   /* NULL handles are harmless */
@@ -750,7 +746,6 @@ static void test_config_errors(void **state) {
   assert_int_equal(hes_backfill_take(NULL, NULL), 0);
   assert_int_equal(hes_backfill_save(NULL), EINVAL);
   hes_meters_free(m);
-  hes_meters_free(empty);
   hes_tz_free(tz);
 }
 
@@ -1338,10 +1333,99 @@ static void test_set_meters(void **state) {
                    HES_BACKFILL_EINVAL);
   assert_int_equal(hes_backfill_record_dev(f.b, "202400000001", 12, f.t[1], &v, 1),
                    HES_BACKFILL_DUPLICATE); /* dispatched before the change */
+  assert_int_equal(hes_backfill_set_meters(f.b, NULL), EINVAL);
+  /* every meter leaves: nothing expected, nothing queued, nothing due */
   hes_meters_t *none = meters_list(names, 0);
-  assert_int_equal(hes_backfill_set_meters(f.b, none), EINVAL);
-  hes_meters_free(none);
+  assert_int_equal(hes_backfill_set_meters(f.b, none), 0);
+  hes_meters_free(f.m);
+  f.m = none;
+  hes_backfill_stats(f.b, &s);
+  assert_int_equal(s.expected, 0);
+  assert_int_equal(s.pending, 0);
+  int64_t due[4];
+  assert_int_equal(hes_backfill_due(f.b, due, 4), 0);
+  assert_int_equal(hes_backfill_take(f.b, &e), 0);
   fx_free(&f);
+}
+
+/* A DCU-only server's first start: the list is empty until the first archive refresh. The
+ * books accept it (nothing due, nothing expected, a state file that says so), and the
+ * meters the refresh brings are joiners, missing in each of the BackfillPeriods freeze
+ * times, as at a first start; the queue bound follows the list. */
+static void test_empty_start(void **state) {
+  (void)state;
+  hes_tz_t *tz = zone("Asia/Shanghai");
+  hes_meters_t *empty = meters_list(NULL, 0);
+  char path[512];
+  const hes_backfill_entry_t *e;
+  hes_backfill_stats_t st;
+  int64_t due[4];
+  int64_t now = utc_of(2024, 7, 10, 2, 0, 0);
+  int64_t t[3];
+
+  for (int i = 0; i < 3; i++)
+    t[i] = utc_of(2024, 7, 7 + i, 16, 0, 0);
+  path_of(path, sizeof(path), "empty.state");
+  unlink(path);
+  hes_backfill_config_t c = cfg_of(HES_BACKFILL_DAILY, empty, tz, 3, path);
+  hes_backfill_t *b = new_ok(&c, HES_BACKFILL_STATE_NONE);
+  hes_backfill_advance(b, now);
+  hes_backfill_stats(b, &st);
+  assert_int_equal(st.freeze_times, 3);
+  assert_int_equal(st.expected, 0);
+  assert_int_equal(st.missing, 0);
+  assert_int_equal(hes_backfill_due(b, due, 4), 0);
+  assert_int_equal(hes_backfill_next_missing(b, HES_BACKFILL_ANY, 0), HES_METER_NONE);
+  assert_int_equal(hes_backfill_next_missing(b, t[0], 0), HES_METER_NONE);
+  assert_int_equal(hes_backfill_missing_count(b, HES_BACKFILL_ANY), 0);
+  assert_int_equal(hes_backfill_missing_count(b, t[0]), 0);
+  assert_int_equal(rec(b, 0, t[0], 1.0), HES_BACKFILL_EINVAL);
+  hes_backfill_value_t v = {5069, 1.0};
+  assert_int_equal(hes_backfill_record_dev(b, "202400000001", 12, t[0], &v, 1),
+                   HES_BACKFILL_EINVAL);
+  assert_int_equal(hes_backfill_take(b, &e), 0);
+  assert_int_equal(hes_backfill_room(b), 1024);
+  assert_int_equal(hes_backfill_save(b), 0);
+  /* a restart before the refresh reads its own state back */
+  hes_backfill_free(b);
+  b = new_ok(&c, HES_BACKFILL_STATE_OK);
+  hes_backfill_advance(b, now);
+
+  /* the first refresh: three meters join */
+  hes_meters_t *m = meters_n(3, 1);
+  assert_int_equal(hes_backfill_set_meters(b, m), 0);
+  hes_backfill_stats(b, &st);
+  assert_int_equal(st.expected, 9);
+  assert_int_equal(st.missing, 9);
+  assert_int_equal(hes_backfill_due(b, due, 4), 3);
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(due[i], t[i]);
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(hes_backfill_missing_count(b, t[i]), 3);
+    assert_int_equal(hes_backfill_next_missing(b, t[i], 0), 0);
+    assert_int_equal(hes_backfill_next_missing(b, t[i], 2), 2);
+    assert_int_equal(hes_backfill_next_missing(b, t[i], 3), HES_METER_NONE);
+  }
+  assert_int_equal(hes_backfill_room(b), 2 * 3 + 1024);
+  /* billing works from then on */
+  assert_int_equal(hes_backfill_record_dev(b, "202400000002", 12, t[0], &v, 1), HES_BACKFILL_NEW);
+  assert_int_equal(hes_backfill_take(b, &e), 1);
+  assert_int_equal(e[0].meter, 1);
+  assert_int_equal(e[0].freeze_time, t[0]);
+  assert_int_equal(hes_backfill_missing_count(b, t[0]), 2);
+  assert_int_equal(hes_backfill_save(b), 0);
+  hes_backfill_free(b);
+  /* ... and the next start, with the list kept, reads that back */
+  c.meters = m;
+  b = new_ok(&c, HES_BACKFILL_STATE_OK);
+  hes_backfill_advance(b, now);
+  assert_int_equal(hes_backfill_missing_count(b, t[0]), 2);
+  assert_int_equal(hes_backfill_missing_count(b, HES_BACKFILL_ANY), 3);
+  hes_backfill_free(b);
+  unlink(path);
+  hes_meters_free(m);
+  hes_meters_free(empty);
+  hes_tz_free(tz);
 }
 
 int main(void) {
@@ -1367,6 +1451,7 @@ int main(void) {
       cmocka_unit_test(test_memory_100k),
       cmocka_unit_test(test_concurrent),
       cmocka_unit_test(test_set_meters),
+      cmocka_unit_test(test_empty_start),
   };
   return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }

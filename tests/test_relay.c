@@ -1681,6 +1681,27 @@ static void test_set_meters(void **state) {
   hes_meters_free(next);
 }
 
+/* A DCU-only server's first start: the relay takes the empty list (every meter unknown, so
+ * nothing is commanded), and the meters the first archive refresh brings can be commanded. */
+static void test_empty_start(void **state) {
+  (void)state;
+  hes_meters_t *none = make_meters(0);
+  hes_relay_config_t c = base_cfg(none);
+  hes_relay_t *r = new_relay(&c, T0);
+  add_rule(r, "over", "hes", "voltage", "A", HES_RELAY_FAILURE, HES_RELAY_OPEN);
+  hes_meters_t *m = make_meters(2);
+  hes_relay_event_t e1 = volt(HES_RELAY_FAILURE, 1);
+  expect_one(r, &e1, T0, HES_RELAY_SKIP_UNKNOWN_METER);
+  assert_int_equal(hes_relay_set_meters(r, m), 0);
+  hes_meters_free(none);
+  expect_one(r, &e1, T0 + 1, HES_RELAY_QUEUED);
+  hes_relay_cmd_t cmd;
+  assert_true(hes_relay_next(r, 0, &cmd));
+  assert_string_equal(cmd.meter, meter_names[1]);
+  hes_relay_free(r);
+  hes_meters_free(m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_new_invalid),
@@ -1708,6 +1729,7 @@ int main(void) {
       cmocka_unit_test(test_state_unwritable),
       cmocka_unit_test(test_concurrency),
       cmocka_unit_test(test_set_meters),
+      cmocka_unit_test(test_empty_start),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

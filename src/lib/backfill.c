@@ -55,6 +55,7 @@ struct hes_backfill {
   int64_t give_up;
   char *state_path;
   size_t pending_max;
+  bool pending_auto; /* pending_max follows the list's size (cfg->pending_max was 0) */
   bool hold_gaps;
   size_t slots_cap;
   uint64_t meters_hash;
@@ -179,6 +180,17 @@ static void bf__set(uint64_t *map, uint32_t i) {
   map[i / 64] |= UINT64_C(1) << (i % 64);
 }
 
+/* A zeroed bitmap of words words. An empty meter list has none, but calloc(0) may return
+ * NULL, which would read as no memory: one word is allocated at least. */
+static uint64_t *bf__bitmap(size_t words) {
+  return calloc(words > 0 ? words : 1, sizeof(uint64_t));
+}
+
+/* The default queue bound for n meters: two periods a meter, plus room for a small list. */
+static size_t bf__pending_auto(size_t n) {
+  return 2 * n + 1024;
+}
+
 static void bf__slot_free(bf_slot_t *s) {
   free(s->have);
   free(s->done);
@@ -207,8 +219,8 @@ static size_t bf__insert(hes_backfill_t *b, int64_t t) {
 
   if (b->nslots >= b->slots_cap)
     return b->nslots;
-  s.have = calloc(b->words, sizeof(uint64_t));
-  s.done = calloc(b->words, sizeof(uint64_t));
+  s.have = bf__bitmap(b->words);
+  s.done = bf__bitmap(b->words);
   if (s.have == NULL || s.done == NULL) {
     bf__slot_free(&s);
     return b->nslots;
@@ -387,7 +399,7 @@ static bf_load_t bf__parse(hes_backfill_t *b, char *body, char *end, int64_t *ti
       return LOAD_NOMEM;
   }
   hexlen = (ntimes + 3) / 4;
-  seen = calloc(b->words, sizeof(uint64_t));
+  seen = bf__bitmap(b->words);
   if (seen == NULL)
     return LOAD_NOMEM;
   for (;;) {
@@ -550,9 +562,11 @@ hes_backfill_t *hes_backfill_new(const hes_backfill_config_t *cfg, char *err, si
     hes_errbuf_printf(err, errlen, "backfill: bad item, meters or time zone");
     return NULL;
   }
+  /* An empty list is valid: a server whose meters come only from DCU archives has none until
+   * the first archive refresh; hes_backfill_set_meters then hands the joiners their periods. */
   nmeters = hes_meters_count(cfg->meters);
-  if (nmeters == 0 || nmeters >= UINT32_MAX) {
-    hes_errbuf_printf(err, errlen, "backfill: no meters");
+  if (nmeters >= UINT32_MAX) {
+    hes_errbuf_printf(err, errlen, "backfill: too many meters");
     return NULL;
   }
   if (cfg->periods == 0 || cfg->periods > HES_BACKFILL_PERIODS_MAX) {
@@ -584,7 +598,8 @@ hes_backfill_t *hes_backfill_new(const hes_backfill_config_t *cfg, char *err, si
   b->periods = cfg->periods;
   b->give_up =
       cfg->give_up > 0 ? cfg->give_up : (int64_t)(cfg->periods + 1) * bf__nominal(cfg->kind);
-  b->pending_max = cfg->pending_max > 0 ? cfg->pending_max : 2 * nmeters + 1024;
+  b->pending_auto = cfg->pending_max == 0;
+  b->pending_max = b->pending_auto ? bf__pending_auto(nmeters) : cfg->pending_max;
   b->hold_gaps = cfg->hold_gaps;
   b->slots_cap = (size_t)(b->give_up / shortest) + cfg->periods + 2;
   if (b->slots_cap > HES_BACKFILL_SLOTS_MAX)
@@ -731,7 +746,7 @@ static uint64_t bf__missing_word(const hes_backfill_t *b, size_t slot, size_t w)
         miss |= ~b->slots[i].have[w];
     }
   }
-  if (w == b->words - 1 && b->nmeters % 64 != 0)
+  if (w + 1 == b->words && b->nmeters % 64 != 0)
     miss &= (UINT64_C(1) << (b->nmeters % 64)) - 1;
   return miss;
 }
@@ -1140,10 +1155,11 @@ hes_backfill_record_t hes_backfill_record_dev(hes_backfill_t *b, const char *dev
 
 int hes_backfill_set_meters(hes_backfill_t *b, const hes_meters_t *meters) {
   size_t count = meters != NULL ? hes_meters_count(meters) : 0;
-  if (b == NULL || count == 0 || count >= UINT32_MAX)
+  if (b == NULL || meters == NULL || count >= UINT32_MAX)
     return EINVAL;
   size_t words = (count + 63) / 64;
-  uint32_t *map = malloc(count * sizeof(*map)); /* new index -> old index, or NONE */
+  /* new index -> old index, or NONE; an empty list (all left) has no entries */
+  uint32_t *map = malloc((count ? count : 1) * sizeof(*map));
   if (map == NULL)
     return ENOMEM;
   pthread_mutex_lock(&b->lock);
@@ -1152,7 +1168,7 @@ int hes_backfill_set_meters(hes_backfill_t *b, const hes_meters_t *meters) {
   uint32_t *back = malloc((b->nmeters ? b->nmeters : 1) * sizeof(*back)); /* old -> new */
   bool ok = maps != NULL && back != NULL;
   for (size_t k = 0; ok && k < b->nslots * 2; k++)
-    ok = (maps[k] = calloc(words, sizeof(uint64_t))) != NULL;
+    ok = (maps[k] = bf__bitmap(words)) != NULL;
   if (!ok) {
     pthread_mutex_unlock(&b->lock);
     for (size_t k = 0; maps != NULL && k < b->nslots * 2; k++)
@@ -1207,6 +1223,8 @@ int hes_backfill_set_meters(hes_backfill_t *b, const hes_meters_t *meters) {
   b->nmeters = (uint32_t)count;
   b->words = words;
   b->meters_hash = bf__meters_hash(meters, b->nmeters);
+  if (b->pending_auto)
+    b->pending_max = bf__pending_auto(count);
   b->dirty = true;
   pthread_mutex_unlock(&b->lock);
   free(maps);

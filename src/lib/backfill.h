@@ -74,13 +74,14 @@ typedef struct {
 typedef struct {
   const char *server;         /* the <Server> name, kept in the state file (no newline) */
   hes_backfill_kind_t kind;   /* also the item's cgcode */
-  const hes_meters_t *meters; /* sealed; must outlive the backfill */
+  const hes_meters_t *meters; /* sealed, may be empty; must outlive the backfill */
   const hes_tz_t *tz;         /* the HES's zone; must outlive the backfill */
   unsigned periods;           /* BackfillPeriods: 1..HES_BACKFILL_PERIODS_MAX */
   int64_t give_up;            /* GiveUpAfter, seconds; 0: (periods + 1) nominal periods
                                  (a day, 31 days, 15 minutes) */
   const char *state_path;     /* NULL: nothing persisted */
-  size_t pending_max;         /* queued periods at most; 0: 2 x meters + 1024 */
+  size_t pending_max;         /* queued periods at most; 0: 2 x meters + 1024, following the
+                                 list through hes_backfill_set_meters */
   bool hold_gaps;             /* take() holds a period back while an older due period of the
                                  same meter is neither received nor given up (the plugin sets
                                  it: every period goes out, in order); false: the newest may go
@@ -144,10 +145,13 @@ size_t hes_backfill_periods(hes_backfill_kind_t kind, const hes_tz_t *tz, int64_
  * config module checks it, so a config is refused when read, not at start. */
 int64_t hes_backfill_give_up_max(hes_backfill_kind_t kind, unsigned periods);
 /* Copies cfg (not meters, tz). Loads the state file if there is one. Returns NULL with err
- * filled on a bad cfg (no server, a newline in it, bad kind, meters NULL or empty, tz NULL,
+ * filled on a bad cfg (no server, a newline in it, bad kind, meters NULL, tz NULL,
  * periods 0 or > HES_BACKFILL_PERIODS_MAX, give_up negative) or no memory. Otherwise err is
  * "" or a line to log: why the state file was set aside, or how the meter list changed.
  * hes_backfill_state() tells which. Nothing is due before the first hes_backfill_advance.
+ * An empty list is valid (a DCU-only server before its first archive refresh): freeze times
+ * are tracked but nothing is due until hes_backfill_set_meters brings meters, which are then
+ * missing in every freeze time tracked, as at a first start.
  *
  * State file (text, written by save):
  *   collectd-hes backfill state v1
@@ -207,7 +211,8 @@ hes_backfill_record_t hes_backfill_record_dev(hes_backfill_t *b, const char *dev
  * dispatched, queued); a joiner is missing in every freeze time tracked, so it is asked for
  * as at a first start; a leaver's periods and queued values are dropped. Entries handed out
  * by the last take keep the old indices: call it on the thread that takes, between takes.
- * Returns 0, EINVAL (empty list) or ENOMEM (nothing changed). */
+ * The new list may be empty (every meter left). Returns 0, EINVAL (meters NULL) or ENOMEM
+ * (nothing changed). */
 int hes_backfill_set_meters(hes_backfill_t *b, const hes_meters_t *meters);
 
 /* Hands out, for each meter with queued periods, the oldest one (at most one per meter),

@@ -295,7 +295,7 @@ static void hes_billing_follow(hes_server_t *s) {
   }
   if (!all)
     ERROR(HES_PLUGIN " plugin: Server \"%s\": some frozen items keep the previous meter list "
-                     "(out of memory, or the new list is empty)",
+                     "(out of memory)",
           s->conf->name);
   hes_meterset_unpin(s->set, next);
 }

@@ -144,6 +144,17 @@ int hes_roster_start(hes_server_t *s) {
     ERROR(HES_PLUGIN " plugin: Server \"%s\": cannot build the meter list.", s->conf->name);
     return -1;
   }
+  /* A DCU-only server's first start (or all its kept lists empty): it starts anyway, the books
+   * and the relay take an empty list, and the first archive refresh that succeeds brings the
+   * meters (the round's update hands them over as joiners). Said once, so that a server that
+   * reads nothing while the HES is down is not a mystery. */
+  const hes_meterver_t *v = hes_meterset_pin(s->set);
+  if (hes_meterver_count(v) == 0)
+    WARNING(HES_PLUGIN " plugin: Server \"%s\": no meters yet (no DCU list kept in StateDir "
+                       "lists one): they come with the first DCU archive refresh that succeeds "
+                       "(at start, then every %.0f s).",
+            s->conf->name, (double)s->conf->dcu_refresh);
+  hes_meterset_unpin(s->set, v);
   /* The published list replaces the config's: the relay and the books borrow from it. */
   hes_meters_free(s->conf->meters);
   s->conf->meters = NULL;
