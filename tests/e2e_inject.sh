@@ -5,7 +5,8 @@
 #   a second <Server> whose URL is a closed port (HES unreachable), the HES answering slower
 #   than Timeout, HTTP 500s and HES errors, the token dropped by the HES, malformed,
 #   truncated, binary and oversized (17 MB, above the 16 MiB cap) pushes, a QoS 1
-#   redelivery of a real push, pushes of unknown plans, and 10,000 pushes in a burst.
+#   redelivery of a real push (at once, and after its plan id is forgotten), pushes of
+#   unknown plans, and 10,000 pushes in a burst.
 # After each: collectd is still running and the self-metric the fault belongs to moved by
 # exactly what was injected. At the end the reads are stopped (every plan-creating call
 # fails), the last plans expire, and every reading the simulator delivered is accounted for
@@ -91,6 +92,8 @@ all_values() {
 }
 wait_for 30 all_values || fail "no values for every answering meter"
 ok "values flow"
+# The first pushes' plans ended by now: step 6b redelivers one once its id is forgotten.
+first_plans_ended=$SECONDS
 
 # 1. HES unreachable: the dead server counts failed requests and nothing else.
 wait_self "$D" total_requests-http_failed 2 15
@@ -170,6 +173,26 @@ mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -t "${real%% *}" -f "$TEST_TMP/r
 redelivered() { [ $(($(self "$S" total_values-duplicate) + $(self "$S" total_values-late))) -gt $((dup0 + late0)) ]; }
 wait_for 15 redelivered || fail "a redelivered push was counted neither duplicate nor late"
 alive "a QoS 1 redelivery"
+
+# 6b. The same long after: a finished plan's id is remembered for 4 PlanTimeouts (12 s), not
+#     for an hour (the memory of a busy server grew for its first hour), so a redelivery of
+#     the first push is another instance's by now: foreign, once, and not a duplicate.
+while [ $((SECONDS - first_plans_ended)) -lt $((4 * 3 + 2 + 3)) ]; do sleep 1; done
+first=$(grep -a -m 1 "^/$SIM_TENANT/P003_[0-9]* .*\"devAddr\":\"202407100001\"" "$CAPTURE") ||
+  fail "no first push captured"
+printf '%s' "${first#* }" >"$TEST_TMP/redeliver-old.json"
+[ "${first%% *}" != "${real%% *}" ] || fail "the first push is also the newest one"
+settle
+dup0=$(self "$S" total_values-duplicate)
+late0=$(self "$S" total_values-late)
+for0=$(self "$S" total_values-foreign)
+mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -t "${first%% *}" -f "$TEST_TMP/redeliver-old.json"
+wait_self "$S" total_values-foreign "$((for0 + 1))" 40
+settle
+[ "$(self "$S" total_values-foreign)" = "$((for0 + 1))" ] &&
+  [ "$(self "$S" total_values-duplicate)" = "$dup0" ] && [ "$(self "$S" total_values-late)" = "$late0" ] ||
+  fail "an old redelivery: foreign +$(($(self "$S" total_values-foreign) - for0)), duplicate +$(($(self "$S" total_values-duplicate) - dup0)), late +$(($(self "$S" total_values-late) - late0)) (want 1, 0, 0)"
+alive "a redelivery after the plan's id was forgotten"
 
 # 7. Pushes of unknown plans (random planIds): foreign, exactly one each.
 settle
