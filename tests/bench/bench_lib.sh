@@ -29,8 +29,8 @@ PLUGINS=$TEST_TMP/plugins
 
 bench_init() {
   require_cmd gcc
-  [ -x "$COLLECTD_BIN" ] || skip "collectd not found ($COLLECTD_BIN)"
-  [ -f /usr/include/collectd/core/daemon/plugin.h ] || skip "collectd-dev not installed"
+  [ -x "$COLLECTD_BIN" ] || cannot_run "collectd not found ($COLLECTD_BIN)"
+  [ -f /usr/include/collectd/core/daemon/plugin.h ] || cannot_run "collectd-dev not installed"
   [ -f "$BUILD/.libs/hes.so" ] || fail "$BUILD/.libs/hes.so not built (run make in $BUILD)"
   [ -x "$BUILD/tests/sim/hes-sim" ] || fail "$BUILD/tests/sim/hes-sim not built"
   mkdir -p "$B" "$PLUGINS"

@@ -34,9 +34,9 @@ CRED=(--tenant "$TENANT" --username kuangda --password kd123456 --secret-key "$S
 OFFERED=$((METERS * NITEMS))
 
 for p in python mqtt logfile; do
-  [ -f "$STOCK_PLUGINS/$p.so" ] || skip "$STOCK_PLUGINS/$p.so missing (collectd-core)"
+  [ -f "$STOCK_PLUGINS/$p.so" ] || cannot_run "$STOCK_PLUGINS/$p.so missing (collectd-core)"
 done
-/usr/bin/python3 -c 'import paho.mqtt.client' 2>/dev/null || skip "python3-paho-mqtt not installed"
+/usr/bin/python3 -c 'import paho.mqtt.client' 2>/dev/null || cannot_run "python3-paho-mqtt not installed"
 bench_init count dispatch
 gcc -O2 -std=gnu11 -Wall -Wextra "$SRC/tests/bench/feed_mqtt.c" -lmosquitto -o "$B/feed_mqtt" ||
   fail "cannot build feed_mqtt"
