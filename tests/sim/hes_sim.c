@@ -1,10 +1,10 @@
 /* hes-sim: a stand-alone simulator of the HES OpenAPI of the seed document, for the tests and
  * the demo. It answers the nine /apis/openapi/ endpoints over HTTP (libmicrohttpd) and
  * publishes the plans' results to an MQTT broker (libmosquitto), with knobs for the failures a
- * client must survive: silent meters, an over-voltage meter, failing relays, injected HTTP
- * failures, expiring tokens, incomplete frozen data, early pushes. Values come from
- * sim_values.c, so tests can predict them. It is an independent peer of the plugin: it uses
- * none of src/.
+ * client must survive: silent meters, an over-voltage meter, meters whose values are not
+ * numbers, failing relays, injected HTTP failures, expiring tokens, incomplete frozen data,
+ * early pushes. Values come from sim_values.c, so tests can predict them. It is an independent peer
+ * of the plugin: it uses none of src/.
  *
  * Threads: libmicrohttpd runs one thread per connection; libmosquitto runs its own network
  * thread (loop_start, automatic reconnect); a scheduler thread publishes pushes when they fall
@@ -137,7 +137,7 @@ static struct {
   pthread_mutex_t lock;
   char token[49];
   int64_t token_expiry_ms; /* monotonic; 0: no token */
-  strset_t silent, overvoltage, relay_fail;
+  strset_t silent, overvoltage, relay_fail, bad_value;
   double fail_rate;
   double frozen_drop_rate;
   long slow_ms; /* /sim/slow: every API answer waits this long first */
@@ -588,7 +588,7 @@ static void *mqtt_start_main(void *arg) {
 
 /* ---- plans and pushes ------------------------------------------------------------------------ */
 
-enum { MF_SILENT = 1, MF_OVERVOLTAGE = 2, MF_RELAY_FAIL = 4 };
+enum { MF_SILENT = 1, MF_OVERVOLTAGE = 2, MF_RELAY_FAIL = 4, MF_BAD_VALUE = 8 };
 
 typedef struct {
   endpoint_t ep;
@@ -737,6 +737,8 @@ static char *build_payload(const plan_t *p) {
       if (!sim_value_string(p->meters[i], p->cgcode, now, p->flags[i] & MF_OVERVOLTAGE, v,
                             sizeof(v), &unit))
         continue;
+      if (p->flags[i] & MF_BAD_VALUE) /* a well-formed entry whose value is not a number */
+        snprintf(v, sizeof(v), "n/a");
       sb_printf(&list,
                 "%s{\"devAddr\":\"%s\",\"timestamp\":%" PRId64
                 ",\"cgcode\":\"%d\",\"unit\":\"%s\",\"value\":\"%s\"}",
@@ -1193,7 +1195,8 @@ static uint8_t *meter_flags(char **meters, size_t n) {
   for (size_t i = 0; i < n; i++) {
     f[i] = (strset_has(&g.silent, meters[i]) ? MF_SILENT : 0) |
            (strset_has(&g.overvoltage, meters[i]) ? MF_OVERVOLTAGE : 0) |
-           (strset_has(&g.relay_fail, meters[i]) ? MF_RELAY_FAIL : 0);
+           (strset_has(&g.relay_fail, meters[i]) ? MF_RELAY_FAIL : 0) |
+           (strset_has(&g.bad_value, meters[i]) ? MF_BAD_VALUE : 0);
   }
   pthread_mutex_unlock(&g.lock);
   return f;
@@ -1966,6 +1969,7 @@ static void usage(FILE *f) {
       "  --silent-meters a,b,c    meters that never answer\n"
       "  --overvoltage-meter M    a meter with phase voltages near 262 V (repeatable)\n"
       "  --relay-fail-meters a,b  meters whose relay commands fail\n"
+      "  --bad-value-meters a,b   meters whose readSingle values are \"n/a\" (not a number)\n"
       "  --max-devlist N          longest devList accepted (default 1000, 0: no limit)\n"
       "  --frozen-drop-rate R     fraction of meter x freeze time that readFrozen leaves out the\n"
       "                           first time it is asked (answered from the second ask on;\n"
@@ -2127,6 +2131,7 @@ int main(int argc, char **argv) {
     O_SILENT,
     O_OVERVOLTAGE_METER,
     O_RELAY_FAIL,
+    O_BAD_VALUE,
     O_MAX_DEVLIST,
     O_LOG,
     O_FROZEN_DROP,
@@ -2154,6 +2159,7 @@ int main(int argc, char **argv) {
       {"silent-meters", required_argument, NULL, O_SILENT},
       {"overvoltage-meter", required_argument, NULL, O_OVERVOLTAGE_METER},
       {"relay-fail-meters", required_argument, NULL, O_RELAY_FAIL},
+      {"bad-value-meters", required_argument, NULL, O_BAD_VALUE},
       {"max-devlist", required_argument, NULL, O_MAX_DEVLIST},
       {"log", required_argument, NULL, O_LOG},
       {"frozen-drop-rate", required_argument, NULL, O_FROZEN_DROP},
@@ -2227,6 +2233,9 @@ int main(int argc, char **argv) {
       break;
     case O_RELAY_FAIL:
       ok = add_list(&g.relay_fail, optarg);
+      break;
+    case O_BAD_VALUE:
+      ok = add_list(&g.bad_value, optarg);
       break;
     case O_MAX_DEVLIST:
       ok = parse_long(optarg, 0, 1000000, &opt.max_devlist);
@@ -2376,6 +2385,7 @@ out:
   strset_free(&g.silent);
   strset_free(&g.overvoltage);
   strset_free(&g.relay_fail);
+  strset_free(&g.bad_value);
   free(g.drops.keys);
   free(g.drops.vals);
   free(g.archives);
