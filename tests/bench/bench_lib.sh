@@ -63,6 +63,7 @@ PluginDir "$PLUGINS"
 TypesDB "/usr/share/collectd/types.db" "$SRC/conf/hes-types.db"
 Interval ${CD_INTERVAL:-1}
 Timeout ${BENCH_TIMEOUT:-2}
+${BENCH_GLOBAL:-}
 LoadPlugin logfile
 <Plugin logfile>
   LogLevel info

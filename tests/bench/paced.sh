@@ -18,7 +18,8 @@
 #
 # Knobs: PACED_METERS (20000), PACED_RUNS (3), PACED_WARMUP (10 s), PACED_WINDOW (15 s),
 # PACED_MEM_METERS (100000), BENCH_HES_SO (another hes.so, for an A/B), BENCH_COLLECTD_ENV,
-# BENCH_TIMEOUT, BENCH_SIM_ARGS (as in ingest.sh), BENCH_DISPATCH_WORK (us of busy work the
+# BENCH_TIMEOUT, BENCH_GLOBAL (lines for collectd.conf's top level, e.g. "WriteThreads 1"),
+# BENCH_SIM_ARGS (as in ingest.sh), BENCH_DISPATCH_WORK (us of busy work the
 # baseline does before each value: an experiment). KEEP_TMP=1 keeps the logs. About 2.5
 # minutes with the defaults.
 set -euo pipefail
