@@ -64,7 +64,7 @@ static void hes_frozen_record(hes_server_t *s, struct hes_frozen *f, const hes_p
  * may reorder two values of one identifier dispatched back to back. */
 static void hes_frozen_dispatch(hes_server_t *s, struct hes_frozen *f) {
   const hes_backfill_entry_t *entries;
-  size_t n = hes_backfill_take(f->backfill, &entries);
+  size_t n = hes_backfill_take(f->backfill, hes_clock_mono(), &entries);
   if (n == 0)
     return;
   cdtime_t interval = TIME_T_TO_CDTIME_T(f->item->cgcode == 1   ? 86400
