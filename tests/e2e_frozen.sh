@@ -80,3 +80,38 @@ check_series
 after=$(count_lines "$SIM_LOG" '"endpoint":"readFrozen"')
 [ "$after" = "$before" ] || fail "the restart read frozen data again ($before -> $after requests)"
 ok "a restart dispatches nothing twice and asks for nothing already collected"
+
+# Spacing: a meter whose periods all come from the history in one round. collectd's csv
+# plugin creates a new file with stat() then fopen("w"), so two write threads on one
+# identifier can truncate each other's row; tests/slow_csv.c holds that creation 200 ms,
+# which makes the loss certain for values dispatched closer than that (the round used to
+# dispatch after each freeze time, milliseconds apart) and impossible for values an Interval
+# apart (take_gap: half the Interval). Every period must reach the CSV files.
+shim=$top_builddir/tests/.libs/slow_csv.so
+[ -f "$shim" ] || fail "$shim not built"
+# shellcheck disable=SC2046
+TZ=$zone start_sim $(sim_credentials) --frozen-drop-rate 0 --seed 11 # the history has all
+wait_for 10 sim_connected || fail "simulator not connected to the broker"
+collectd_instance spacing
+collectd_setup
+mkdir -p "$CD_DIR/state"
+collectd_conf "$(server_block spacing "Meter \"${meters[0]}\"" \
+  'Item "dailyBilling"' 'Interval 2' 'PlanTimeout 3' "BackfillPeriods $days" \
+  'RetryInterval 4' "TimeZone \"$zone\"")
+  StateDir \"$CD_DIR/state\"" 'WriteThreads 16' # a free write thread for every value
+LD_PRELOAD=$shim
+export LD_PRELOAD
+collectd_start
+unset LD_PRELOAD
+dispatched() { [ "$(csv_last spacing-self gauge-periods_collected)" = "$days.000000" ]; }
+wait_for 30 dispatched || fail "the plugin did not dispatch the $days periods"
+sleep 1 # the write threads' last rows
+collectd_stop
+series=("$CD_CSV/$CD_HOST/hes-${meters[0]}"/*-daily-*)
+if [ ! -f "${series[0]}" ] || [ "${#series[@]}" -lt 2 ]; then fail "no daily series in $CD_CSV"; fi
+for f in "${series[@]}"; do
+  got=$({ grep '^[0-9]' "$f" || true; } | cut -d, -f1 | sed 's/\..*//' | tr '\n' ' ')
+  [ "$got" = "${freezes[*]} " ] || fail "$(basename "$f"): times '$got', expected '${freezes[*]} '"
+done
+collectd_log_clean
+ok "a meter's periods from one history round reach a slow csv plugin apart, none lost"

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sched.h>
@@ -318,7 +319,7 @@ static void test_exactly_once(void **state) {
   fx_init(&f, 10, NULL);
   assert_int_equal(rec(f.b, 3, f.t[2], 7340740.0), HES_BACKFILL_NEW);
   assert_int_equal(rec(f.b, 3, f.t[2], 7340740.0), HES_BACKFILL_DUPLICATE); /* pending */
-  assert_int_equal(hes_backfill_take(f.b, &e), 1);
+  assert_int_equal(hes_backfill_take(f.b, 0, &e), 1);
   assert_int_equal(e[0].meter, 3);
   assert_int_equal(e[0].freeze_time, f.t[2]);
   assert_int_equal(e[0].n, 2);
@@ -327,7 +328,7 @@ static void test_exactly_once(void **state) {
   assert_int_equal(e[0].values[1].cgcode, 5099);
   assert_true(e[0].values[1].value == 7340.74);
   assert_int_equal(rec(f.b, 3, f.t[2], 1.0), HES_BACKFILL_DUPLICATE); /* dispatched */
-  assert_int_equal(hes_backfill_take(f.b, &e), 0);
+  assert_int_equal(hes_backfill_take(f.b, 0, &e), 0);
   assert_null(e);
   /* a record with no channel values is still a period */
   assert_int_equal(hes_backfill_record(f.b, 4, f.t[2], NULL, 0), HES_BACKFILL_NEW);
@@ -365,11 +366,11 @@ static void test_dispatch_order(void **state) {
   fx_init(&f, 10, NULL);
   /* meter 0: the newest first, dispatched; the older one then arrives: dropped, counted */
   assert_int_equal(rec(f.b, 0, f.t[2], 3), HES_BACKFILL_NEW);
-  assert_int_equal(hes_backfill_take(f.b, &e), 1);
+  assert_int_equal(hes_backfill_take(f.b, 0, &e), 1);
   assert_int_equal(e[0].freeze_time, f.t[2]);
   assert_int_equal(rec(f.b, 0, f.t[0], 1), HES_BACKFILL_LATE);
   assert_int_equal(rec(f.b, 0, f.t[0], 1), HES_BACKFILL_DUPLICATE);
-  assert_int_equal(hes_backfill_take(f.b, &e), 0);
+  assert_int_equal(hes_backfill_take(f.b, 0, &e), 0);
   hes_backfill_stats(f.b, &s);
   assert_int_equal(s.dropped_late, 1);
   assert_int_equal(s.collected, 2); /* the late one counts as collected: never asked again */
@@ -382,31 +383,31 @@ static void test_dispatch_order(void **state) {
   assert_int_equal(rec(f.b, 1, f.t[0], 11), HES_BACKFILL_NEW);
   assert_int_equal(rec(f.b, 2, f.t[2], 23), HES_BACKFILL_NEW);
   assert_int_equal(rec(f.b, 2, f.t[0], 21), HES_BACKFILL_NEW);
-  assert_int_equal(hes_backfill_take(f.b, &e), 2);
+  assert_int_equal(hes_backfill_take(f.b, 0, &e), 2);
   assert_int_equal(e[0].meter, 1);
   assert_int_equal(e[0].freeze_time, f.t[0]);
   assert_true(e[0].values[0].value == 11);
   assert_int_equal(e[1].meter, 2);
   assert_int_equal(e[1].freeze_time, f.t[0]);
-  assert_int_equal(hes_backfill_take(f.b, &e), 2);
+  assert_int_equal(hes_backfill_take(f.b, 0, &e), 2);
   assert_int_equal(e[0].meter, 1);
   assert_int_equal(e[0].freeze_time, f.t[1]);
   assert_int_equal(e[1].meter, 2);
   assert_int_equal(e[1].freeze_time, f.t[2]);
   /* meter 2's t[1] arrives after t[2] was dispatched: too late */
   assert_int_equal(rec(f.b, 2, f.t[1], 22), HES_BACKFILL_LATE);
-  assert_int_equal(hes_backfill_take(f.b, &e), 1);
+  assert_int_equal(hes_backfill_take(f.b, 0, &e), 1);
   assert_int_equal(e[0].meter, 1);
   assert_int_equal(e[0].freeze_time, f.t[2]);
   assert_true(e[0].values[0].value == 13);
-  assert_int_equal(hes_backfill_take(f.b, &e), 0);
+  assert_int_equal(hes_backfill_take(f.b, 0, &e), 0);
 
   /* meter 3: an older one arriving while the newer is queued goes first */
   assert_int_equal(rec(f.b, 3, f.t[2], 33), HES_BACKFILL_NEW);
   assert_int_equal(rec(f.b, 3, f.t[1], 32), HES_BACKFILL_NEW);
-  assert_int_equal(hes_backfill_take(f.b, &e), 1);
+  assert_int_equal(hes_backfill_take(f.b, 0, &e), 1);
   assert_int_equal(e[0].freeze_time, f.t[1]);
-  assert_int_equal(hes_backfill_take(f.b, &e), 1);
+  assert_int_equal(hes_backfill_take(f.b, 0, &e), 1);
   assert_int_equal(e[0].freeze_time, f.t[2]);
   hes_backfill_stats(f.b, &s);
   assert_int_equal(s.dropped_late, 2);
@@ -428,18 +429,78 @@ static void test_dispatch_rounds(void **state) {
       assert_int_equal(rec(f.b, m, f.t[k], m * 10 + k), HES_BACKFILL_NEW);
   }
   for (int round = 0; round < 3; round++) {
-    assert_int_equal(hes_backfill_take(f.b, &e), 200);
+    assert_int_equal(hes_backfill_take(f.b, 0, &e), 200);
     for (uint32_t m = 0; m < 200; m++) {
       assert_int_equal(e[m].meter, m);
       assert_int_equal(e[m].freeze_time, f.t[round]);
       assert_true(e[m].values[0].value == m * 10 + round);
     }
   }
-  assert_int_equal(hes_backfill_take(f.b, &e), 0);
+  assert_int_equal(hes_backfill_take(f.b, 0, &e), 0);
   assert_int_equal(hes_backfill_missing_count(f.b, HES_BACKFILL_ANY), 0);
   int64_t due[4];
   assert_int_equal(hes_backfill_due(f.b, due, 4), 0);
   fx_free(&f);
+}
+
+/* The billing thread takes after each freeze time of a round, milliseconds apart when the
+ * history answers fast: a meter whose three periods all came from history got them handed
+ * out back to back, and collectd's write threads then raced on them (csv lost the first row
+ * of a new file: e2e_frozen's "not every meter has 3 daily values"). Takes within take_gap
+ * of the last hand-out hand out nothing; an empty take does not restart the gap. */
+static void test_take_gap(void **state) {
+  (void)state;
+  hes_tz_t *tz = zone("Asia/Shanghai");
+  hes_meters_t *m = meters_n(10, 1);
+  hes_backfill_config_t c = cfg_of(HES_BACKFILL_DAILY, m, tz, 3, NULL);
+  c.hold_gaps = true; /* as the plugin */
+  c.take_gap = 0.5;
+  hes_backfill_t *b = new_ok(&c, HES_BACKFILL_STATE_NONE);
+  int64_t t[3];
+  const hes_backfill_entry_t *e;
+  hes_backfill_stats_t st;
+
+  hes_backfill_advance(b, utc_of(2024, 7, 10, 2, 0, 0));
+  assert_int_equal(hes_backfill_due(b, t, 3), 3);
+  /* the round's first freeze time, then its take; the second, then its take 4 ms later */
+  assert_int_equal(rec(b, 0, t[0], 1), HES_BACKFILL_NEW);
+  assert_int_equal(hes_backfill_take(b, 100.0, &e), 1);
+  assert_int_equal(e[0].freeze_time, t[0]);
+  assert_int_equal(rec(b, 0, t[1], 2), HES_BACKFILL_NEW);
+  assert_int_equal(rec(b, 0, t[2], 3), HES_BACKFILL_NEW);
+  assert_int_equal(hes_backfill_take(b, 100.004, &e), 0);
+  assert_null(e);
+  assert_int_equal(hes_backfill_take(b, 100.499, &e), 0);
+  hes_backfill_stats(b, &st);
+  assert_int_equal(st.pending, 2); /* kept, not lost */
+  assert_int_equal(st.dispatched, 1);
+  /* half an Interval later: the next period, one per meter as always */
+  assert_int_equal(hes_backfill_take(b, 100.5, &e), 1);
+  assert_int_equal(e[0].freeze_time, t[1]);
+  assert_int_equal(hes_backfill_take(b, 101.0, &e), 1);
+  assert_int_equal(e[0].freeze_time, t[2]);
+  /* nothing queued: an empty take at 101.6 does not move the gap's start */
+  assert_int_equal(hes_backfill_take(b, 101.6, &e), 0);
+  assert_int_equal(rec(b, 1, t[0], 4), HES_BACKFILL_NEW);
+  assert_int_equal(hes_backfill_take(b, 101.7, &e), 1);
+  assert_int_equal(e[0].meter, 1);
+  hes_backfill_stats(b, &st);
+  assert_int_equal(st.pending, 0);
+  assert_int_equal(st.dispatched, 4);
+  hes_backfill_free(b);
+
+  /* take_gap 0: every call may hand out, whatever now says (the tests above) */
+  c.take_gap = 0;
+  b = new_ok(&c, HES_BACKFILL_STATE_NONE);
+  hes_backfill_advance(b, utc_of(2024, 7, 10, 2, 0, 0));
+  assert_int_equal(rec(b, 0, t[0], 1), HES_BACKFILL_NEW);
+  assert_int_equal(rec(b, 0, t[1], 2), HES_BACKFILL_NEW);
+  assert_int_equal(hes_backfill_take(b, 5.0, &e), 1);
+  assert_int_equal(hes_backfill_take(b, 5.0, &e), 1);
+  assert_int_equal(e[0].freeze_time, t[1]);
+  hes_backfill_free(b);
+  hes_meters_free(m);
+  hes_tz_free(tz);
 }
 
 /* More periods due than a round may ask for (the billing loop asks 64 per round): one meter
@@ -463,7 +524,7 @@ static void test_due_no_starvation(void **state) {
   assert_int_equal(hes_backfill_due(b, all, 200), 200);
   for (size_t i = 0; i < 200; i++)
     assert_int_equal(rec(b, 0, all[i], 1), HES_BACKFILL_NEW);
-  while (hes_backfill_take(b, &e) > 0)
+  while (hes_backfill_take(b, 0, &e) > 0)
     ;
   /* (200 - 32) older periods, 32 of them per round: 6 rounds reach every one */
   for (int round = 0; round < 6; round++) {
@@ -577,7 +638,7 @@ static void test_give_up(void **state) {
   /* t[0]: meters 0 and 1 dispatched, meter 2 queued */
   assert_int_equal(rec(f.b, 0, f.t[0], 1), HES_BACKFILL_NEW);
   assert_int_equal(rec(f.b, 1, f.t[0], 1), HES_BACKFILL_NEW);
-  assert_int_equal(hes_backfill_take(f.b, &e), 2);
+  assert_int_equal(hes_backfill_take(f.b, 0, &e), 2);
   assert_int_equal(rec(f.b, 2, f.t[0], 1), HES_BACKFILL_NEW);
 
   /* a day later: t[0] left the window but is still chased (3d10h old) */
@@ -602,7 +663,7 @@ static void test_give_up(void **state) {
   assert_int_equal(rec(f.b, 3, f.t[0], 1), HES_BACKFILL_NOT_DUE);
   assert_int_equal(hes_backfill_next_missing(f.b, f.t[0], 0), HES_METER_NONE);
   /* ... but is still handed out */
-  assert_int_equal(hes_backfill_take(f.b, &e), 1);
+  assert_int_equal(hes_backfill_take(f.b, 0, &e), 1);
   assert_int_equal(e[0].meter, 2);
   assert_int_equal(e[0].freeze_time, f.t[0]);
   /* advancing again gives up nothing twice */
@@ -646,27 +707,27 @@ static void test_hold_gaps(void **state) {
 
   /* meter 0: newest first, then the oldest, then the middle one */
   assert_int_equal(rec(b, 0, t[2], 3), HES_BACKFILL_NEW);
-  assert_int_equal(hes_backfill_take(b, &e), 0); /* t[0] and t[1] still chased */
+  assert_int_equal(hes_backfill_take(b, 0, &e), 0); /* t[0] and t[1] still chased */
   assert_int_equal(rec(b, 0, t[0], 1), HES_BACKFILL_NEW);
-  assert_int_equal(hes_backfill_take(b, &e), 1);
+  assert_int_equal(hes_backfill_take(b, 0, &e), 1);
   assert_int_equal(e[0].freeze_time, t[0]);
-  assert_int_equal(hes_backfill_take(b, &e), 0); /* t[1] still chased */
+  assert_int_equal(hes_backfill_take(b, 0, &e), 0); /* t[1] still chased */
   assert_int_equal(rec(b, 0, t[1], 2), HES_BACKFILL_NEW);
-  assert_int_equal(hes_backfill_take(b, &e), 1);
+  assert_int_equal(hes_backfill_take(b, 0, &e), 1);
   assert_int_equal(e[0].freeze_time, t[1]);
-  assert_int_equal(hes_backfill_take(b, &e), 1);
+  assert_int_equal(hes_backfill_take(b, 0, &e), 1);
   assert_int_equal(e[0].freeze_time, t[2]);
   assert_true(e[0].values[0].value == 3);
 
   /* meter 1: t[1] and t[2] arrive, t[0] never does: held until t[0] is given up */
   assert_int_equal(rec(b, 1, t[2], 3), HES_BACKFILL_NEW);
   assert_int_equal(rec(b, 1, t[1], 2), HES_BACKFILL_NEW);
-  assert_int_equal(hes_backfill_take(b, &e), 0);
+  assert_int_equal(hes_backfill_take(b, 0, &e), 0);
   hes_backfill_advance(b, t[0] + c.give_up + 1);
-  assert_int_equal(hes_backfill_take(b, &e), 1);
+  assert_int_equal(hes_backfill_take(b, 0, &e), 1);
   assert_int_equal(e[0].meter, 1);
   assert_int_equal(e[0].freeze_time, t[1]);
-  assert_int_equal(hes_backfill_take(b, &e), 1);
+  assert_int_equal(hes_backfill_take(b, 0, &e), 1);
   assert_int_equal(e[0].freeze_time, t[2]);
   hes_backfill_stats(b, &s);
   assert_int_equal(s.dropped_late, 0);
@@ -695,7 +756,7 @@ static void test_full(void **state) {
   assert_int_equal(hes_backfill_room(b), 0);
   assert_int_equal(rec(b, 3, t, 1), HES_BACKFILL_FULL);
   assert_int_equal(hes_backfill_missing_count(b, t), 7); /* still missing: asked again */
-  assert_int_equal(hes_backfill_take(b, &e), 3);
+  assert_int_equal(hes_backfill_take(b, 0, &e), 3);
   assert_int_equal(hes_backfill_room(b), 3);
   assert_int_equal(rec(b, 3, t, 1), HES_BACKFILL_NEW);
   hes_backfill_stats(b, &s);
@@ -740,10 +801,18 @@ static void test_config_errors(void **state) {
   assert_null(hes_backfill_new(&c, err, sizeof(err)));
   c = cfg_of(HES_BACKFILL_DAILY, m, NULL, 7, NULL);
   assert_null(hes_backfill_new(&c, err, sizeof(err)));
+  c = cfg_of(HES_BACKFILL_DAILY, m, tz, 7, NULL);
+  c.take_gap = -1;
+  assert_null(hes_backfill_new(&c, err, sizeof(err)));
+  assert_non_null(strstr(err, "take_gap"));
+  c.take_gap = NAN;
+  assert_null(hes_backfill_new(&c, err, sizeof(err)));
+  c.take_gap = INFINITY;
+  assert_null(hes_backfill_new(&c, err, sizeof(err)));
   /* NULL handles are harmless */
   hes_backfill_free(NULL);
   hes_backfill_advance(NULL, 0);
-  assert_int_equal(hes_backfill_take(NULL, NULL), 0);
+  assert_int_equal(hes_backfill_take(NULL, 0, NULL), 0);
   assert_int_equal(hes_backfill_save(NULL), EINVAL);
   hes_meters_free(m);
   hes_tz_free(tz);
@@ -766,8 +835,8 @@ static void test_state_round_trip(void **state) {
   assert_int_equal(rec(f.b, 0, f.t[0], 1), HES_BACKFILL_NEW);
   assert_int_equal(rec(f.b, 0, f.t[1], 1), HES_BACKFILL_NEW);
   assert_int_equal(rec(f.b, 9, f.t[2], 1), HES_BACKFILL_NEW);
-  assert_int_equal(hes_backfill_take(f.b, &e), 2);
-  assert_int_equal(hes_backfill_take(f.b, &e), 1);
+  assert_int_equal(hes_backfill_take(f.b, 0, &e), 2);
+  assert_int_equal(hes_backfill_take(f.b, 0, &e), 1);
   assert_int_equal(rec(f.b, 5, f.t[0], 1), HES_BACKFILL_NEW);
   assert_int_equal(hes_backfill_save(f.b), 0);
   char *text = slurp(path);
@@ -809,7 +878,7 @@ static void test_state_round_trip(void **state) {
   /* the order survives the restart: meter 9 had t[2] out, so t[0] is late */
   assert_int_equal(rec(g.b, 9, f.t[0], 1), HES_BACKFILL_LATE);
   assert_int_equal(rec(g.b, 0, f.t[2], 1), HES_BACKFILL_NEW);
-  assert_int_equal(hes_backfill_take(g.b, &e), 2);
+  assert_int_equal(hes_backfill_take(g.b, 0, &e), 2);
   assert_int_equal(e[0].meter, 0);
   assert_int_equal(e[0].freeze_time, f.t[2]);
   assert_int_equal(e[1].meter, 5);
@@ -960,7 +1029,7 @@ static void test_state_corrupt(void **state) {
     fx_init(&f, 10, path);
     for (uint32_t m = 0; m < 10; m += 3)
       assert_int_equal(rec(f.b, m, f.t[m % 3], 1), HES_BACKFILL_NEW);
-    assert_int_equal(hes_backfill_take(f.b, &e), 4);
+    assert_int_equal(hes_backfill_take(f.b, 0, &e), 4);
     assert_int_equal(hes_backfill_save(f.b), 0);
     fx_free(&f);
     char *text = slurp(path);
@@ -1060,7 +1129,7 @@ static void test_state_meter_list_change(void **state) {
     if (i != 3) /* D4 stays missing */
       assert_int_equal(rec(b, i, t, i), HES_BACKFILL_NEW);
   }
-  assert_int_equal(hes_backfill_take(b, &e), 3);
+  assert_int_equal(hes_backfill_take(b, 0, &e), 3);
   assert_int_equal(hes_backfill_save(b), 0);
   hes_backfill_free(b);
   /* the same list again: OK */
@@ -1085,7 +1154,7 @@ static void test_state_meter_list_change(void **state) {
   assert_int_equal(s.missing, 5);
   /* saved under the new list, it loads as OK */
   assert_int_equal(rec(b, 0, t, 1), HES_BACKFILL_NEW);
-  assert_int_equal(hes_backfill_take(b, &e), 1);
+  assert_int_equal(hes_backfill_take(b, 0, &e), 1);
   assert_int_equal(hes_backfill_save(b), 0);
   hes_backfill_free(b);
   b = new_ok(&c, HES_BACKFILL_STATE_OK);
@@ -1143,9 +1212,9 @@ static void test_memory_100k(void **state) {
   /* a day's worth through the queue, saved and loaded back */
   for (uint32_t i = 0; i < 100000; i++)
     assert_int_equal(rec(b, i, due[6], i), HES_BACKFILL_NEW);
-  assert_int_equal(hes_backfill_take(b, &e), 100000);
+  assert_int_equal(hes_backfill_take(b, 0, &e), 100000);
   assert_true(hes_backfill_memory(b) > 100000 * HES_BACKFILL_ENTRY_SIZE);
-  assert_int_equal(hes_backfill_take(b, &e), 0); /* the backlog's buffers are given back */
+  assert_int_equal(hes_backfill_take(b, 0, &e), 0); /* the backlog's buffers are given back */
   assert_true(hes_backfill_memory(b) < 400 * 1024);
   assert_int_equal(hes_backfill_save(b), 0);
   hes_backfill_free(b);
@@ -1205,7 +1274,7 @@ static void test_concurrent(void **state) {
     last[m] = INT64_MIN;
   assert_int_equal(pthread_create(&th, NULL, conc_recorder, &c), 0);
   for (int round = 0; round < 100000; round++) {
-    size_t n = hes_backfill_take(f.b, &e);
+    size_t n = hes_backfill_take(f.b, 0, &e);
     for (size_t i = 0; i < n; i++) {
       assert_true(e[i].freeze_time > last[e[i].meter]);
       last[e[i].meter] = e[i].freeze_time;
@@ -1273,7 +1342,7 @@ static void test_save_concurrent(void **state) {
     for (uint32_t m = 0; m < 40; m++) {
       unsigned seen;
       assert_int_equal(rec(f.b, m, f.t[k], 1), HES_BACKFILL_NEW);
-      out += hes_backfill_take(f.b, &e);
+      out += hes_backfill_take(f.b, 0, &e);
       seen = atomic_load(&sv.saves);
       while (atomic_load(&sv.saves) < seen + 2)
         sched_yield();
@@ -1306,7 +1375,7 @@ static void test_set_meters(void **state) {
 
   fx_init(&f, 3, NULL); /* 202400000001..3 */
   assert_int_equal(rec(f.b, 0, f.t[1], 1.0), HES_BACKFILL_NEW);
-  assert_int_equal(hes_backfill_take(f.b, &e), 1);              /* 1 dispatched at t1 */
+  assert_int_equal(hes_backfill_take(f.b, 0, &e), 1);           /* 1 dispatched at t1 */
   assert_int_equal(rec(f.b, 0, f.t[2], 2.0), HES_BACKFILL_NEW); /* 1 queued at t2 */
   assert_int_equal(rec(f.b, 2, f.t[2], 3.0), HES_BACKFILL_NEW); /* 3 queued at t2 */
   /* 3 leaves, 4 joins, 1 moves to index 1 */
@@ -1320,7 +1389,7 @@ static void test_set_meters(void **state) {
   assert_int_equal(s.collected, 1);
   assert_int_equal(s.pending, 1);
   assert_int_equal(s.missing, 7);
-  assert_int_equal(hes_backfill_take(f.b, &e), 1);
+  assert_int_equal(hes_backfill_take(f.b, 0, &e), 1);
   assert_int_equal(e[0].meter, 1);
   assert_int_equal(e[0].freeze_time, f.t[2]);
   assert_true(e[0].values[0].value == 2.0);
@@ -1344,7 +1413,7 @@ static void test_set_meters(void **state) {
   assert_int_equal(s.pending, 0);
   int64_t due[4];
   assert_int_equal(hes_backfill_due(f.b, due, 4), 0);
-  assert_int_equal(hes_backfill_take(f.b, &e), 0);
+  assert_int_equal(hes_backfill_take(f.b, 0, &e), 0);
   fx_free(&f);
 }
 
@@ -1383,7 +1452,7 @@ static void test_empty_start(void **state) {
   hes_backfill_value_t v = {5069, 1.0};
   assert_int_equal(hes_backfill_record_dev(b, "202400000001", 12, t[0], &v, 1),
                    HES_BACKFILL_EINVAL);
-  assert_int_equal(hes_backfill_take(b, &e), 0);
+  assert_int_equal(hes_backfill_take(b, 0, &e), 0);
   assert_int_equal(hes_backfill_room(b), 1024);
   assert_int_equal(hes_backfill_save(b), 0);
   /* a restart before the refresh reads its own state back */
@@ -1409,7 +1478,7 @@ static void test_empty_start(void **state) {
   assert_int_equal(hes_backfill_room(b), 2 * 3 + 1024);
   /* billing works from then on */
   assert_int_equal(hes_backfill_record_dev(b, "202400000002", 12, t[0], &v, 1), HES_BACKFILL_NEW);
-  assert_int_equal(hes_backfill_take(b, &e), 1);
+  assert_int_equal(hes_backfill_take(b, 0, &e), 1);
   assert_int_equal(e[0].meter, 1);
   assert_int_equal(e[0].freeze_time, t[0]);
   assert_int_equal(hes_backfill_missing_count(b, t[0]), 2);
@@ -1430,27 +1499,17 @@ static void test_empty_start(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_periods_daily),
-      cmocka_unit_test(test_periods_monthly),
-      cmocka_unit_test(test_periods_profile),
-      cmocka_unit_test(test_exactly_once),
-      cmocka_unit_test(test_dispatch_order),
-      cmocka_unit_test(test_dispatch_rounds),
-      cmocka_unit_test(test_due_and_missing),
-      cmocka_unit_test(test_due_no_starvation),
-      cmocka_unit_test(test_save_concurrent),
-      cmocka_unit_test(test_give_up),
-      cmocka_unit_test(test_full),
-      cmocka_unit_test(test_hold_gaps),
-      cmocka_unit_test(test_config_errors),
-      cmocka_unit_test(test_state_round_trip),
-      cmocka_unit_test(test_state_corrupt),
-      cmocka_unit_test(test_state_foreign),
-      cmocka_unit_test(test_state_meter_list_change),
-      cmocka_unit_test(test_state_unwritable),
-      cmocka_unit_test(test_memory_100k),
-      cmocka_unit_test(test_concurrent),
-      cmocka_unit_test(test_set_meters),
+      cmocka_unit_test(test_periods_daily),     cmocka_unit_test(test_periods_monthly),
+      cmocka_unit_test(test_periods_profile),   cmocka_unit_test(test_exactly_once),
+      cmocka_unit_test(test_dispatch_order),    cmocka_unit_test(test_dispatch_rounds),
+      cmocka_unit_test(test_take_gap),          cmocka_unit_test(test_due_and_missing),
+      cmocka_unit_test(test_due_no_starvation), cmocka_unit_test(test_save_concurrent),
+      cmocka_unit_test(test_give_up),           cmocka_unit_test(test_full),
+      cmocka_unit_test(test_hold_gaps),         cmocka_unit_test(test_config_errors),
+      cmocka_unit_test(test_state_round_trip),  cmocka_unit_test(test_state_corrupt),
+      cmocka_unit_test(test_state_foreign),     cmocka_unit_test(test_state_meter_list_change),
+      cmocka_unit_test(test_state_unwritable),  cmocka_unit_test(test_memory_100k),
+      cmocka_unit_test(test_concurrent),        cmocka_unit_test(test_set_meters),
       cmocka_unit_test(test_empty_start),
   };
   return cmocka_run_group_tests(tests, setup_dir, teardown_dir);

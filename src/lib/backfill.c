@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -57,6 +58,9 @@ struct hes_backfill {
   size_t pending_max;
   bool pending_auto; /* pending_max follows the list's size (cfg->pending_max was 0) */
   bool hold_gaps;
+  double take_gap;
+  bool took;        /* a take has handed something out, at last_take */
+  double last_take; /* take()'s now then */
   size_t slots_cap;
   uint64_t meters_hash;
   hes_backfill_state_t state;
@@ -569,6 +573,11 @@ hes_backfill_t *hes_backfill_new(const hes_backfill_config_t *cfg, char *err, si
     hes_errbuf_printf(err, errlen, "backfill: too many meters");
     return NULL;
   }
+  if (!(cfg->take_gap >= 0) || !isfinite(cfg->take_gap)) { /* also NaN */
+    hes_errbuf_printf(err, errlen, "backfill: take_gap %g is not a number of seconds >= 0",
+                      cfg->take_gap);
+    return NULL;
+  }
   if (cfg->periods == 0 || cfg->periods > HES_BACKFILL_PERIODS_MAX) {
     hes_errbuf_printf(err, errlen, "BackfillPeriods %u is out of range (1..%d)", cfg->periods,
                       HES_BACKFILL_PERIODS_MAX);
@@ -601,6 +610,7 @@ hes_backfill_t *hes_backfill_new(const hes_backfill_config_t *cfg, char *err, si
   b->pending_auto = cfg->pending_max == 0;
   b->pending_max = b->pending_auto ? bf__pending_auto(nmeters) : cfg->pending_max;
   b->hold_gaps = cfg->hold_gaps;
+  b->take_gap = cfg->take_gap;
   b->slots_cap = (size_t)(b->give_up / shortest) + cfg->periods + 2;
   if (b->slots_cap > HES_BACKFILL_SLOTS_MAX)
     b->slots_cap = HES_BACKFILL_SLOTS_MAX;
@@ -908,7 +918,7 @@ static int bf__entry_cmp(const void *pa, const void *pb) {
   return 0;
 }
 
-size_t hes_backfill_take(hes_backfill_t *b, const hes_backfill_entry_t **out) {
+size_t hes_backfill_take(hes_backfill_t *b, double now, const hes_backfill_entry_t **out) {
   size_t n = 0;
   size_t keep = 0;
   uint32_t prev_meter = HES_METER_NONE;
@@ -917,6 +927,10 @@ size_t hes_backfill_take(hes_backfill_t *b, const hes_backfill_entry_t **out) {
     return 0;
   *out = NULL;
   pthread_mutex_lock(&b->lock);
+  /* Too soon after the last hand-out: a meter's next period would follow its previous one
+   * into collectd's write queue back to back (see backfill.h). */
+  if (b->took && now - b->last_take < b->take_gap)
+    goto done;
   /* A backlog grows the queue and the result to its size; give that back once it is gone
    * (the previous result is no longer the caller's). */
   if (b->taken_alloc > BF_KEEP_ALLOC && b->taken_alloc > 2 * b->npending) {
@@ -971,6 +985,10 @@ size_t hes_backfill_take(hes_backfill_t *b, const hes_backfill_entry_t **out) {
   b->npending = keep;
   b->counters.dispatched += n;
   b->dirty = true;
+  if (n > 0) {
+    b->took = true;
+    b->last_take = now;
+  }
   /* given-up slots whose last queued period went out are no longer needed */
   for (size_t i = 0; i < b->nslots;) {
     if (b->slots[i].given_up && b->slots[i].n_have == b->slots[i].n_done) {

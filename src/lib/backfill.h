@@ -18,6 +18,10 @@
  * oldest queued), and only one newer than the last period dispatched for that meter. A period
  * that arrives after a newer one of its meter was dispatched would be "value too old" in
  * collectd: it is counted as collected and its values are dropped (stats.dropped_late).
+ * Back to back also loses values outright: collectd 5.12's csv plugin creates a new file with
+ * stat() then fopen("w"), so a second write thread can truncate the first one's row. Calls
+ * are therefore spaced: a take within take_gap of the last one that handed something out
+ * hands out nothing, however often the caller asks.
  *
  * "Collected" (persisted) means dispatched: take() marks what it hands out, save() writes
  * it. A period recorded but not yet taken is lost on a crash and fetched again after the
@@ -86,6 +90,9 @@ typedef struct {
                                  same meter is neither received nor given up (the plugin sets
                                  it: every period goes out, in order); false: the newest may go
                                  first and an older one arriving later is dropped as LATE */
+  double take_gap;            /* seconds on take()'s clock: a take sooner than this after the
+                                 last one that handed something out hands out nothing (the
+                                 plugin: half its Interval); 0: every call may hand out */
 } hes_backfill_config_t;
 
 typedef enum {
@@ -218,10 +225,11 @@ int hes_backfill_set_meters(hes_backfill_t *b, const hes_meters_t *meters);
 /* Hands out, for each meter with queued periods, the oldest one (at most one per meter),
  * ordered by meter index, and marks them collected. With hold_gaps, a period is held back
  * while an older due period of the same meter is neither received nor given up, so that
- * every period goes out, in time order, instead of the older one being dropped as too old. *out
- * points to an array owned by b, valid until the next take or free. Returns how many. Call once per
- * read round. */
-size_t hes_backfill_take(hes_backfill_t *b, const hes_backfill_entry_t **out);
+ * every period goes out, in time order, instead of the older one being dropped as too old.
+ * now is the caller's clock in seconds (the plugin's is monotonic): nothing is handed out
+ * within take_gap of the last take that handed something out. *out points to an array owned
+ * by b, valid until the next take or free. Returns how many. */
+size_t hes_backfill_take(hes_backfill_t *b, double now, const hes_backfill_entry_t **out);
 
 /* Writes the state file if anything changed since the last save (atomically: a temp file,
  * fsync, rename, fsync of the directory). 0 (also when nothing was to be written, or no

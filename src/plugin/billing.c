@@ -60,11 +60,13 @@ static void hes_frozen_record(hes_server_t *s, struct hes_frozen *f, const hes_p
   }
 }
 
-/* Dispatches at most one period per meter (the oldest waiting): collectd's write threads
- * may reorder two values of one identifier dispatched back to back. */
+/* Dispatches at most one period per meter (the oldest waiting), and nothing within half an
+ * Interval of the last dispatch (the books' take_gap): collectd's write threads may reorder
+ * two values of one identifier dispatched back to back, or lose one (csv's file creation
+ * races). Called before, during and after a round: the books space the calls. */
 static void hes_frozen_dispatch(hes_server_t *s, struct hes_frozen *f) {
   const hes_backfill_entry_t *entries;
-  size_t n = hes_backfill_take(f->backfill, &entries);
+  size_t n = hes_backfill_take(f->backfill, hes_clock_mono(), &entries);
   if (n == 0)
     return;
   cdtime_t interval = TIME_T_TO_CDTIME_T(f->item->cgcode == 1   ? 86400
@@ -240,7 +242,8 @@ static bool hes_frozen_round_in(hes_server_t *s, struct hes_frozen *f, int64_t n
       f->resume = t;
       return false;
     }
-    /* Periods complete now go out without waiting for the round to end. */
+    /* Periods complete now go out without waiting for the round to end (if the last
+     * dispatch is half an Interval old: a meter's next period must not follow at once). */
     hes_frozen_dispatch(s, f);
   }
   f->resume = 0;

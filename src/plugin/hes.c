@@ -154,6 +154,10 @@ static int hes_server_start(hes_server_t *s) {
         .periods = (unsigned)s->conf->backfill_periods,
         .give_up = (int64_t)s->conf->give_up_after,
         .hold_gaps = true,
+        /* The billing thread takes before, during and after a round: half an Interval apart
+         * at least, so a meter's periods never reach collectd back to back (half: the loop's
+         * own take, an Interval after the last, is never refused for clock jitter). */
+        .take_gap = CDTIME_T_TO_DOUBLE(hes_interval(s)) / 2,
         .state_path = path,
     };
     f->backfill = hes_backfill_new(&bc, why, sizeof(why));
