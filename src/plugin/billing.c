@@ -135,7 +135,7 @@ void hes_billing_routes(hes_server_t *s) {
 /* Whether the round must stop sending: its deadline passed, or shutdown is under way (a round
  * may otherwise outlast collectd's shutdown by up to RetryInterval). */
 static bool hes_billing_over(hes_server_t *s, double deadline) {
-  return atomic_load(&s->billing_stop) || hes_clock_wall() >= deadline;
+  return atomic_load(&s->billing_stop) || hes_clock_mono() >= deadline; /* monotonic: see below */
 }
 
 /* Gathers up to batch_size meters still missing at freeze time t, from the books' index
@@ -251,6 +251,7 @@ static bool hes_frozen_round_in(hes_server_t *s, struct hes_frozen *f, int64_t n
 }
 
 /* One version of the meter list for the round: the requests' indices refer to it. */
+/* now: Unix seconds (calendar: which periods are due); deadline: hes_clock_mono seconds. */
 static bool hes_frozen_round(hes_server_t *s, struct hes_frozen *f, int64_t now, double deadline) {
   s->billing_ver = hes_meterset_pin(s->set);
   hes_session_client_version(s->billing_client, s->billing_ver);
@@ -305,8 +306,9 @@ static void hes_billing_follow(hes_server_t *s) {
 
 /* Waits up to `seconds`; returns false when the thread must stop. */
 static bool hes_billing_wait(hes_server_t *s, double seconds) {
-  /* billing_cond waits on CLOCK_REALTIME, pthread's default */
-  struct timespec ts = hes_clock_after(CLOCK_REALTIME, seconds);
+  /* billing_cond waits on CLOCK_MONOTONIC (hes_server_start): a step of the wall clock
+   * neither stretches the wait nor cuts it short */
+  struct timespec ts = hes_clock_after(CLOCK_MONOTONIC, seconds);
   pthread_mutex_lock(&s->billing_lock);
   if (!atomic_load(&s->billing_stop))
     pthread_cond_timedwait(&s->billing_cond, &s->billing_lock, &ts);
@@ -316,7 +318,13 @@ static bool hes_billing_wait(hes_server_t *s, double seconds) {
 }
 
 /* The billing thread: every Interval, dispatch what the pushes completed; every
- * RetryInterval, a 4.1 round that ends by the next one is due. */
+ * RetryInterval, a 4.1 round that ends by the next one is due.
+ *
+ * Two clocks: when a round is due and when it is out of time (frozen_last, deadline) are
+ * monotonic, so that a step of the wall clock (a VM resumed, a manual `date`, a bad NTP
+ * start) neither stops the rounds for as long as the clock went back nor cuts them short;
+ * which periods are due is calendar (freeze times in the HES's zone), so the round is handed
+ * the wall clock for that. */
 static void *hes_billing_thread(void *arg) {
   hes_server_t *s = arg;
   double step = CDTIME_T_TO_DOUBLE(hes_interval(s));
@@ -324,7 +332,7 @@ static void *hes_billing_thread(void *arg) {
     for (size_t i = 0; i < s->conf->frozen_num; i++)
       hes_frozen_dispatch(s, &s->frozen[i]);
     hes_billing_follow(s); /* between takes: what was taken went out under the old indices */
-    double now = hes_clock_wall();
+    double now = hes_clock_mono();
     if (!hes_mqtt_ready(s->mqtt) ||
         (s->frozen_last != 0 && now - s->frozen_last < s->conf->retry_interval))
       continue;
@@ -334,6 +342,7 @@ static void *hes_billing_thread(void *arg) {
     size_t first = s->frozen_next;
     for (size_t k = 0; k < s->conf->frozen_num; k++) {
       size_t i = (first + k) % s->conf->frozen_num;
+      /* wall: the calendar time that says which freeze times are due */
       if (!hes_frozen_round(s, &s->frozen[i], (int64_t)hes_clock_wall(), deadline)) {
         s->frozen_next = i;
         if (!atomic_load(&s->billing_stop))

@@ -178,6 +178,8 @@ static int hes_notification(const notification_t *n, user_data_t *ud) {
       .value_text = value,
       .threshold_text = threshold,
   };
+  /* wall, not monotonic: the holdoff compares with the last commands' times, which the state
+   * file keeps across restarts (and reboots) as Unix times */
   hes_relay_submit(rc->relay, &ev, hes_clock_wall(), hes_relay_decision, rc);
   return 0;
 }

@@ -128,7 +128,23 @@ static int hes_check_type(const char *type) {
 
 static int hes_server_start(hes_server_t *s) {
   pthread_mutex_init(&s->billing_lock, NULL);
-  pthread_cond_init(&s->billing_cond, NULL);
+  /* The billing thread's waits are on CLOCK_MONOTONIC (hes_billing_wait): on pthread's
+   * default CLOCK_REALTIME a step of the wall clock stretches or cuts them. */
+  pthread_condattr_t ca;
+  int rc = pthread_condattr_init(&ca);
+  if (rc == 0) {
+    rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    if (rc == 0)
+      rc = pthread_cond_init(&s->billing_cond, &ca);
+    pthread_condattr_destroy(&ca);
+  }
+  if (rc != 0) {
+    pthread_mutex_destroy(&s->billing_lock);
+    ERROR(HES_PLUGIN " plugin: Server \"%s\": cannot set up the billing thread's condition "
+                     "variable: %s",
+          s->conf->name, STRERROR(rc));
+    return -1;
+  }
   s->billing_sync = true;
   hes_health_init(s);
   s->batch_index = calloc(hes_batch_size(s), sizeof(*s->batch_index));
@@ -218,7 +234,9 @@ static int hes_server_start(hes_server_t *s) {
       .mqtt = &mc,
       .sink = &hes_server_sink,
       .user = s,
-      .now = hes_clock_wall,
+      /* monotonic (the session's default): plan deadlines, token lifetimes and push
+       * latencies are durations, which a step of the wall clock must not stretch or cut */
+      .now = hes_clock_mono,
       .push_latency = &s->health.push,
   };
   char why[256] = "";

@@ -104,7 +104,7 @@ typedef struct hes_server {
   hes_meterlist_t *meterlist;
   hes_meterset_t *set;           /* the meterlist's: pin a version for one unit of work */
   hes_session_route_t dcu_route; /* readArchive plans' pushes */
-  double dcu_next;               /* read thread: when the DCU lists are refreshed next */
+  double dcu_next; /* read thread: when the DCU lists are refreshed next (hes_clock_mono) */
 
   /* frozen items: the seed's 4.1 loop (history, then re-read what is missing, repeat) */
   struct hes_frozen {
@@ -116,7 +116,7 @@ typedef struct hes_server {
     struct hes_server *server;
     int64_t resume;   /* billing thread: the freeze time a round cut short was on; 0: none */
   } frozen[3];        /* conf->frozen_num of them, in conf->frozen's order */
-  double frozen_last; /* billing thread: when the last 4.1 round ran */
+  double frozen_last; /* billing thread: when the last 4.1 round ran (hes_clock_mono; 0: never) */
   size_t frozen_next; /* billing thread: the item the next round starts with */
 
   /* runtime */

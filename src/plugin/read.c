@@ -343,7 +343,7 @@ static void hes_read_pace(const hes_server_t *s, double start, size_t k, size_t 
     return;
   double wait = start +
                 s->conf->spread * CDTIME_T_TO_DOUBLE(hes_interval(s)) * (double)k / (double)n -
-                hes_clock_wall();
+                hes_clock_mono();
   if (wait <= 0)
     return;
   struct timespec ts = {.tv_sec = (time_t)wait,
@@ -366,7 +366,7 @@ static void hes_read_round(hes_server_t *s, const hes_meterver_t *v, double star
     s->read_cursor = 0;
   size_t done = 0;
   while (done < total) {
-    if (done > 0 && hes_clock_wall() >= deadline) {
+    if (done > 0 && hes_clock_mono() >= deadline) {
       HES_LOG_LIMITED(&s->log_http, LOG_WARNING,
                       "Server \"%s\": the read round took longer than the Interval; %zu of %zu "
                       "request(s) left for the next round",
@@ -386,7 +386,9 @@ static void hes_read_round(hes_server_t *s, const hes_meterver_t *v, double star
 int hes_read(user_data_t *ud) {
   hes_server_t *s = ud->data;
   hes_health_round_begin(s);
-  double start = hes_clock_wall();
+  /* monotonic: the round's pacing and deadline are scheduling, which a step of the wall
+   * clock must neither stall nor rush (collectd's own timestamps stay its cdtime) */
+  double start = hes_clock_mono();
   hes_session_expire(s->session);
 
   bool ready = hes_mqtt_ready(s->mqtt);

@@ -203,7 +203,7 @@ void hes_roster_round(hes_server_t *s, bool can_request) {
   char err[512] = "";
   if (hes_meterlist_check_file(s->meterlist, err, sizeof(err)) == HES_METERLIST_EFILE)
     ERROR(HES_PLUGIN " plugin: Server \"%s\": %s", s->conf->name, err); /* once per broken file */
-  double now = hes_clock_wall();
+  double now = hes_clock_mono(); /* scheduling only: a wall clock step back must not stall it */
   if (s->conf->dcus_num > 0 && can_request && now >= s->dcu_next) {
     s->dcu_next = now + s->conf->dcu_refresh;
     hes_roster_refresh(s);
