@@ -36,3 +36,15 @@ struct timespec hes_clock_after(clockid_t clock, double seconds) {
   }
   return ts;
 }
+
+int hes_clock_cond_init(pthread_cond_t *cond) {
+  pthread_condattr_t ca;
+  int rc = pthread_condattr_init(&ca);
+  if (rc != 0)
+    return rc;
+  rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  if (rc == 0)
+    rc = pthread_cond_init(cond, &ca);
+  pthread_condattr_destroy(&ca);
+  return rc;
+}

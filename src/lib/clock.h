@@ -7,6 +7,7 @@
 #ifndef HES_CLOCK_H
 #define HES_CLOCK_H
 
+#include <pthread.h>
 #include <time.h>
 
 /* CLOCK_MONOTONIC in seconds. */
@@ -18,5 +19,9 @@ double hes_clock_wall(void);
 /* The absolute time `seconds` from now on clock (CLOCK_MONOTONIC or CLOCK_REALTIME: the
  * clock the condition variable waits on), normalized. A negative or NaN wait is now. */
 struct timespec hes_clock_after(clockid_t clock, double seconds);
+
+/* pthread_cond_init for a condition variable whose timed waits run on CLOCK_MONOTONIC (wait
+ * with hes_clock_after(CLOCK_MONOTONIC, ...)). Returns 0 or the error number. */
+int hes_clock_cond_init(pthread_cond_t *cond);
 
 #endif

@@ -513,16 +513,7 @@ hes_mqtt_t *hes_mqtt_new(const hes_mqtt_config_t *cfg, char *err, size_t errlen)
     hes_errbuf_printf(err, errlen, "out of memory");
     return NULL;
   }
-  pthread_condattr_t attr;
-  if (pthread_condattr_init(&attr) != 0) {
-    free(m);
-    hes_errbuf_printf(err, errlen, "pthread_condattr_init failed");
-    return NULL;
-  }
-  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-  int crc = pthread_cond_init(&m->cond, &attr);
-  pthread_condattr_destroy(&attr);
-  if (crc != 0) {
+  if (hes_clock_cond_init(&m->cond) != 0) {
     free(m);
     hes_errbuf_printf(err, errlen, "pthread_cond_init failed");
     return NULL;

@@ -547,7 +547,6 @@ void hes_relay_free(hes_relay_t *r) {
 }
 
 static int relay__sync_init(hes_relay_t *r) {
-  pthread_condattr_t ca;
   int rc;
 
   rc = pthread_mutex_init(&r->lock, NULL);
@@ -558,14 +557,8 @@ static int relay__sync_init(hes_relay_t *r) {
     pthread_mutex_destroy(&r->lock);
     return rc;
   }
-  rc = pthread_condattr_init(&ca);
-  if (rc == 0) {
-    /* A monotonic clock: a step of the wall clock must not stretch a worker's wait. */
-    rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    if (rc == 0)
-      rc = pthread_cond_init(&r->cond, &ca);
-    pthread_condattr_destroy(&ca);
-  }
+  /* A monotonic clock: a step of the wall clock must not stretch a worker's wait. */
+  rc = hes_clock_cond_init(&r->cond);
   if (rc != 0) {
     pthread_mutex_destroy(&r->save_lock);
     pthread_mutex_destroy(&r->lock);

@@ -130,14 +130,7 @@ static int hes_server_start(hes_server_t *s) {
   pthread_mutex_init(&s->billing_lock, NULL);
   /* The billing thread's waits are on CLOCK_MONOTONIC (hes_billing_wait): on pthread's
    * default CLOCK_REALTIME a step of the wall clock stretches or cuts them. */
-  pthread_condattr_t ca;
-  int rc = pthread_condattr_init(&ca);
-  if (rc == 0) {
-    rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    if (rc == 0)
-      rc = pthread_cond_init(&s->billing_cond, &ca);
-    pthread_condattr_destroy(&ca);
-  }
+  int rc = hes_clock_cond_init(&s->billing_cond);
   if (rc != 0) {
     pthread_mutex_destroy(&s->billing_lock);
     ERROR(HES_PLUGIN " plugin: Server \"%s\": cannot set up the billing thread's condition "
