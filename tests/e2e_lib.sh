@@ -4,7 +4,7 @@
 #   collectd_setup            a PluginDir with hes.so and the stock plugins the tests use
 #   collectd_conf <extra>     writes $CD_CONF: logfile, csv, the plugin; <extra> is appended
 #   collectd_start / collectd_stop (checks the exit status and the log)
-#   csv_file <meter> <type-instance>   the newest CSV file of one value
+#   csv_file <meter> <type-instance>   one value's CSV rows, every day's file joined
 
 COLLECTD_BIN=${COLLECTD_BIN:-/usr/sbin/collectd}
 CD_DIR=$TEST_TMP/collectd
@@ -122,9 +122,19 @@ collectd_running() {
   [ -n "$CD_PID" ] && _lib_running "$CD_PID"
 }
 
-# csv_file <plugin_instance> <type-type_instance>: today's CSV file of one value.
+# csv_file <plugin_instance> <type-type_instance>: one value's CSV rows as one file. collectd's
+# csv plugin starts a file a day (named by the local date when it writes), so a test that
+# runs across midnight has two: they are joined, in date order, into a file under TEST_TMP
+# (each part keeps its header line). Nothing when there is no file yet.
 csv_file() {
-  ls -1 "$CD_CSV/$CD_HOST/hes-$1/$2"-* 2>/dev/null | tail -n 1
+  local parts out
+  parts=$(ls -1 "$CD_CSV/$CD_HOST/hes-$1/$2"-* 2>/dev/null) || return 0
+  [ -n "$parts" ] || return 0
+  out=$TEST_TMP/csv-joined/hes-$1/$2
+  mkdir -p "${out%/*}"
+  # shellcheck disable=SC2086 # one path a line, no spaces in them
+  cat $parts >"$out.$$" && mv "$out.$$" "$out"
+  echo "$out"
 }
 
 # csv_rows <plugin_instance> <type-type_instance>: data rows (0 without a file).
