@@ -10,7 +10,6 @@
 #include "plugin.h"
 
 #include <errno.h>
-#include <malloc.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -21,31 +20,6 @@ hes_server_t *hes_servers;
 atomic_bool hes_initialised;
 hes_relay_conf_t *hes_relay_conf;
 hes_conf_t hes_conf;
-
-/* ---------------------------------------------------------------------------------------
- * the heap
- *
- * collectd drops an identifier from its value cache when no value came for Timeout
- * Intervals, and allocates it again when values return. Each HES fault (a failed request, a
- * push a broker restart lost) and each meter list swap makes thousands of identifiers go
- * and come back, and the write thread that re-creates one allocates from its own glibc
- * arena: the holes the dropped entries left in the others stay resident, and with the
- * default five write threads a server under faults grew by about 1.5 MB every 10 minutes
- * (tests/bench/chaos.sh, RESULTS.md). malloc_trim returns the free pages of every arena; at
- * once a minute it took 0.1-4.3 ms with 80 MB of heap and held the chaos soak's resident
- * memory within the peaks of the fault windows. */
-
-void hes_heap_trim(void) {
-  malloc_trim(0);
-}
-
-void hes_heap_trim_periodic(void) {
-  static _Atomic double last;
-  double now = hes_clock_mono(), before = atomic_load(&last);
-  if (now - before < HES_HEAP_TRIM_PERIOD || !atomic_compare_exchange_strong(&last, &before, now))
-    return;
-  hes_heap_trim();
-}
 
 /* ---------------------------------------------------------------------------------------
  * logging helpers */

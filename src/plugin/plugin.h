@@ -58,8 +58,6 @@
 #define HES_LOG_BURST 5
 /* How many PlanTimeouts a finished plan's id is remembered (hes.c says why). */
 #define HES_TOMBSTONE_PLAN_TIMEOUTS 4
-/* Seconds between two periodic heap trims (hes_heap_trim_periodic). */
-#define HES_HEAP_TRIM_PERIOD 60.0
 /* Plans of relay commands carry this bit in their tag; reading plans carry the cgcode. */
 #define HES_TAG_RELAY 0x80000000u
 
@@ -190,10 +188,6 @@ extern hes_conf_t hes_conf; /* every <Plugin hes> block's, checked; freed at shu
 void hes_ratelimit_init(hes_ratelimit_t *rl);
 bool hes_ratelimit_allow(hes_ratelimit_t *rl, uint64_t *suppressed_before);
 const char *hes_state_dir_path(void);
-/* Gives the heap's free pages back to the system (hes.c says why): at once, or at most once
- * per HES_HEAP_TRIM_PERIOD over the whole process (the read rounds' call). */
-void hes_heap_trim(void);
-void hes_heap_trim_periodic(void);
 void hes_server_runtime_free(hes_server_t *s);
 void hes_relay_runtime_free(hes_relay_conf_t *rc);
 

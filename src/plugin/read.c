@@ -419,6 +419,5 @@ int hes_read(user_data_t *ud) {
   hes_session_client_version(s->read_client, NULL);
   hes_meterset_unpin(s->set, v);
   hes_dispatch_self(s);
-  hes_heap_trim_periodic();
   return 0;
 }

@@ -17,12 +17,21 @@
 
 #include "plugin.h"
 
+#include <malloc.h>
 #include <stdatomic.h>
 #include <string.h>
 
 /* ---------------------------------------------------------------------------------------
  * the archive sink: readArchive plans' pushes (MQTT thread, or the read thread for a push
  * parked before its plan) */
+
+/* A list swap frees a whole list's worth of small blocks (the old version, the union built
+ * for the new one) in the middle of glibc's heap, where free() cannot give them back: without
+ * a trim they stay resident until the next swap reuses them, and a steady 100,000-meter server
+ * shows the swap's peak instead of its list. Once per swap, so its cost does not matter. */
+static void hes_roster_trim(void) {
+  malloc_trim(0);
+}
 
 static size_t hes_roster_dcu_of(const hes_session_plan_t *plan) {
   return (size_t)plan->tag;
@@ -149,8 +158,7 @@ int hes_roster_start(hes_server_t *s) {
   /* The published list replaces the config's: the relay and the books borrow from it. */
   hes_meters_free(s->conf->meters);
   s->conf->meters = NULL;
-  /* The config's list is freed in the middle of the heap: give its pages back. */
-  hes_heap_trim();
+  hes_roster_trim();
   s->dcu_route = (hes_session_route_t){
       .sink = &hes_roster_sink,
       .user = s,
@@ -216,10 +224,7 @@ void hes_roster_round(hes_server_t *s, bool can_request) {
   hes_session_forget(s->session, up.left, up.n_left);
   size_t joined = up.n_joined, left = up.n_left, count = hes_meterver_count(up.next);
   hes_meterlist_done(s->meterlist, &up);
-  /* A swap frees a whole list's worth of small blocks (the old version, the union built for
-   * the new one) in the middle of the heap: without a trim a steady 100,000-meter server
-   * shows the swap's peak instead of its list. */
-  hes_heap_trim();
+  hes_roster_trim();
   INFO(HES_PLUGIN " plugin: Server \"%s\": the meter list changed: %zu joined, %zu left, %zu "
                   "meter(s) now.",
        s->conf->name, joined, left, count);
