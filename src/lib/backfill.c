@@ -59,8 +59,7 @@ struct hes_backfill {
   bool pending_auto; /* pending_max follows the list's size (cfg->pending_max was 0) */
   bool hold_gaps;
   double take_gap;
-  bool took;        /* a take has handed something out, at last_take */
-  double last_take; /* take()'s now then */
+  double last_take; /* take()'s now when it last handed something out; -INFINITY: never */
   size_t slots_cap;
   uint64_t meters_hash;
   hes_backfill_state_t state;
@@ -611,6 +610,7 @@ hes_backfill_t *hes_backfill_new(const hes_backfill_config_t *cfg, char *err, si
   b->pending_max = b->pending_auto ? bf__pending_auto(nmeters) : cfg->pending_max;
   b->hold_gaps = cfg->hold_gaps;
   b->take_gap = cfg->take_gap;
+  b->last_take = -INFINITY;
   b->slots_cap = (size_t)(b->give_up / shortest) + cfg->periods + 2;
   if (b->slots_cap > HES_BACKFILL_SLOTS_MAX)
     b->slots_cap = HES_BACKFILL_SLOTS_MAX;
@@ -929,7 +929,7 @@ size_t hes_backfill_take(hes_backfill_t *b, double now, const hes_backfill_entry
   pthread_mutex_lock(&b->lock);
   /* Too soon after the last hand-out: a meter's next period would follow its previous one
    * into collectd's write queue back to back (see backfill.h). */
-  if (b->took && now - b->last_take < b->take_gap)
+  if (now - b->last_take < b->take_gap)
     goto done;
   /* A backlog grows the queue and the result to its size; give that back once it is gone
    * (the previous result is no longer the caller's). */
@@ -985,10 +985,8 @@ size_t hes_backfill_take(hes_backfill_t *b, double now, const hes_backfill_entry
   b->npending = keep;
   b->counters.dispatched += n;
   b->dirty = true;
-  if (n > 0) {
-    b->took = true;
+  if (n > 0)
     b->last_take = now;
-  }
   /* given-up slots whose last queued period went out are no longer needed */
   for (size_t i = 0; i < b->nslots;) {
     if (b->slots[i].given_up && b->slots[i].n_have == b->slots[i].n_done) {
