@@ -55,6 +55,7 @@ void hes_server_free(hes_server_t *s) {
   pthread_mutex_destroy(&s->log_push.lock);
   pthread_mutex_destroy(&s->log_value.lock);
   pthread_mutex_destroy(&s->log_missing.lock);
+  pthread_mutex_destroy(&s->log_retry.lock);
   free(s);
 }
 
@@ -105,6 +106,7 @@ static hes_server_t *hes_config_server(hes_conf_server_t *c) {
   hes_ratelimit_init(&s->log_push);
   hes_ratelimit_init(&s->log_value);
   hes_ratelimit_init(&s->log_missing);
+  hes_ratelimit_init(&s->log_retry);
   s->conf = c;
   for (size_t i = 0; i < c->frozen_num; i++)
     s->frozen[i].item = c->frozen[i];

@@ -102,6 +102,9 @@ void hes_server_runtime_free(hes_server_t *s) {
   }
   hes_roster_free(s); /* after the session, which looks meters up in its set */
   free(s->batch_index);
+  free(s->read_failed);
+  s->read_failed = NULL;
+  s->read_failed_cap = 0;
   free(s->billing_index);
   s->batch_index = s->billing_index = NULL;
   if (s->billing_sync) {

@@ -71,6 +71,12 @@ typedef struct {
 } hes_ratelimit_t;
 
 /* HTTP requests are counted by the session (hes_session_stats). */
+/* A read round's batch whose request failed, to be tried again in the round (read.c). */
+typedef struct {
+  size_t batch;
+  double took; /* seconds the failed try took */
+} hes_read_failed_t;
+
 typedef struct {
   atomic_uint_fast64_t dispatched;
   atomic_uint_fast64_t missing;
@@ -135,6 +141,8 @@ typedef struct hes_server {
   const hes_meterver_t *billing_ver;  /* billing thread: the version of its round */
   const hes_meterver_t *billing_next; /* a new version for the books (pinned), under billing_lock */
   size_t read_cursor;                 /* the batch the next read round starts with */
+  hes_read_failed_t *read_failed;     /* read thread: the round's batches to retry */
+  size_t read_failed_cap;
   bool ready_once;
   /* the billing thread */
   pthread_t billing_thread;
@@ -149,6 +157,8 @@ typedef struct hes_server {
   hes_ratelimit_t log_push;
   hes_ratelimit_t log_value;
   hes_ratelimit_t log_missing;
+  /* failures to be retried: their own budget, so they never crowd out the errors */
+  hes_ratelimit_t log_retry;
 } hes_server_t;
 
 /* The <Relay> block and its runtime: the commands go out from their own thread with their

@@ -297,17 +297,39 @@ void hes_read_routes(hes_server_t *s) {
 /* ---------------------------------------------------------------------------------------
  * the read round */
 
-void hes_log_api_error(hes_server_t *s, const hes_api_error_t *err, const char *what) {
+static void hes_log_api_error_to(hes_server_t *s, hes_ratelimit_t *rl, int level,
+                                 const hes_api_error_t *err, const char *what) {
   if (err->kind == HES_API_EHES)
-    HES_LOG_LIMITED(&s->log_http, LOG_ERR, "Server \"%s\": %s: %s: HES code %d: %s", s->conf->name,
+    HES_LOG_LIMITED(rl, level, "Server \"%s\": %s: %s: HES code %d: %s", s->conf->name,
                     err->endpoint, what, err->code, err->msg);
   else
-    HES_LOG_LIMITED(&s->log_http, LOG_ERR, "Server \"%s\": %s: %s: %s: %s", s->conf->name,
-                    err->endpoint, what, hes_api_result_string(err->kind), err->msg);
+    HES_LOG_LIMITED(rl, level, "Server \"%s\": %s: %s: %s: %s", s->conf->name, err->endpoint, what,
+                    hes_api_result_string(err->kind), err->msg);
 }
 
-static void hes_read_batch(hes_server_t *s, const hes_meterver_t *v, size_t item, size_t first,
-                           size_t n) {
+void hes_log_api_error(hes_server_t *s, const hes_api_error_t *err, const char *what) {
+  hes_log_api_error_to(s, &s->log_http, LOG_ERR, err, what);
+}
+
+/* Failures worth a second try within the round: the HES did not answer, answered with an
+ * HTTP error, or said it failed ("System busy", the failure utilities see most). Not: bad
+ * arguments, no memory, or a 200 whose body was not understood (a plan may exist then, and
+ * a second request would read its meters twice). A read changes nothing on a meter, so the
+ * worst a needless retry costs is one more request. */
+static bool hes_read_retriable(const hes_api_error_t *err) {
+  return err->kind == HES_API_ETRANSPORT || err->kind == HES_API_EHTTP || err->kind == HES_API_EHES;
+}
+
+typedef enum {
+  HES_READ_ONCE,  /* a failure is final (no room to remember it for a retry) */
+  HES_READ_FIRST, /* a retriable failure gets a second try later in the round */
+  HES_READ_RETRY, /* the second try */
+} hes_read_try_t;
+
+/* Sends one readSingle and logs a failure: a warning when the batch gets a second try, else
+ * an error (the batch has no values this round). Returns true when it is to be retried. */
+static bool hes_read_batch(hes_server_t *s, const hes_meterver_t *v, size_t item, size_t first,
+                           size_t n, hes_read_try_t attempt) {
   const char *first_name = NULL;
   for (size_t i = 0; i < n; i++) {
     const char *name = hes_meterver_at(v, first + i, &s->batch_index[i]);
@@ -323,13 +345,32 @@ static void hes_read_batch(hes_server_t *s, const hes_meterver_t *v, size_t item
   };
   hes_api_plan_t plan;
   hes_api_error_t err;
-  if (hes_session_read_single(s->read_client, &rq, s->conf->items[item]->cgcode, &plan, &err) !=
-      HES_API_OK) {
-    char what[128];
-    snprintf(what, sizeof(what), "%s for %zu meter(s) from %s", s->conf->items[item]->name, n,
-             first_name);
+  if (hes_session_read_single(s->read_client, &rq, s->conf->items[item]->cgcode, &plan, &err) ==
+      HES_API_OK)
+    return false;
+  bool again = attempt == HES_READ_FIRST && hes_read_retriable(&err);
+  char what[160];
+  snprintf(what, sizeof(what), "%s for %zu meter(s) from %s%s", s->conf->items[item]->name, n,
+           first_name,
+           again                       ? " (will retry in this round)"
+           : attempt == HES_READ_RETRY ? " (retried)"
+                                       : "");
+  if (again)
+    hes_log_api_error_to(s, &s->log_retry, LOG_WARNING, &err, what);
+  else
     hes_log_api_error(s, &err, what);
-  }
+  return again;
+}
+
+/* Sleeps until `when` (hes_clock_mono); a time already past returns at once. */
+static void hes_read_wait_until(double when) {
+  double wait = when - hes_clock_mono();
+  if (wait <= 0)
+    return;
+  struct timespec ts = {.tv_sec = (time_t)wait,
+                        .tv_nsec = (long)((wait - (double)(time_t)wait) * 1e9)};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+    ;
 }
 
 /* Spread: request k of a round's n waits until k/n of the round's share of the Interval has
@@ -341,20 +382,53 @@ static void hes_read_batch(hes_server_t *s, const hes_meterver_t *v, size_t item
 static void hes_read_pace(const hes_server_t *s, double start, size_t k, size_t n) {
   if (s->conf->spread <= 0 || k == 0)
     return;
-  double wait = start +
-                s->conf->spread * CDTIME_T_TO_DOUBLE(hes_interval(s)) * (double)k / (double)n -
-                hes_clock_mono();
-  if (wait <= 0)
-    return;
-  struct timespec ts = {.tv_sec = (time_t)wait,
-                        .tv_nsec = (long)((wait - (double)(time_t)wait) * 1e9)};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-    ;
+  hes_read_wait_until(start + s->conf->spread * CDTIME_T_TO_DOUBLE(hes_interval(s)) * (double)k /
+                                  (double)n);
+}
+
+/* Batch b of the round: item b / per_item, its (b % per_item)th BatchSize meters. */
+static bool hes_read_one(hes_server_t *s, const hes_meterver_t *v, size_t per_item, size_t b,
+                         hes_read_try_t attempt) {
+  size_t meters = hes_meterver_count(v), item = b / per_item,
+         first = (b % per_item) * hes_batch_size(s);
+  return hes_read_batch(s, v, item, first,
+                        meters - first < hes_batch_size(s) ? meters - first : hes_batch_size(s),
+                        attempt);
+}
+
+/* The second try of the round's failed batches, each once, paced over the first half of the
+ * time the spread requests left free (Interval x (1 - Spread) / 2 after they end), so a
+ * "System busy" HES gets a pause before it sees them and the pushes still come before the
+ * next round. Without such a retry, a batch that failed has no values for a whole Interval,
+ * and under a window of failures collectd drops its values from the cache (Timeout) and
+ * creates them again when they return: a gap on the graphs and churn in collectd's heap
+ * (tests/bench/RESULTS.md, issue 17). A retry starts only when the time its first try took
+ * is left before the deadline: a HES that timed out once is not waited on past the round. */
+static void hes_read_retry(hes_server_t *s, const hes_meterver_t *v, size_t per_item, double start,
+                           double deadline, size_t failed) {
+  double interval = CDTIME_T_TO_DOUBLE(hes_interval(s));
+  double spread = s->conf->spread > 0 ? s->conf->spread : 0;
+  double from = start + spread * interval, span = (1 - spread) * interval / 2;
+  size_t skipped = 0;
+  for (size_t k = 0; k < failed; k++) {
+    hes_read_wait_until(from + span * (double)k / (double)failed);
+    if (hes_clock_mono() + s->read_failed[k].took >= deadline) {
+      skipped++;
+      continue;
+    }
+    hes_read_one(s, v, per_item, s->read_failed[k].batch, HES_READ_RETRY);
+  }
+  if (skipped > 0)
+    HES_LOG_LIMITED(&s->log_http, LOG_ERR,
+                    "Server \"%s\": no time left in the round to retry %zu failed request(s); "
+                    "their meters have no values this round",
+                    s->conf->name, skipped);
 }
 
 /* Reads every (item, batch) once, starting at the batch where the last round stopped, until
  * all are done or the round's deadline (Interval) passes: a slow HES then thins the rounds
- * out instead of piling them up, and every batch still gets its turn. */
+ * out instead of piling them up, and every batch still gets its turn. Then the batches whose
+ * request failed are tried once more (hes_read_retry). */
 static void hes_read_round(hes_server_t *s, const hes_meterver_t *v, double start,
                            double deadline) {
   size_t meters = hes_meterver_count(v);
@@ -364,23 +438,33 @@ static void hes_read_round(hes_server_t *s, const hes_meterver_t *v, double star
     return;
   if (s->read_cursor >= total)
     s->read_cursor = 0;
-  size_t done = 0;
+  if (total > s->read_failed_cap) {
+    /* grows with the meter list, never shrinks; without room the failures are not retried */
+    hes_read_failed_t *grown = realloc(s->read_failed, total * sizeof(*grown));
+    if (grown != NULL) {
+      s->read_failed = grown;
+      s->read_failed_cap = total;
+    }
+  }
+  size_t done = 0, failed = 0;
   while (done < total) {
     if (done > 0 && hes_clock_mono() >= deadline) {
       HES_LOG_LIMITED(&s->log_http, LOG_WARNING,
                       "Server \"%s\": the read round took longer than the Interval; %zu of %zu "
                       "request(s) left for the next round",
                       s->conf->name, total - done, total);
-      return;
+      break; /* the failures so far are told they will not be retried */
     }
     hes_read_pace(s, start, done, total);
     size_t b = s->read_cursor;
-    size_t item = b / per_item, first = (b % per_item) * hes_batch_size(s);
-    hes_read_batch(s, v, item, first,
-                   meters - first < hes_batch_size(s) ? meters - first : hes_batch_size(s));
+    double sent = hes_clock_mono();
+    if (hes_read_one(s, v, per_item, b,
+                     failed < s->read_failed_cap ? HES_READ_FIRST : HES_READ_ONCE))
+      s->read_failed[failed++] = (hes_read_failed_t){.batch = b, .took = hes_clock_mono() - sent};
     s->read_cursor = (b + 1) % total;
     done++;
   }
+  hes_read_retry(s, v, per_item, start, deadline, failed);
 }
 
 int hes_read(user_data_t *ud) {

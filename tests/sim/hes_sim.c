@@ -145,7 +145,9 @@ static struct {
    * endpoints; "" slows all of them */
   char slow_endpoint[32];
   bool fail_alternate;
-  int fail_kind; /* /sim/fail-rate's kind: 0 alternates, 1 HTTP 500 only, 2 "System busy" only */
+  int fail_kind;  /* /sim/fail-rate's kind: 0 alternates, 1 HTTP 500 only, 2 "System busy" only */
+  long fail_next; /* /sim/fail-next: this many plan-creating calls fail before fail_rate counts */
+  int fail_next_kind; /* as fail_kind */
   uint64_t prng;
   unsigned plan_counter;
   dropmap_t drops;
@@ -1273,10 +1275,14 @@ static void do_get_token(req_t *r) {
 /* --fail-rate: true when this plan-creating call is to fail (and r says how). */
 static bool injected_failure(req_t *r) {
   pthread_mutex_lock(&g.lock);
-  bool hit = g.fail_rate > 0 && unit_of(splitmix64(&g.prng)) < g.fail_rate;
+  bool next = g.fail_next > 0;
+  bool hit = next || (g.fail_rate > 0 && unit_of(splitmix64(&g.prng)) < g.fail_rate);
   bool html = false;
   if (hit) {
-    html = g.fail_kind == 0 ? g.fail_alternate : g.fail_kind == 1;
+    int kind = next ? g.fail_next_kind : g.fail_kind;
+    if (next)
+      g.fail_next--;
+    html = kind == 0 ? g.fail_alternate : kind == 1;
     g.fail_alternate = !g.fail_alternate;
     g.fail_injected++;
   }
@@ -1729,6 +1735,17 @@ static bool slow_endpoint_known(const char *name) {
   return false;
 }
 
+static bool parse_long(const char *s, long lo, long hi, long *out);
+
+/* A `kind` argument as g.fail_kind: 0 mixed, 1 http, 2 busy; -1 for none of them. */
+static int fail_kind_of(const char *arg, int absent) {
+  return arg == NULL                 ? absent
+         : strcmp(arg, "mixed") == 0 ? 0
+         : strcmp(arg, "http") == 0  ? 1
+         : strcmp(arg, "busy") == 0  ? 2
+                                     : -1;
+}
+
 /* /sim/...: the test's remote control. */
 static enum MHD_Result handle_control(struct MHD_Connection *c, const char *url,
                                       const char *method) {
@@ -1798,14 +1815,26 @@ static enum MHD_Result handle_control(struct MHD_Connection *c, const char *url,
       snprintf(g.slow_endpoint, sizeof(g.slow_endpoint), "%s", arg_ep != NULL ? arg_ep : "");
       pthread_mutex_unlock(&g.lock);
     }
+  } else if (strcmp(url, "/sim/fail-next") == 0) {
+    const char *arg_n = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "n");
+    long n = 0;
+    int kind = fail_kind_of(arg_kind, 2);
+    if (arg_n == NULL || !parse_long(arg_n, 0, 1000000, &n)) {
+      status = 400;
+      err = "n must be a count";
+    } else if (kind < 0) {
+      status = 400;
+      err = "kind must be http, busy or mixed";
+    } else {
+      pthread_mutex_lock(&g.lock);
+      g.fail_next = n;
+      g.fail_next_kind = kind;
+      pthread_mutex_unlock(&g.lock);
+    }
   } else if (strcmp(url, "/sim/fail-rate") == 0 || strcmp(url, "/sim/frozen-drop-rate") == 0) {
     char *end = NULL;
     double rate = arg_rate ? strtod(arg_rate, &end) : NAN;
-    int kind = arg_kind == NULL                 ? 0
-               : strcmp(arg_kind, "http") == 0  ? 1
-               : strcmp(arg_kind, "busy") == 0  ? 2
-               : strcmp(arg_kind, "mixed") == 0 ? 0
-                                                : -1;
+    int kind = fail_kind_of(arg_kind, 0);
     if (end == NULL || end == arg_rate || *end != '\0' || !(rate >= 0.0 && rate <= 1.0)) {
       status = 400;
       err = "rate must be a number in [0, 1]";
@@ -1980,6 +2009,7 @@ static void usage(FILE *f) {
       "runtime control: POST /sim/silence?meter=M, /sim/unsilence?meter=M,\n"
       "  /sim/overvoltage?meter=M&on=0|1, /sim/relay-fail?meter=M&on=0|1, "
       "/sim/fail-rate?rate=R[&kind=http|busy|mixed],\n"
+      "  /sim/fail-next?n=N[&kind=busy|http|mixed] (the next N plan-creating calls fail),\n"
       "  /sim/frozen-drop-rate?rate=R, /sim/expire-token, /sim/slow?ms=N[&endpoint=NAME]\n"
       "  (every API answer, or NAME's only, N ms late; NAME history: both history endpoints;\n"
       "  logged as slow_ms); GET /sim/stats\n",
