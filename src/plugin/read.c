@@ -352,7 +352,7 @@ static bool hes_read_batch(hes_server_t *s, const hes_meterver_t *v, size_t item
   char what[160];
   snprintf(what, sizeof(what), "%s for %zu meter(s) from %s%s", s->conf->items[item]->name, n,
            first_name,
-           again                       ? " (will retry in this round)"
+           again                       ? " (retry pending)"
            : attempt == HES_READ_RETRY ? " (retried)"
                                        : "");
   if (again)
@@ -403,7 +403,8 @@ static bool hes_read_one(hes_server_t *s, const hes_meterver_t *v, size_t per_it
  * and under a window of failures collectd drops its values from the cache (Timeout) and
  * creates them again when they return: a gap on the graphs and churn in collectd's heap
  * (tests/bench/RESULTS.md, issue 17). A retry starts only when the time its first try took
- * is left before the deadline: a HES that timed out once is not waited on past the round. */
+ * is left before the deadline: a HES that timed out once is not waited on past the round.
+ * (hes_read_round retries nothing when more than half of the round failed.) */
 static void hes_read_retry(hes_server_t *s, const hes_meterver_t *v, size_t per_item, double start,
                            double deadline, size_t failed) {
   double interval = CDTIME_T_TO_DOUBLE(hes_interval(s));
@@ -463,6 +464,15 @@ static void hes_read_round(hes_server_t *s, const hes_meterver_t *v, double star
       s->read_failed[failed++] = (hes_read_failed_t){.batch = b, .took = hes_clock_mono() - sent};
     s->read_cursor = (b + 1) % total;
     done++;
+  }
+  /* Retries are for a HES that fails now and then, not one that is down or overloaded:
+   * when more than half of a round failed, a second request each would only add load. */
+  if (failed > 1 && failed > done / 2) {
+    HES_LOG_LIMITED(&s->log_http, LOG_ERR,
+                    "Server \"%s\": %zu of %zu request(s) failed this round; not retrying them "
+                    "(the HES looks down or overloaded), their meters have no values this round",
+                    s->conf->name, failed, done);
+    return;
   }
   hes_read_retry(s, v, per_item, start, deadline, failed);
 }

@@ -147,7 +147,8 @@ static struct {
   bool fail_alternate;
   int fail_kind;  /* /sim/fail-rate's kind: 0 alternates, 1 HTTP 500 only, 2 "System busy" only */
   long fail_next; /* /sim/fail-next: this many plan-creating calls fail before fail_rate counts */
-  int fail_next_kind; /* as fail_kind */
+  int fail_next_kind;       /* as fail_kind */
+  char fail_next_meter[32]; /* "": any call; else only calls whose devList holds it */
   uint64_t prng;
   unsigned plan_counter;
   dropmap_t drops;
@@ -1273,9 +1274,17 @@ static void do_get_token(req_t *r) {
 }
 
 /* --fail-rate: true when this plan-creating call is to fail (and r says how). */
+static bool holds_meter(const req_t *r, const char *meter) {
+  for (size_t i = 0; r->meters != NULL && i < r->n; i++)
+    if (strcmp(r->meters[i], meter) == 0)
+      return true;
+  return false;
+}
+
 static bool injected_failure(req_t *r) {
   pthread_mutex_lock(&g.lock);
-  bool next = g.fail_next > 0;
+  bool next =
+      g.fail_next > 0 && (g.fail_next_meter[0] == '\0' || holds_meter(r, g.fail_next_meter));
   bool hit = next || (g.fail_rate > 0 && unit_of(splitmix64(&g.prng)) < g.fail_rate);
   bool html = false;
   if (hit) {
@@ -1822,6 +1831,9 @@ static enum MHD_Result handle_control(struct MHD_Connection *c, const char *url,
     if (arg_n == NULL || !parse_long(arg_n, 0, 1000000, &n)) {
       status = 400;
       err = "n must be a count";
+    } else if (meter != NULL && !valid_id(meter)) {
+      status = 400;
+      err = "invalid meter";
     } else if (kind < 0) {
       status = 400;
       err = "kind must be http, busy or mixed";
@@ -1829,6 +1841,7 @@ static enum MHD_Result handle_control(struct MHD_Connection *c, const char *url,
       pthread_mutex_lock(&g.lock);
       g.fail_next = n;
       g.fail_next_kind = kind;
+      snprintf(g.fail_next_meter, sizeof(g.fail_next_meter), "%s", meter != NULL ? meter : "");
       pthread_mutex_unlock(&g.lock);
     }
   } else if (strcmp(url, "/sim/fail-rate") == 0 || strcmp(url, "/sim/frozen-drop-rate") == 0) {
@@ -2009,7 +2022,8 @@ static void usage(FILE *f) {
       "runtime control: POST /sim/silence?meter=M, /sim/unsilence?meter=M,\n"
       "  /sim/overvoltage?meter=M&on=0|1, /sim/relay-fail?meter=M&on=0|1, "
       "/sim/fail-rate?rate=R[&kind=http|busy|mixed],\n"
-      "  /sim/fail-next?n=N[&kind=busy|http|mixed] (the next N plan-creating calls fail),\n"
+      "  /sim/fail-next?n=N[&kind=busy|http|mixed][&meter=M] (the next N plan-creating calls,\n"
+      "  or those of them whose devList holds M, fail),\n"
       "  /sim/frozen-drop-rate?rate=R, /sim/expire-token, /sim/slow?ms=N[&endpoint=NAME]\n"
       "  (every API answer, or NAME's only, N ms late; NAME history: both history endpoints;\n"
       "  logged as slow_ms); GET /sim/stats\n",
