@@ -70,13 +70,13 @@ typedef struct {
   uint64_t suppressed;
 } hes_ratelimit_t;
 
-/* HTTP requests are counted by the session (hes_session_stats). */
 /* A read round's batch whose request failed, to be tried again in the round (read.c). */
 typedef struct {
   size_t batch;
   double took; /* seconds the failed try took */
 } hes_read_failed_t;
 
+/* HTTP requests are counted by the session (hes_session_stats). */
 typedef struct {
   atomic_uint_fast64_t dispatched;
   atomic_uint_fast64_t missing;

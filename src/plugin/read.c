@@ -454,7 +454,7 @@ static void hes_read_round(hes_server_t *s, const hes_meterver_t *v, double star
                       "Server \"%s\": the read round took longer than the Interval; %zu of %zu "
                       "request(s) left for the next round",
                       s->conf->name, total - done, total);
-      break; /* the failures so far are told they will not be retried */
+      break; /* the retries then find no time left, and say so */
     }
     hes_read_pace(s, start, done, total);
     size_t b = s->read_cursor;
