@@ -95,6 +95,7 @@ ok "requests per round = items x ceil(meters / BatchSize), one token"
 awk -F, 'END { exit !($2 > 0) }' "$(csv_file e2e-self total_values-dispatched)" ||
   fail "dispatched is 0"
 [ "$(csv_last e2e-self total_values-rejected)" = 0 ] || fail "values were rejected"
+[ "$(csv_last e2e-self total_requests-retried)" = 0 ] || fail "requests to a healthy HES were retried"
 ok "self-metrics"
 
 # How the HES is doing: the simulator pushes 100 ms after its answer, so every reading's

@@ -82,7 +82,9 @@ check_retried "$from" '"System busy"'
 grep -q '\[warning\].*readSingle: voltageA for 1 meter(s) from .* (retry pending): HES code 500: System busy' "$CD_LOG" ||
   fail "no warning about the request to retry"
 collectd_log_clean
-ok "\"System busy\": both failed requests were retried within the round and their values arrived"
+retried_at_least() { awk -F, -v n="$1" 'END { exit !($2 >= n) }' "$(csv_file retry-self total_requests-retried)"; }
+wait_for 10 retried_at_least 2 || fail "total_requests-retried did not count the 2 retries"
+ok "\"System busy\": both failed requests were retried within the round, their values arrived, total_requests-retried counts them"
 
 # 2. HTTP 500
 from=$(($(wc -l <"$SIM_LOG") + 1))

@@ -83,6 +83,7 @@ typedef struct {
   atomic_uint_fast64_t rejected;
   atomic_uint_fast64_t relay_sent;
   atomic_uint_fast64_t relay_skipped;
+  atomic_uint_fast64_t read_retried; /* readSingle requests sent a second time in a round */
 } hes_counters_t;
 
 /* How the HES is doing (health.c): what the threads record between two rounds. */

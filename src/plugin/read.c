@@ -52,6 +52,8 @@ static void hes_dispatch_self(hes_server_t *s) {
   const hes_plans_stats_t ps = ss.plans;
   hes_dispatch_derive(s, instance, "total_requests", "http", now, ss.http);
   hes_dispatch_derive(s, instance, "total_requests", "http_failed", now, ss.http_failed);
+  hes_dispatch_derive(s, instance, "total_requests", "retried", now,
+                      atomic_load(&s->count.read_retried));
   hes_dispatch_gauge(instance, "gauge", "plans_pending", now, hes_interval(s),
                      (gauge_t)ps.plans_pending);
   hes_dispatch_derive(s, instance, "total_values", "dispatched", now,
@@ -417,6 +419,7 @@ static void hes_read_retry(hes_server_t *s, const hes_meterver_t *v, size_t per_
       skipped++;
       continue;
     }
+    atomic_fetch_add(&s->count.read_retried, 1);
     hes_read_one(s, v, per_item, s->read_failed[k].batch, HES_READ_RETRY);
   }
   if (skipped > 0)
