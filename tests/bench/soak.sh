@@ -305,14 +305,20 @@ sim_cores=$(awk -v a="$sim0" -v b="$sim1" -v s="$secs" -v hz="$HZ" 'BEGIN { prin
 mq_cores=$(awk -v a="$mq0" -v b="$mq1" -v s="$secs" -v hz="$HZ" 'BEGIN { printf "%.3f", (b - a) / hz / s }')
 rate=$(awk -v v="$values" -v s="$secs" 'BEGIN { printf "%.0f", v / s }')
 errors=$(count_lines "$D/collectd.log" '[error]')
-# The injected faults' errors: HTTP 500, "System busy", and the stop phase's failures.
-injected='HES code 500|HTTP 500|Internal Server Error|status 500'
+# The injected faults' errors: HTTP 500, "System busy" (HES code 500), and the stop phase's
+# failures, where every request fails and the plugin says it will not retry them.
+injected='HES code 500|HTTP 500|Internal Server Error|status 500|failed this round; not retrying'
 other_errors=$(grep -F '[error]' "$D/collectd.log" | grep -c -v -E "$injected" || true)
 
 echo
 echo "hes soak, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $METERS meters x $NITEMS items every $INTERVAL s, $DURATION s (warm-up $WARMUP s)"
 echo "  VmRSS: $rss_warm kB after warm-up, highest of the last minute $rss_last kB: growth $rss_growth kB (limit 1024)"
 [ "$WARMUP" -le 120 ] || echo "  VmRSS at 2 minutes: $rss_2min kB (growth from there $((rss_last - rss_2min)) kB: the first cycle's marks included)"
+# Under chaos, the highest VmRSS of each fault cycle after warm-up: a heap that settles
+# repeats its peak, one that grows raises it every cycle.
+[ "$CHAOS" = 1 ] && echo "  VmRSS highest in each ${CHAOS_CYCLE} s fault cycle after warm-up (kB): $(awk -v w="$n_warm" -v e="$n_end" -v c=$((CHAOS_CYCLE / 10)) '
+  NR > w && NR <= e { k = int((NR - w - 1) / c); if ($5 > p[k]) p[k] = $5; if (k > m) m = k }
+  END { for (i = 0; i <= m; i++) printf "%s%d", (i ? " " : ""), p[i] }' "$S")"
 echo "  readings after warm-up: $values in $secs s = $rate/s; collectd CPU $cpu_us us/reading ($cores cores); simulator $sim_cores cores, mosquitto $mq_cores cores"
 echo "  file descriptors: $fds_warm after warm-up, highest of the last minute $fds_end; threads: $threads_warm, $threads_end (series: $(awk '{ printf "%s%d/%d", (NR > 1 ? " " : ""), $2, $3 }' "$D/proc.txt"))"
 [ "$CHAOS" = 1 ] && echo "  chaos: $chaos_restarts broker restarts, $chaos_windows fault windows, $chaos_swaps meter list swaps, tokens of ${CHAOS_TOKEN_LIFETIME:-300} s, billing history answers ${CHAOS_HISTORY_MS:-1500} ms late; [error] lines other than the injected faults': $other_errors"
