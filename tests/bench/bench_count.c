@@ -5,6 +5,7 @@
  *
  *   <monotonic s> <values counted> <utime+stime ticks> <minor faults> <VmRSS kB>
  *   <hes self-metrics: dispatched missing rejected foreign duplicate late>
+ *   [with Heap true: <malloc'd bytes in use, kB> <free bytes inside malloc's heaps, kB>]
  *
  * (the CPU, fault and RSS figures are collectd's own, from /proc/self/stat and
  * /proc/self/statm). It also exports bench_count_total() so that bench_dispatch, loaded
@@ -20,13 +21,19 @@
  *     File "/tmp/x/count.txt"
  *     Period 0.5
  *     Server "soak"       (optional: the self-metrics of this <Server> only; default any)
- *   </Plugin> */
+ *     Heap true           (optional: glibc's mallinfo2, all arenas; it locks each arena
+ *                          and walks its free lists, so not for the CPU benchmarks)
+ *   </Plugin>
+ *
+ * Heap tells growth of live memory (a leak, a queue) from growth of the holes between it
+ * (fragmentation): RSS counts both. */
 #include "config.h"
 
 #include "collectd/core/daemon/collectd.h"
 #include "collectd/core/daemon/plugin.h"
 #include "collectd/core/utils/common/common.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -40,6 +47,7 @@ static double bc_period = 1.0;
 static pthread_t bc_thread;
 static bool bc_thread_started;
 static atomic_bool bc_stop;
+static bool bc_heap;
 
 /* For bench_dispatch (dlsym): values of plugin "hes" counted so far. */
 uint64_t bench_count_total(void);
@@ -132,6 +140,10 @@ static void *bc_sampler(void *arg) {
     fprintf(out, "%.6f %" PRIu64 " %llu %llu %ld", t, count, ticks, minflt, bc_rss_kb());
     for (size_t i = 0; i < BC_SELF; i++)
       fprintf(out, " %" PRIdFAST64, atomic_load(&bc_self[i]));
+    if (bc_heap) {
+      struct mallinfo2 mi = mallinfo2();
+      fprintf(out, " %zu %zu", mi.uordblks / 1024, mi.fordblks / 1024);
+    }
     fputc('\n', out);
     fflush(out);
     next += bc_period;
@@ -158,6 +170,10 @@ static int bc_config(const char *key, const char *value) {
     if (end == value || *end != '\0' || !(d >= 0.01 && d <= 60))
       return -1;
     bc_period = d;
+    return 0;
+  }
+  if (strcasecmp(key, "Heap") == 0) {
+    bc_heap = IS_TRUE(value);
     return 0;
   }
   if (strcasecmp(key, "Server") == 0) {
@@ -195,7 +211,7 @@ static int bc_shutdown(void) {
 
 void module_register(void);
 void module_register(void) {
-  static const char *keys[] = {"File", "Period", "Server"};
+  static const char *keys[] = {"File", "Period", "Server", "Heap"};
   plugin_register_config("bench_count", bc_config, keys, STATIC_ARRAY_SIZE(keys));
   plugin_register_init("bench_count", bc_init);
   plugin_register_write("bench_count", bc_write, NULL);

@@ -13,7 +13,8 @@
 #     the last plans expire, and dispatched = the devList lengths of every readSingle the
 #     simulator answered with 200/200, missing = rejected = 0;
 #   - collectd exits normally.
-# Reported: the RSS series, CPU per reading (collectd's utime+stime over the run after
+# Reported: the RSS series, malloc's live and free bytes (in use: a leak or a queue; free:
+# fragmentation), CPU per reading (collectd's utime+stime over the run after
 # warm-up / readings dispatched meanwhile), the simulator's and mosquitto's CPU.
 # Knobs: SOAK_METERS (10000), SOAK_INTERVAL (10), SOAK_BATCH (1000), SOAK_COLLECTD_ENV (e.g.
 # MALLOC_ARENA_MAX=1 for an experiment), SOAK_GLOBAL (lines for collectd.conf's top level,
@@ -130,6 +131,7 @@ LoadPlugin logfile
   File "$D/count.txt"
   Period 10
   Server "soak"
+  Heap true
 </Plugin>
 LoadPlugin hes
 <Plugin hes>
@@ -314,6 +316,11 @@ echo
 echo "hes soak, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $METERS meters x $NITEMS items every $INTERVAL s, $DURATION s (warm-up $WARMUP s)"
 echo "  VmRSS: $rss_warm kB after warm-up, highest of the last minute $rss_last kB: growth $rss_growth kB (limit 1024)"
 [ "$WARMUP" -le 120 ] || echo "  VmRSS at 2 minutes: $rss_2min kB (growth from there $((rss_last - rss_2min)) kB: the first cycle's marks included)"
+# Live heap and the holes in it (bench_count's Heap, columns 12 and 13): a leak or a queue
+# grows the first, fragmentation the second; VmRSS counts both.
+read -r heap_used_warm heap_free_warm heap_used_end heap_free_end < <(awk -v w="$n_warm" -v e="$n_end" '
+  NR == w { u = $12; f = $13 } NR == e { print u, f, $12, $13 }' "$S")
+echo "  malloc: in use $heap_used_warm kB after warm-up, $heap_used_end kB at the end; free inside its heaps $heap_free_warm kB, $heap_free_end kB (series every 10 s, in use/free: $(awk '{ printf "%s%d/%d", (NR > 1 ? " " : ""), $12, $13 }' "$S"))"
 # Under chaos, the highest VmRSS of each fault cycle after warm-up: a heap that settles
 # repeats its peak, one that grows raises it every cycle.
 [ "$CHAOS" = 1 ] && echo "  VmRSS highest in each ${CHAOS_CYCLE} s fault cycle after warm-up (kB): $(awk -v w="$n_warm" -v e="$n_end" -v c=$((CHAOS_CYCLE / 10)) '
