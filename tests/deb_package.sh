@@ -80,7 +80,8 @@ ok "dpkg-buildpackage -us -uc -b built $(basename "$deb")"
 contents=$(dpkg-deb -c "$deb")
 for f in ./usr/lib/collectd/hes.so ./usr/share/collectd-hes/hes-types.db \
   ./etc/collectd/collectd.conf.d/hes.conf ./usr/share/man/man5/collectd-hes.5.gz \
-  ./usr/share/doc/$PKG/copyright ./usr/share/doc/$PKG/changelog.gz; do
+  ./usr/share/doc/$PKG/copyright ./usr/share/doc/$PKG/changelog.gz \
+  ./lib/systemd/system/collectd.service.d/collectd-hes.conf; do
   grep -q " $f\$" <<<"$contents" || fail "$f is not in the package"
 done
 grep -q '\.la$' <<<"$contents" && fail "a libtool .la file is in the package"
@@ -141,6 +142,10 @@ installed "$PKG" || fail "$PKG not installed"
 [ "$(stat -c '%a %U %G' "$SNIPPET")" = "640 root root" ] ||
   fail "installed snippet is $(stat -c '%a %U %G' "$SNIPPET"), not 640 root root"
 [ -f /usr/lib/collectd/hes.so ] || fail "no /usr/lib/collectd/hes.so"
+# collectd's service gets one malloc arena (conf/systemd/collectd-hes.conf says why).
+DROPIN=/lib/systemd/system/collectd.service.d/collectd-hes.conf
+grep -qx 'Environment=MALLOC_ARENA_MAX=1' "$DROPIN" 2>/dev/null ||
+  fail "no $DROPIN setting MALLOC_ARENA_MAX=1"
 grep -q "^ $SNIPPET " <<<"$(dpkg-query -W -f='${Conffiles}\n' "$PKG")" || fail "no conffile registered"
 dpkg -L "$PKG" >"$WORK/files.list"
 if [ -e /usr/bin/hesctl ]; then
@@ -233,7 +238,9 @@ done
 [ "$(stat -c '%a' "$SNIPPET")" = 640 ] || fail "editing changed the snippet's mode"
 
 : >"$log"
-LIB_OUT=$run/collectd.out run_bg /usr/sbin/collectd -f -C "$conf"
+# with the environment the service gets from the package's drop-in
+# shellcheck disable=SC2046 # NAME=value words
+LIB_OUT=$run/collectd.out run_bg env $(sed -n 's/^Environment=//p' "$DROPIN") /usr/sbin/collectd -f -C "$conf"
 cd_pid=$BG_PID
 wait_for 20 grep -q 'Initialization complete' "$log" || fail "collectd did not start"
 have_values() {

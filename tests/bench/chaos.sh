@@ -7,7 +7,8 @@
 # memory, descriptor and thread criteria, memory counted from the end of the first full cycle
 # of faults (15 minutes; so `chaos.sh 135` is that and 2 hours); every reading the simulator delivered dispatched,
 # counted missing or (a meter that had left) rejected, so nothing twice; no [error] line but
-# the injected faults'. Knobs: soak.sh's, and
+# the injected faults'. collectd runs with the service's environment, as in soak.sh (one
+# malloc arena; SOAK_COLLECTD_ENV= for glibc's defaults). Knobs: soak.sh's, and
 # CHAOS_RESTART, CHAOS_CYCLE, CHAOS_WINDOW, CHAOS_SWAP (seconds), CHAOS_TOKEN_LIFETIME,
 # CHAOS_HISTORY_MS, CHAOS_BILLING_METERS.
 SOAK_CHAOS=1 exec bash "$(dirname "${BASH_SOURCE[0]}")/soak.sh" "$@"

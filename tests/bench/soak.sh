@@ -16,8 +16,10 @@
 # Reported: the RSS series, malloc's live and free bytes (in use: a leak or a queue; free:
 # fragmentation), CPU per reading (collectd's utime+stime over the run after
 # warm-up / readings dispatched meanwhile), the simulator's and mosquitto's CPU.
-# Knobs: SOAK_METERS (10000), SOAK_INTERVAL (10), SOAK_BATCH (1000), SOAK_COLLECTD_ENV (e.g.
-# MALLOC_ARENA_MAX=1 for an experiment), SOAK_GLOBAL (lines for collectd.conf's top level,
+# collectd runs with the environment the Debian package gives its service
+# (conf/systemd/collectd-hes.conf: MALLOC_ARENA_MAX=1, one malloc arena).
+# Knobs: SOAK_METERS (10000), SOAK_INTERVAL (10), SOAK_BATCH (1000), SOAK_COLLECTD_ENV
+# (collectd's environment instead of the service's; empty: glibc's defaults), SOAK_GLOBAL (lines for collectd.conf's top level,
 # e.g. "WriteQueueLimitHigh 100000"), SOAK_HES (lines for the Server block, e.g. "Spread 0"),
 # SOAK_PLUGIN=dispatch (no hes plugin: bench_dispatch dispatches the same values, a round of
 # bursts at the start of every Interval; the baseline for RSS; no balance then).
@@ -173,11 +175,13 @@ if [ "$SOAK_PLUGIN" = dispatch ]; then
 CONF
 fi
 FAIL_LOGS="${FAIL_LOGS:-} $D/collectd.log $D/collectd.out"
+CD_ENV=${SOAK_COLLECTD_ENV-$(sed -n 's/^Environment=//p' "$SRC/conf/systemd/collectd-hes.conf")}
+CD_ENV_SHOWN=${CD_ENV:-none, glibc defaults}
 # shellcheck disable=SC2086 # a list of VAR=value words
-LIB_OUT=$D/collectd.out run_bg env ${SOAK_COLLECTD_ENV:-} "$COLLECTD_BIN" -f -C "$D/collectd.conf"
+LIB_OUT=$D/collectd.out run_bg env $CD_ENV "$COLLECTD_BIN" -f -C "$D/collectd.conf"
 CD_PID=$BG_PID
 wait_for 20 grep -q 'Initialization complete' "$D/collectd.log" || fail "collectd did not start"
-note "soak: $METERS meters x $NITEMS items every $INTERVAL s for $DURATION s (warm-up $WARMUP s)"
+note "soak: $METERS meters x $NITEMS items every $INTERVAL s for $DURATION s (warm-up $WARMUP s); collectd's environment: $CD_ENV_SHOWN"
 
 # ---- chaos (SOAK_CHAOS=1) --------------------------------------------------------------------
 # From collectd's start, every CHAOS_RESTART (300) s the broker is restarted; every
@@ -313,7 +317,7 @@ injected='HES code 500|HTTP 500|Internal Server Error|status 500|failed this rou
 other_errors=$(grep -F '[error]' "$D/collectd.log" | grep -c -v -E "$injected" || true)
 
 echo
-echo "hes soak, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $METERS meters x $NITEMS items every $INTERVAL s, $DURATION s (warm-up $WARMUP s)"
+echo "hes soak, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $METERS meters x $NITEMS items every $INTERVAL s, $DURATION s (warm-up $WARMUP s), collectd's environment: $CD_ENV_SHOWN"
 echo "  VmRSS: $rss_warm kB after warm-up, highest of the last minute $rss_last kB: growth $rss_growth kB (limit 1024)"
 [ "$WARMUP" -le 120 ] || echo "  VmRSS at 2 minutes: $rss_2min kB (growth from there $((rss_last - rss_2min)) kB: the first cycle's marks included)"
 # Live heap and the holes in it (bench_count's Heap, columns 12 and 13): a leak or a queue
