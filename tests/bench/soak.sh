@@ -19,8 +19,9 @@
 # collectd runs with the environment the Debian package gives its service
 # (conf/systemd/collectd-hes.conf: MALLOC_ARENA_MAX=1, one malloc arena).
 # Knobs: SOAK_METERS (10000), SOAK_INTERVAL (10), SOAK_BATCH (1000), SOAK_COLLECTD_ENV
-# (collectd's environment instead of the service's; empty: glibc's defaults), SOAK_GLOBAL (lines for collectd.conf's top level,
-# e.g. "WriteQueueLimitHigh 100000"), SOAK_HES (lines for the Server block, e.g. "Spread 0"),
+# (collectd's environment instead of the service's; empty: glibc's defaults), SOAK_GLOBAL
+# (lines for collectd.conf's top level, e.g. "WriteQueueLimitHigh 100000"), SOAK_HES (lines
+# for the Server block, e.g. "Spread 0"),
 # SOAK_PLUGIN=dispatch (no hes plugin: bench_dispatch dispatches the same values, a round of
 # bursts at the start of every Interval; the baseline for RSS; no balance then).
 # SOAK_CHAOS=1 (tests/bench/chaos.sh) adds faults, see chaos_tick. KEEP_TMP=1 keeps logs.
